@@ -1,0 +1,375 @@
+//! Command-line interface: clap definitions, indicatif progress bars, and calls into the
+//! library. Errors print as one line on stderr and exit with status 1 (2 for bad usage).
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Mutex;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use diffuse::device::{self, DeviceChoice};
+use diffuse::forward::NoiseMode;
+use diffuse::jobs::noise::{self, FrameChoice, NoiseOptions};
+use diffuse::load::{LoadOptions, Size, DEFAULT_MAX_SIDE};
+use diffuse::progress::Progress;
+use diffuse::schedule::{BetaSchedule, NoiseSchedule, ScheduleConfig};
+use diffuse::{fsutil, plot};
+
+#[derive(Parser)]
+#[command(
+    name = "diffuse",
+    version,
+    about = "Diffusion models made visible: watch noise become an image, and an image become noise."
+)]
+struct Cli {
+    /// Hide progress bars and notes.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+
+    /// Where tensors live: auto, cpu, cuda or metal.
+    #[arg(long, global = true, default_value = "auto", value_parser = parse_device)]
+    device: DeviceChoice,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print or plot a noise schedule (β_t, ᾱ_t) exactly as diffusers computes it.
+    Schedule(ScheduleArgs),
+    /// Add noise to a picture along a schedule: frames, a GIF and a contact strip.
+    Noise(NoiseArgs),
+}
+
+fn parse_device(s: &str) -> Result<DeviceChoice, String> {
+    s.parse().map_err(|e: diffuse::Error| e.to_string())
+}
+
+fn parse_schedule(s: &str) -> Result<BetaSchedule, String> {
+    s.parse().map_err(|e: diffuse::Error| e.to_string())
+}
+
+fn parse_size(s: &str) -> Result<Size, String> {
+    s.parse().map_err(|e: diffuse::Error| e.to_string())
+}
+
+/// Schedule flags shared by every command that uses one (diffusers' names and defaults).
+#[derive(Args, Clone)]
+struct ScheduleFlags {
+    /// Number of training timesteps T (diffusers `num_train_timesteps`).
+    #[arg(long, default_value_t = 1000)]
+    train_timesteps: usize,
+    /// β at t = 0 (diffusers `beta_start`).
+    #[arg(long, default_value_t = 0.0001, allow_hyphen_values = true)]
+    beta_start: f64,
+    /// β at t = T-1 (diffusers `beta_end`).
+    #[arg(long, default_value_t = 0.02, allow_hyphen_values = true)]
+    beta_end: f64,
+}
+
+impl ScheduleFlags {
+    fn config(&self, beta_schedule: BetaSchedule) -> ScheduleConfig {
+        ScheduleConfig {
+            beta_schedule,
+            train_timesteps: self.train_timesteps,
+            beta_start: self.beta_start,
+            beta_end: self.beta_end,
+        }
+    }
+}
+
+#[derive(Args)]
+struct ScheduleArgs {
+    /// linear, scaled-linear, cosine, sigmoid, or all (diffusers' names are accepted too).
+    #[arg(long, default_value = "linear")]
+    beta_schedule: String,
+    #[command(flatten)]
+    schedule: ScheduleFlags,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Also draw ᾱ_t and log-SNR against t into this PNG.
+    #[arg(long, value_name = "FILE.png")]
+    plot: Option<PathBuf>,
+    /// Overwrite an existing plot file.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args)]
+struct NoiseArgs {
+    /// The picture to diffuse (PNG, JPEG, GIF, BMP, WebP or TIFF).
+    #[arg(long)]
+    image: PathBuf,
+    /// Output folder; it must be empty or new unless --force.
+    #[arg(long)]
+    out: PathBuf,
+    /// linear, scaled-linear, cosine or sigmoid.
+    #[arg(long, default_value = "linear", value_parser = parse_schedule)]
+    beta_schedule: BetaSchedule,
+    #[command(flatten)]
+    schedule: ScheduleFlags,
+    /// Timesteps to record, comma-separated (e.g. 0,100,250,999); overrides --frames.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        allow_hyphen_values = true,
+        conflicts_with = "frames"
+    )]
+    timesteps: Option<Vec<i64>>,
+    /// Number of frames, evenly spaced from t = 0 to T-1.
+    #[arg(long, default_value_t = noise::DEFAULT_FRAMES)]
+    frames: usize,
+    /// Run the Markov chain q(x_t | x_{t-1}) with fresh noise each step, instead of one ε.
+    #[arg(long)]
+    markov: bool,
+    /// Seed of the noise.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// GIF frames per second.
+    #[arg(long, default_value_t = noise::DEFAULT_FPS)]
+    fps: f64,
+    /// Scale the picture down when a side is longer than this.
+    #[arg(long, default_value_t = DEFAULT_MAX_SIDE)]
+    max_side: u32,
+    /// Resize to exactly WIDTHxHEIGHT.
+    #[arg(long, value_parser = parse_size)]
+    size: Option<Size>,
+    /// Also write trajectory.safetensors (x0, noise, x_t, timesteps).
+    #[arg(long)]
+    save_tensors: bool,
+    /// Write into a non-empty output folder.
+    #[arg(long)]
+    force: bool,
+    /// Print run.json's content on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// indicatif bars on stderr; hidden with --quiet or when stderr is not a terminal.
+struct Bars {
+    quiet: bool,
+    visible: bool,
+    bar: Mutex<Option<ProgressBar>>,
+}
+
+impl Bars {
+    fn new(quiet: bool) -> Self {
+        Self {
+            quiet,
+            visible: !quiet && std::io::stderr().is_terminal(),
+            bar: Mutex::new(None),
+        }
+    }
+}
+
+impl Progress for Bars {
+    fn stage(&self, name: &str, total: u64) {
+        let bar = if self.visible {
+            let b = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{msg:>16} [{bar:30}] {pos}/{len} {elapsed} eta {eta}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            b
+        } else {
+            ProgressBar::hidden()
+        };
+        bar.set_message(name.to_string());
+        *self.bar.lock().expect("bar lock") = Some(bar);
+    }
+
+    fn advance(&self, n: u64) {
+        if let Some(b) = self.bar.lock().expect("bar lock").as_ref() {
+            b.inc(n);
+        }
+    }
+
+    fn note(&self, msg: &str) {
+        if !self.quiet {
+            eprintln!("note: {msg}");
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = self.bar.lock().expect("bar lock").take() {
+            b.finish_and_clear();
+        }
+    }
+}
+
+fn resolve_device(choice: DeviceChoice, bars: &Bars) -> Result<candle_core::Device> {
+    let resolved = device::resolve(choice)?;
+    if let Some(hint) = resolved.hint {
+        bars.note(&hint);
+    }
+    Ok(resolved.device)
+}
+
+fn run_schedule(args: &ScheduleArgs) -> Result<()> {
+    let kinds: Vec<BetaSchedule> = if args.beta_schedule == "all" {
+        BetaSchedule::ALL.to_vec()
+    } else {
+        vec![args.beta_schedule.parse()?]
+    };
+    let schedules = kinds
+        .iter()
+        .map(|&k| NoiseSchedule::new(args.schedule.config(k)))
+        .collect::<diffuse::Result<Vec<_>>>()?;
+    if let Some(path) = &args.plot {
+        fsutil::check_overwrite(path, args.force)?;
+        plot::save_schedule_plot(&schedules, path)?;
+    }
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let objects: Vec<serde_json::Value> = schedules
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "beta_schedule": s.config.beta_schedule.name(),
+                    "train_timesteps": s.len(),
+                    "beta_start": s.config.beta_start,
+                    "beta_end": s.config.beta_end,
+                    "betas": s.betas,
+                    "alphas_cumprod": s.alphas_cumprod,
+                })
+            })
+            .collect();
+        let value = match objects.len() {
+            1 => objects.into_iter().next().expect("one"),
+            _ => serde_json::json!({ "schedules": objects }),
+        };
+        writeln!(out, "{value}")?;
+        return Ok(());
+    }
+    for s in &schedules {
+        let t_total = s.len();
+        writeln!(
+            out,
+            "{} schedule, T = {t_total} (beta_start {}, beta_end {})",
+            s.config.beta_schedule, s.config.beta_start, s.config.beta_end
+        )?;
+        writeln!(
+            out,
+            "{:>6}  {:>12}  {:>12}  {:>10}  {:>10}  {:>9}",
+            "t", "beta_t", "alphabar_t", "sqrt(ab)", "sqrt(1-ab)", "log SNR"
+        )?;
+        let mut rows: Vec<usize> = (0..=10).map(|i| i * (t_total - 1) / 10).collect();
+        rows.dedup();
+        for t in rows {
+            let ab = s.alphas_cumprod[t];
+            writeln!(
+                out,
+                "{t:>6}  {:>12.6e}  {:>12.6e}  {:>10.6}  {:>10.6}  {:>9.3}",
+                s.betas[t],
+                ab,
+                ab.sqrt(),
+                (1.0 - ab).sqrt(),
+                s.log_snr(t)
+            )?;
+        }
+        writeln!(out)?;
+    }
+    if let Some(path) = &args.plot {
+        writeln!(out, "plot written to {}", path.display())?;
+    }
+    Ok(())
+}
+
+fn run_noise(args: &NoiseArgs, device: &candle_core::Device, bars: &Bars) -> Result<()> {
+    let opts = NoiseOptions {
+        image: args.image.clone(),
+        out: args.out.clone(),
+        schedule: args.schedule.config(args.beta_schedule),
+        load: LoadOptions {
+            max_side: args.max_side,
+            size: args.size,
+        },
+        frames: match &args.timesteps {
+            Some(ts) => FrameChoice::List(ts.clone()),
+            None => FrameChoice::Even(args.frames),
+        },
+        mode: if args.markov {
+            NoiseMode::Markov
+        } else {
+            NoiseMode::Shared
+        },
+        seed: args.seed,
+        fps: args.fps,
+        save_tensors: args.save_tensors,
+        force: args.force,
+    };
+    let report = noise::run(&opts, device, bars)?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string(&report)?)?;
+    } else {
+        writeln!(
+            out,
+            "wrote {} frames (t = {}..{}), noising.gif and strip.png to {} in {:.2} s",
+            report.frame_count,
+            report.timesteps.first().copied().unwrap_or(0),
+            report.timesteps.last().copied().unwrap_or(0),
+            report.out.display(),
+            report.timings.total_ms / 1e3
+        )?;
+    }
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let bars = Bars::new(cli.quiet);
+    match &cli.command {
+        Command::Schedule(args) => run_schedule(args),
+        Command::Noise(args) => {
+            let device = resolve_device(cli.device, &bars)?;
+            run_noise(args, &device, &bars).context("diffuse noise")
+        }
+    }
+}
+
+/// Parses the command line, runs it and maps errors to one line and an exit status.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+                || matches!(
+                    e.kind(),
+                    ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+                )
+            {
+                let _ = e.print();
+                return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+            }
+            // One line: clap's first line names the flag and the reason.
+            let rendered = e.render().to_string();
+            let first = rendered
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("error");
+            eprintln!("{first}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::BrokenPipe {
+                    return ExitCode::SUCCESS;
+                }
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! Forward diffusion of one image along a schedule: the frames x_t for chosen timesteps,
+//! either from one shared noise draw (closed form) or from the Markov chain q(x_t | x_{t-1}).
+
+use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::rng::{self, Rng};
+use crate::schedule::NoiseSchedule;
+
+/// How the noise of successive frames relates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NoiseMode {
+    /// One ε for every frame: `x_t = √ᾱ_t·x0 + √(1-ᾱ_t)·ε`, so the same noise grows.
+    Shared,
+    /// Run `x_t = √(1-β_t)·x_{t-1} + √β_t·ε_t` step by step with fresh noise each step.
+    Markov,
+}
+
+/// The frames of a forward-diffusion run, all in model space ([-1, 1] for the clean image).
+pub struct Trajectory {
+    /// The clean image, `[3, H, W]`.
+    pub x0: Tensor,
+    /// The noise ε: the shared draw, or for `Markov` the ε that gives the last frame in
+    /// closed form, `(x_t - √ᾱ_t·x0) / √(1-ᾱ_t)`. `[3, H, W]`.
+    pub noise: Tensor,
+    /// One unclamped frame per timestep, each `[3, H, W]`, in increasing t.
+    pub x_t: Vec<Tensor>,
+    /// The timesteps of `x_t`.
+    pub timesteps: Vec<usize>,
+}
+
+impl Trajectory {
+    /// All frames stacked, `[N, 3, H, W]`.
+    pub fn stacked(&self) -> Result<Tensor> {
+        Ok(Tensor::stack(&self.x_t, 0)?)
+    }
+}
+
+/// `n` timesteps spaced evenly from 0 to T-1 inclusive (rounded), in increasing order.
+pub fn evenly_spaced_timesteps(n: usize, train_timesteps: usize) -> Result<Vec<usize>> {
+    if n == 0 {
+        return Err(Error::invalid("--frames 0: at least one frame is needed"));
+    }
+    if n > train_timesteps {
+        return Err(Error::invalid(format!(
+            "--frames {n} is more than the {train_timesteps} training timesteps"
+        )));
+    }
+    if n == 1 {
+        return Ok(vec![0]);
+    }
+    let last = (train_timesteps - 1) as f64;
+    Ok((0..n)
+        .map(|i| (i as f64 * last / (n - 1) as f64).round() as usize)
+        .collect())
+}
+
+/// Checks user timesteps against the schedule, then sorts them and drops repeats.
+pub fn checked_timesteps(schedule: &NoiseSchedule, raw: &[i64]) -> Result<Vec<usize>> {
+    if raw.is_empty() {
+        return Err(Error::invalid("--timesteps: the list is empty"));
+    }
+    let mut ts = raw
+        .iter()
+        .map(|&t| schedule.check_timestep(t))
+        .collect::<Result<Vec<_>>>()?;
+    ts.sort_unstable();
+    ts.dedup();
+    Ok(ts)
+}
+
+/// Diffuses `x0` (`[3, H, W]`) to each of `timesteps` (sorted, unique).
+///
+/// `on_step` is called after each unit of work with (done, total): frames for `Shared`,
+/// chain steps for `Markov`.
+pub fn diffuse(
+    schedule: &NoiseSchedule,
+    x0: &Tensor,
+    timesteps: &[usize],
+    mode: NoiseMode,
+    rng: &mut Rng,
+    mut on_step: impl FnMut(usize, usize),
+) -> Result<Trajectory> {
+    let device = x0.device();
+    let shape = x0.shape().clone(); // [3, H, W]
+    let x0_b = x0.unsqueeze(0)?; // [1, 3, H, W]
+    let mut x_t = Vec::with_capacity(timesteps.len());
+    let noise = match mode {
+        NoiseMode::Shared => {
+            let eps = rng::randn(rng, shape.clone(), device)?; // [3, H, W]
+            let eps_b = eps.unsqueeze(0)?; // [1, 3, H, W]
+            for (i, &t) in timesteps.iter().enumerate() {
+                let xt = schedule.q_sample(&x0_b, &[t], &eps_b)?; // [1, 3, H, W]
+                x_t.push(xt.squeeze(0)?);
+                on_step(i + 1, timesteps.len());
+            }
+            eps
+        }
+        NoiseMode::Markov => {
+            let t_max = *timesteps.last().expect("timesteps are non-empty");
+            let mut x = x0.clone(); // [3, H, W]
+            let mut wanted = timesteps.iter().peekable();
+            for t in 0..=t_max {
+                let eps = rng::randn(rng, shape.clone(), device)?;
+                x = schedule.q_step(&x, t, &eps)?;
+                if wanted.peek() == Some(&&t) {
+                    x_t.push(x.clone());
+                    wanted.next();
+                }
+                on_step(t + 1, t_max + 1);
+            }
+            let a = schedule.alphas_cumprod[t_max];
+            // ε that reaches the last frame in closed form.
+            ((&x - x0.affine(a.sqrt(), 0.0)?)?.affine(1.0 / (1.0 - a).sqrt(), 0.0))?
+        }
+    };
+    Ok(Trajectory {
+        x0: x0.clone(),
+        noise,
+        x_t,
+        timesteps: timesteps.to_vec(),
+    })
+}

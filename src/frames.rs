@@ -1,0 +1,217 @@
+//! Frame output: model-space tensors to RGB images, labelled contact strips, grids,
+//! parallel PNG writing and looping GIFs.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Tensor};
+use font8x8::UnicodeFonts;
+use image::{ImageEncoder, Rgb, RgbImage};
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::fsutil;
+
+/// Turns a model-space image `[3, H, W]` into 8-bit RGB: clamp to [-1, 1], then (x+1)·127.5.
+pub fn to_rgb8(x: &Tensor) -> Result<RgbImage> {
+    let (c, h, w) = x.dims3()?;
+    if c != 3 {
+        return Err(Error::invalid(format!(
+            "expected an image tensor [3, H, W], got {:?}",
+            x.dims()
+        )));
+    }
+    let hwc = x
+        .to_dtype(DType::F32)?
+        .clamp(-1f32, 1f32)?
+        .permute((1, 2, 0))? // [H, W, 3]
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    let bytes = hwc
+        .into_iter()
+        .map(|v| ((v + 1.0) * 127.5).round() as u8)
+        .collect();
+    Ok(RgbImage::from_raw(w as u32, h as u32, bytes).expect("buffer size matches"))
+}
+
+/// Encodes an image as PNG bytes.
+pub fn png_bytes(img: &RgbImage) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut out)
+        .write_image(
+            img.as_raw(),
+            img.width(),
+            img.height(),
+            image::ExtendedColorType::Rgb8,
+        )
+        .map_err(|e| Error::Encode {
+            path: PathBuf::from("<png>"),
+            reason: e.to_string(),
+        })?;
+    Ok(out)
+}
+
+/// Writes `img` to `path` as PNG, atomically.
+pub fn save_png(img: &RgbImage, path: &Path) -> Result<()> {
+    fsutil::write_atomic(path, &png_bytes(img)?)
+}
+
+/// The name of frame `i`: `frame_0000.png`.
+pub fn frame_name(i: usize) -> String {
+    format!("frame_{i:04}.png")
+}
+
+/// Writes `frames` as `dir/frame_0000.png …` in parallel; `on_done` is called per frame.
+pub fn write_frames(
+    frames: &[RgbImage],
+    dir: &Path,
+    on_done: &(dyn Fn() + Sync),
+) -> Result<Vec<PathBuf>> {
+    fsutil::create_dir(dir)?;
+    frames
+        .par_iter()
+        .enumerate()
+        .map(|(i, img)| {
+            let path = dir.join(frame_name(i));
+            save_png(img, &path)?;
+            on_done();
+            Ok(path)
+        })
+        .collect()
+}
+
+/// GIF quantisation speed (1 best … 30 fastest); 10 is NeuQuant's usual trade-off.
+pub const GIF_SPEED: i32 = 10;
+
+/// Encodes `frames` (all the same size) as a looping GIF at `fps` frames per second.
+/// Palettes are quantised in parallel; the frames are then written in order.
+pub fn gif_bytes(frames: &[RgbImage], fps: f64) -> Result<Vec<u8>> {
+    let encode_err = |reason: String| Error::Encode {
+        path: PathBuf::from("<gif>"),
+        reason,
+    };
+    let first = frames
+        .first()
+        .ok_or_else(|| encode_err("no frames".into()))?;
+    let (w, h) = (first.width(), first.height());
+    if w > u16::MAX as u32 || h > u16::MAX as u32 {
+        return Err(encode_err(format!("{w}x{h} is too large for a GIF")));
+    }
+    if !(fps > 0.0 && fps <= 100.0) {
+        return Err(Error::invalid(format!(
+            "--fps {fps} is out of range (0, 100]"
+        )));
+    }
+    // GIF delays are in hundredths of a second.
+    let delay = (100.0 / fps).round().max(1.0) as u16;
+    let encoded: Vec<gif::Frame<'static>> = frames
+        .par_iter()
+        .map(|img| {
+            let mut f = gif::Frame::from_rgb_speed(w as u16, h as u16, img.as_raw(), GIF_SPEED);
+            f.delay = delay;
+            f
+        })
+        .collect();
+    let mut out = Vec::new();
+    {
+        let mut enc = gif::Encoder::new(&mut out, w as u16, h as u16, &[])
+            .map_err(|e| encode_err(e.to_string()))?;
+        enc.set_repeat(gif::Repeat::Infinite)
+            .map_err(|e| encode_err(e.to_string()))?;
+        for f in &encoded {
+            enc.write_frame(f).map_err(|e| encode_err(e.to_string()))?;
+        }
+    }
+    Ok(out)
+}
+
+/// Up to `n` indices spread evenly over `0..len`, first and last included.
+pub fn evenly_chosen(len: usize, n: usize) -> Vec<usize> {
+    if len == 0 || n == 0 {
+        return Vec::new();
+    }
+    if len <= n {
+        return (0..len).collect();
+    }
+    if n == 1 {
+        return vec![0];
+    }
+    let mut idx: Vec<usize> = (0..n)
+        .map(|i| (i as f64 * (len - 1) as f64 / (n - 1) as f64).round() as usize)
+        .collect();
+    idx.dedup();
+    idx
+}
+
+const WHITE: Rgb<u8> = Rgb([255, 255, 255]);
+const INK: Rgb<u8> = Rgb([20, 20, 20]);
+
+/// Draws `text` with the 8×8 bitmap font, each font pixel a `scale`×`scale` block.
+pub fn draw_text(img: &mut RgbImage, text: &str, x0: u32, y0: u32, scale: u32, color: Rgb<u8>) {
+    for (ci, ch) in text.chars().enumerate() {
+        let glyph = font8x8::BASIC_FONTS.get(ch).unwrap_or([0; 8]);
+        for (row, bits) in glyph.iter().enumerate() {
+            for col in 0..8u32 {
+                if bits & (1 << col) == 0 {
+                    continue;
+                }
+                for dy in 0..scale {
+                    for dx in 0..scale {
+                        let x = x0 + (ci as u32 * 8 + col) * scale + dx;
+                        let y = y0 + row as u32 * scale + dy;
+                        if x < img.width() && y < img.height() {
+                            img.put_pixel(x, y, color);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Width in pixels of `text` in the 8×8 font at `scale`.
+pub fn text_width(text: &str, scale: u32) -> u32 {
+    text.chars().count() as u32 * 8 * scale
+}
+
+/// Lays `images` out on a grid of `cols` columns with `pad` pixels of white between
+/// cells; when `labels` is given, each cell gets its label in a band underneath.
+/// Cells take the size of the largest image.
+pub fn grid(images: &[&RgbImage], cols: usize, pad: u32, labels: Option<&[String]>) -> RgbImage {
+    let cols = cols.max(1);
+    let rows = images.len().div_ceil(cols).max(1);
+    let img_w = images.iter().map(|i| i.width()).max().unwrap_or(1);
+    let img_h = images.iter().map(|i| i.height()).max().unwrap_or(1);
+    // Font scale grows with the image so labels stay readable on large frames.
+    let scale = (img_w / 128).clamp(1, 4);
+    let label_w = labels
+        .map(|ls| ls.iter().map(|l| text_width(l, scale)).max().unwrap_or(0))
+        .unwrap_or(0);
+    let cell_w = img_w.max(label_w + 2);
+    let band = if labels.is_some() { 8 * scale + 4 } else { 0 };
+    let cell_h = img_h + band;
+    let width = cols as u32 * cell_w + (cols as u32 + 1) * pad;
+    let height = rows as u32 * cell_h + (rows as u32 + 1) * pad;
+    let mut out = RgbImage::from_pixel(width, height, WHITE);
+    for (i, img) in images.iter().enumerate() {
+        let (r, c) = ((i / cols) as u32, (i % cols) as u32);
+        let x = pad + c * (cell_w + pad) + (cell_w - img.width()) / 2;
+        let y = pad + r * (cell_h + pad);
+        image::imageops::replace(&mut out, *img, x as i64, y as i64);
+        if let Some(label) = labels.and_then(|ls| ls.get(i)) {
+            let lx = pad + c * (cell_w + pad) + (cell_w - text_width(label, scale)) / 2;
+            draw_text(&mut out, label, lx, y + img_h + 2, scale, INK);
+        }
+    }
+    out
+}
+
+/// A contact strip: about `n` evenly chosen frames left to right, each labelled `t=…`.
+pub fn contact_strip(frames: &[RgbImage], timesteps: &[usize], n: usize) -> RgbImage {
+    let picks = evenly_chosen(frames.len(), n);
+    let images: Vec<&RgbImage> = picks.iter().map(|&i| &frames[i]).collect();
+    let labels: Vec<String> = picks
+        .iter()
+        .map(|&i| format!("t={}", timesteps[i]))
+        .collect();
+    grid(&images, images.len(), 2, Some(&labels))
+}

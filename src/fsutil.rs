@@ -1,0 +1,102 @@
+//! Safe file output: atomic writes (temporary file, then rename) and output-folder checks.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+fn write_err(path: &Path, source: std::io::Error) -> Error {
+    Error::Write {
+        path: PathBuf::from(path),
+        source,
+    }
+}
+
+/// A temporary name next to `path`, unique to this process and file.
+fn temp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+/// Writes through a temporary file in the same folder and renames it over `path`,
+/// so a killed run never leaves a torn file behind.
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut fs::File) -> std::io::Result<()>,
+) -> Result<()> {
+    let tmp = temp_path(path);
+    let result = (|| {
+        let mut f = fs::File::create(&tmp)?;
+        write(&mut f)?;
+        f.flush()?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(write_err(path, e));
+    }
+    Ok(())
+}
+
+/// Lets `write` fill a temporary path (for encoders that want a file name), then renames
+/// it over `path`.
+pub fn write_atomic_via(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let tmp = temp_path(path);
+    if let Err(e) = write(&tmp) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    fs::rename(&tmp, path).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        write_err(path, e)
+    })
+}
+
+/// Writes `bytes` to `path` atomically.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |f| f.write_all(bytes))
+}
+
+/// Makes sure `dir` exists and may be written: refuses a non-empty folder unless `force`.
+pub fn prepare_output_dir(dir: &Path, force: bool) -> Result<()> {
+    match fs::metadata(dir) {
+        Ok(meta) if !meta.is_dir() => {
+            return Err(Error::invalid(format!(
+                "output path '{}' exists and is not a folder",
+                dir.display()
+            )))
+        }
+        Ok(_) => {
+            let mut entries = fs::read_dir(dir).map_err(|e| write_err(dir, e))?;
+            if entries.next().is_some() && !force {
+                return Err(Error::OutputNotEmpty(PathBuf::from(dir)));
+            }
+        }
+        Err(_) => {}
+    }
+    fs::create_dir_all(dir).map_err(|e| Error::Write {
+        path: PathBuf::from(dir),
+        source: e,
+    })
+}
+
+/// Creates `dir` (and parents) if needed.
+pub fn create_dir(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir).map_err(|e| write_err(dir, e))
+}
+
+/// Refuses to replace an existing file unless `force`.
+pub fn check_overwrite(path: &Path, force: bool) -> Result<()> {
+    if path.exists() && !force {
+        return Err(Error::invalid(format!(
+            "'{}' already exists (use --force to overwrite)",
+            path.display()
+        )));
+    }
+    Ok(())
+}

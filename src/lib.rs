@@ -1,0 +1,19 @@
+//! diffuse: diffusion models made visible. Forward noising of any picture, noise schedules
+//! matching Hugging Face diffusers, and the frames, GIFs and strips that show each step.
+//!
+//! The tensor math ([`schedule`], [`forward`]) never prints or touches files; image I/O lives
+//! in [`load`] and [`frames`]; [`jobs`] wires them together for the command line.
+
+pub mod device;
+pub mod error;
+pub mod forward;
+pub mod frames;
+pub mod fsutil;
+pub mod jobs;
+pub mod load;
+pub mod plot;
+pub mod progress;
+pub mod rng;
+pub mod schedule;
+
+pub use error::{Error, Result};

@@ -1,0 +1,205 @@
+//! Reads a user's picture into a model-space tensor `[3, H, W]` in [-1, 1].
+//!
+//! Any format the image crate decodes (PNG 8/16-bit, JPEG, GIF's first frame, BMP, WebP,
+//! TIFF), in gray, gray+alpha, RGB or RGBA. Alpha is composited over white. 8-bit pixels map
+//! as x/127.5 - 1; deeper ones keep their precision (v·2 - 1 for v in [0, 1]).
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use candle_core::{Device, Tensor};
+use image::imageops::FilterType;
+use image::{DynamicImage, ImageReader, Rgb32FImage, RgbImage};
+
+use crate::error::{Error, Result};
+
+/// The default largest side; larger pictures are scaled down.
+pub const DEFAULT_MAX_SIDE: u32 = 1024;
+
+/// The largest side `--size` or `--max-side` may ask for.
+pub const SIZE_LIMIT: u32 = 8192;
+
+/// A forced output size, parsed from `WxH`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size {
+    pub width: u32,
+    pub height: u32,
+}
+
+impl FromStr for Size {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || Error::invalid(format!("--size '{s}' is not WIDTHxHEIGHT, e.g. 64x64"));
+        let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+        let width: u32 = w.trim().parse().map_err(|_| bad())?;
+        let height: u32 = h.trim().parse().map_err(|_| bad())?;
+        if width == 0 || height == 0 {
+            return Err(Error::invalid(format!(
+                "--size {s}: width and height must be at least 1"
+            )));
+        }
+        if width > SIZE_LIMIT || height > SIZE_LIMIT {
+            return Err(Error::invalid(format!(
+                "--size {s}: each side must be at most {SIZE_LIMIT}"
+            )));
+        }
+        Ok(Size { width, height })
+    }
+}
+
+/// How to size the loaded picture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Scale down (keeping the aspect ratio) when a side is longer than this.
+    pub max_side: u32,
+    /// Resize to exactly this size instead.
+    pub size: Option<Size>,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            max_side: DEFAULT_MAX_SIDE,
+            size: None,
+        }
+    }
+}
+
+/// A picture in model space.
+pub struct LoadedImage {
+    /// `[3, H, W]`, values in [-1, 1].
+    pub x0: Tensor,
+    /// (width, height) as stored in the file.
+    pub original_size: (u32, u32),
+    /// (width, height) after resizing.
+    pub size: (u32, u32),
+    /// True when the picture was scaled down to fit `max_side`.
+    pub downscaled: bool,
+}
+
+fn image_err(path: &Path, reason: impl Into<String>) -> Error {
+    Error::Image {
+        path: PathBuf::from(path),
+        reason: reason.into(),
+    }
+}
+
+/// Decodes the file at `path`, with a one-line reason when it cannot.
+pub fn decode(path: &Path) -> Result<DynamicImage> {
+    let meta = std::fs::metadata(path).map_err(|e| image_err(path, e.to_string()))?;
+    if meta.is_dir() {
+        return Err(image_err(path, "it is a directory, not an image file"));
+    }
+    if meta.len() == 0 {
+        return Err(image_err(path, "the file is empty"));
+    }
+    let reader = ImageReader::open(path)
+        .map_err(|e| image_err(path, e.to_string()))?
+        .with_guessed_format()
+        .map_err(|e| image_err(path, e.to_string()))?;
+    if reader.format().is_none() {
+        return Err(image_err(path, "not a recognised image format"));
+    }
+    reader.decode().map_err(|e| {
+        let msg = e.to_string().replace('\n', " ");
+        image_err(path, format!("cannot decode: {msg}"))
+    })
+}
+
+/// Composites alpha over white and drops it, keeping 8-bit images 8-bit.
+fn flatten_over_white(img: DynamicImage) -> DynamicImage {
+    let eight_bit = matches!(
+        img,
+        DynamicImage::ImageLuma8(_)
+            | DynamicImage::ImageLumaA8(_)
+            | DynamicImage::ImageRgb8(_)
+            | DynamicImage::ImageRgba8(_)
+    );
+    if !img.color().has_alpha() {
+        return if eight_bit {
+            DynamicImage::ImageRgb8(img.to_rgb8())
+        } else {
+            DynamicImage::ImageRgb32F(img.to_rgb32f())
+        };
+    }
+    if eight_bit {
+        let rgba = img.to_rgba8();
+        let out = RgbImage::from_fn(rgba.width(), rgba.height(), |x, y| {
+            let p = rgba.get_pixel(x, y).0;
+            let a = p[3] as f32 / 255.0;
+            image::Rgb(std::array::from_fn(|c| {
+                (p[c] as f32 * a + 255.0 * (1.0 - a)).round() as u8
+            }))
+        });
+        DynamicImage::ImageRgb8(out)
+    } else {
+        let rgba = img.to_rgba32f();
+        let out = Rgb32FImage::from_fn(rgba.width(), rgba.height(), |x, y| {
+            let p = rgba.get_pixel(x, y).0;
+            image::Rgb(std::array::from_fn(|c| p[c] * p[3] + (1.0 - p[3])))
+        });
+        DynamicImage::ImageRgb32F(out)
+    }
+}
+
+/// The size to resize to, if any, and whether it is a downscale to fit `max_side`.
+fn target_size(w: u32, h: u32, opts: &LoadOptions) -> Option<(u32, u32, bool)> {
+    if let Some(s) = opts.size {
+        return Some((s.width, s.height, false));
+    }
+    let longest = w.max(h);
+    if longest <= opts.max_side {
+        return None;
+    }
+    let scale = opts.max_side as f64 / longest as f64;
+    let nw = ((w as f64 * scale).round() as u32).max(1);
+    let nh = ((h as f64 * scale).round() as u32).max(1);
+    Some((nw, nh, true))
+}
+
+/// Maps an RGB image to a `[3, H, W]` tensor in [-1, 1].
+pub fn to_model_space(img: &DynamicImage, device: &Device) -> Result<Tensor> {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let mut chw = vec![0f32; 3 * h * w];
+    match img {
+        DynamicImage::ImageRgb8(rgb) => {
+            for (i, p) in rgb.pixels().enumerate() {
+                for c in 0..3 {
+                    chw[c * h * w + i] = p.0[c] as f32 / 127.5 - 1.0;
+                }
+            }
+        }
+        other => {
+            let rgb = other.to_rgb32f();
+            for (i, p) in rgb.pixels().enumerate() {
+                for c in 0..3 {
+                    chw[c * h * w + i] = (p.0[c] * 2.0 - 1.0).clamp(-1.0, 1.0);
+                }
+            }
+        }
+    }
+    Ok(Tensor::from_vec(chw, (3, h, w), device)?)
+}
+
+/// Loads, flattens and sizes the picture at `path` into model space.
+pub fn load_image(path: &Path, opts: &LoadOptions, device: &Device) -> Result<LoadedImage> {
+    if opts.max_side == 0 || opts.max_side > SIZE_LIMIT {
+        return Err(Error::invalid(format!(
+            "--max-side {} is out of range (1..={SIZE_LIMIT})",
+            opts.max_side
+        )));
+    }
+    let img = flatten_over_white(decode(path)?);
+    let (w, h) = (img.width(), img.height());
+    let (img, downscaled) = match target_size(w, h, opts) {
+        Some((nw, nh, down)) => (img.resize_exact(nw, nh, FilterType::Lanczos3), down),
+        None => (img, false),
+    };
+    Ok(LoadedImage {
+        x0: to_model_space(&img, device)?,
+        original_size: (w, h),
+        size: (img.width(), img.height()),
+        downscaled,
+    })
+}
