@@ -14,11 +14,10 @@ pub enum Error {
     Image { path: PathBuf, reason: String },
 
     /// A file or folder could not be written.
-    #[error("cannot write '{path}': {source}")]
+    #[error("cannot write '{path}': {reason}")]
     Write {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        reason: std::io::Error,
     },
 
     /// An output folder already holds files and `--force` was not given.

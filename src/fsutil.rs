@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
-fn write_err(path: &Path, source: std::io::Error) -> Error {
+fn write_err(path: &Path, reason: std::io::Error) -> Error {
     Error::Write {
         path: PathBuf::from(path),
-        source,
+        reason,
     }
 }
 
@@ -79,10 +79,7 @@ pub fn prepare_output_dir(dir: &Path, force: bool) -> Result<()> {
         }
         Err(_) => {}
     }
-    fs::create_dir_all(dir).map_err(|e| Error::Write {
-        path: PathBuf::from(dir),
-        source: e,
-    })
+    fs::create_dir_all(dir).map_err(|e| write_err(dir, e))
 }
 
 /// Creates `dir` (and parents) if needed.

@@ -101,9 +101,9 @@ fn clear_old_frames(dir: &Path) -> Result<()> {
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if name.starts_with("frame_") && name.ends_with(".png") {
-            fs::remove_file(e.path()).map_err(|source| Error::Write {
+            fs::remove_file(e.path()).map_err(|reason| Error::Write {
                 path: e.path(),
-                source,
+                reason,
             })?;
         }
     }
@@ -260,7 +260,7 @@ pub fn save_trajectory(traj: &forward::Trajectory, path: &Path) -> Result<()> {
     fsutil::write_atomic_via(path, |tmp| {
         candle_core::safetensors::save(&tensors, tmp).map_err(|e| Error::Write {
             path: path.to_path_buf(),
-            source: std::io::Error::other(e.to_string()),
+            reason: std::io::Error::other(e.to_string()),
         })
     })
 }
