@@ -11,6 +11,7 @@ pub mod forward;
 pub mod frames;
 pub mod fsutil;
 pub mod jobs;
+pub mod kernels;
 pub mod load;
 pub mod plot;
 pub mod progress;

@@ -1,0 +1,479 @@
+//! conv2d `[B, Cin, H, W] ⊛ [Cout, Cin, k, k] + bias → [B, Cout, Ho, Wo]` as im2col + GEMM,
+//! with a backward pass that is GEMM + col2im too (candle's own backward goes through a naive
+//! `conv_transpose2d`).
+//!
+//! Work is split over the batch when it has at least as many samples as threads, and inside
+//! each GEMM otherwise; per-thread scratch buffers are reused across samples.
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::{sgemm, threads, use_cpu_kernel};
+
+/// Sizes of one convolution.
+#[derive(Debug, Clone, Copy)]
+struct Geom {
+    b: usize,
+    cin: usize,
+    h: usize,
+    w: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    ho: usize,
+    wo: usize,
+}
+
+impl Geom {
+    fn new(x: &Shape, cout: usize, k: usize, stride: usize, pad: usize) -> Result<Self> {
+        let (b, cin, h, w) = x.dims4()?;
+        if h + 2 * pad < k || w + 2 * pad < k || stride == 0 {
+            candle_core::bail!("conv2d: kernel {k} does not fit {h}x{w} with padding {pad}");
+        }
+        let ho = (h + 2 * pad - k) / stride + 1;
+        let wo = (w + 2 * pad - k) / stride + 1;
+        Ok(Self {
+            b,
+            cin,
+            h,
+            w,
+            cout,
+            k,
+            stride,
+            pad,
+            ho,
+            wo,
+        })
+    }
+    /// Rows of the im2col matrix: Cin·k·k.
+    fn kdim(&self) -> usize {
+        self.cin * self.k * self.k
+    }
+    /// Output pixels per channel: Ho·Wo.
+    fn pix(&self) -> usize {
+        self.ho * self.wo
+    }
+    /// A 1×1, stride-1, unpadded conv needs no im2col: the input already is the matrix.
+    fn pointwise(&self) -> bool {
+        self.k == 1 && self.stride == 1 && self.pad == 0
+    }
+    fn x_len(&self) -> usize {
+        self.cin * self.h * self.w
+    }
+    fn y_len(&self) -> usize {
+        self.cout * self.pix()
+    }
+    /// Split over samples when there are enough of them, else inside each GEMM.
+    fn batch_parallel(&self) -> bool {
+        self.b >= threads() && threads() > 1
+    }
+}
+
+/// The range of output columns `ox` whose input column `ox·s + kx - p` is inside `0..w`.
+fn valid_range(g: &Geom, kx: usize) -> (usize, usize) {
+    let (s, p) = (g.stride as isize, g.pad as isize);
+    let off = kx as isize - p;
+    // ox·s + off >= 0  and  ox·s + off <= w - 1
+    let lo = if off >= 0 { 0 } else { (-off + s - 1) / s };
+    let hi = ((g.w as isize - 1 - off) / s + 1).clamp(0, g.wo as isize);
+    (lo.min(hi) as usize, hi as usize)
+}
+
+/// Unfolds one sample `x` `[Cin, H, W]` into `col` `[Cin·k·k, Ho·Wo]`.
+fn im2col(g: &Geom, x: &[f32], col: &mut [f32]) {
+    let (k, s, p) = (g.k, g.stride, g.pad as isize);
+    for ci in 0..g.cin {
+        let plane = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+        for ky in 0..k {
+            for kx in 0..k {
+                let row = (ci * k + ky) * k + kx;
+                let dst = &mut col[row * g.pix()..(row + 1) * g.pix()];
+                let (lo, hi) = valid_range(g, kx);
+                for oy in 0..g.ho {
+                    let d = &mut dst[oy * g.wo..(oy + 1) * g.wo];
+                    let iy = (oy * s + ky) as isize - p;
+                    if iy < 0 || iy >= g.h as isize || lo >= hi {
+                        d.fill(0.0);
+                        continue;
+                    }
+                    let src = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
+                    d[..lo].fill(0.0);
+                    d[hi..].fill(0.0);
+                    let ix0 = (lo * s) as isize + kx as isize - p;
+                    if s == 1 {
+                        d[lo..hi].copy_from_slice(&src[ix0 as usize..ix0 as usize + hi - lo]);
+                    } else {
+                        for (j, v) in d[lo..hi].iter_mut().enumerate() {
+                            *v = src[ix0 as usize + j * s];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Folds `col` `[Cin·k·k, Ho·Wo]` back, adding into `dx` `[Cin, H, W]` (zeroed first).
+fn col2im(g: &Geom, col: &[f32], dx: &mut [f32]) {
+    dx.fill(0.0);
+    let (k, s, p) = (g.k, g.stride, g.pad as isize);
+    for ci in 0..g.cin {
+        let plane = &mut dx[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+        for ky in 0..k {
+            for kx in 0..k {
+                let row = (ci * k + ky) * k + kx;
+                let src = &col[row * g.pix()..(row + 1) * g.pix()];
+                let (lo, hi) = valid_range(g, kx);
+                if lo >= hi {
+                    continue;
+                }
+                for oy in 0..g.ho {
+                    let iy = (oy * s + ky) as isize - p;
+                    if iy < 0 || iy >= g.h as isize {
+                        continue;
+                    }
+                    let d = &mut plane[iy as usize * g.w..(iy as usize + 1) * g.w];
+                    let c = &src[oy * g.wo..(oy + 1) * g.wo];
+                    let ix0 = (lo * s) as isize + kx as isize - p;
+                    if s == 1 {
+                        let d = &mut d[ix0 as usize..ix0 as usize + hi - lo];
+                        for (a, b) in d.iter_mut().zip(&c[lo..hi]) {
+                            *a += b;
+                        }
+                    } else {
+                        for (j, b) in c[lo..hi].iter().enumerate() {
+                            d[ix0 as usize + j * s] += b;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    let data = s.as_slice::<f32>()?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("{what}: expected a contiguous tensor"),
+    }
+}
+
+/// Forward: `y_b = W · im2col(x_b) + bias`.
+struct Conv2dFwd {
+    stride: usize,
+    pad: usize,
+}
+
+impl CustomOp3 for Conv2dFwd {
+    fn name(&self) -> &'static str {
+        "diffuse-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (cout, _, k, _) = wl.shape().dims4()?;
+        let g = Geom::new(xl.shape(), cout, k, self.stride, self.pad)?;
+        let x = slice(xs, xl, "conv2d input")?;
+        let w = slice(ws, wl, "conv2d weight")?;
+        let bias = slice(bs, bl, "conv2d bias")?;
+        let mut y = vec![0f32; g.b * g.y_len()];
+        let one = |xb: &[f32], yb: &mut [f32], col: &mut Vec<f32>, parallel: bool| {
+            for (c, row) in yb.chunks_mut(g.pix()).enumerate() {
+                row.fill(bias[c]);
+            }
+            let src = if g.pointwise() {
+                xb
+            } else {
+                col.resize(g.kdim() * g.pix(), 0.0);
+                im2col(&g, xb, col);
+                col.as_slice()
+            };
+            // [Cout, K] · [K, Ho·Wo] → [Cout, Ho·Wo]
+            unsafe {
+                sgemm(
+                    (g.cout, g.pix(), g.kdim()),
+                    yb.as_mut_ptr(),
+                    (g.pix() as isize, 1),
+                    true,
+                    w.as_ptr(),
+                    (g.kdim() as isize, 1),
+                    src.as_ptr(),
+                    (g.pix() as isize, 1),
+                    parallel,
+                )
+            };
+        };
+        if g.batch_parallel() {
+            y.par_chunks_mut(g.y_len())
+                .zip(x.par_chunks(g.x_len()))
+                .for_each_init(Vec::new, |col, (yb, xb)| one(xb, yb, col, false));
+        } else {
+            let mut col = Vec::new();
+            for (yb, xb) in y.chunks_mut(g.y_len()).zip(x.chunks(g.x_len())) {
+                one(xb, yb, &mut col, true);
+            }
+        }
+        Ok((CpuStorage::F32(y), Shape::from((g.b, g.cout, g.ho, g.wo))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _bias: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let dy = dy.contiguous()?;
+        let (_, _, h, wd) = x.dims4()?;
+        let dx = dy.apply_op2_no_bwd(
+            w,
+            &Conv2dGradInput {
+                stride: self.stride,
+                pad: self.pad,
+                h,
+                w: wd,
+            },
+        )?;
+        let (_, _, k, _) = w.dims4()?;
+        let dw = x.apply_op2_no_bwd(
+            &dy,
+            &Conv2dGradWeight {
+                stride: self.stride,
+                pad: self.pad,
+                k,
+            },
+        )?;
+        let db = dy.apply_op1_no_bwd(&ChannelSum)?;
+        Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
+/// `dx_b = col2im(Wᵀ · dy_b)`.
+struct Conv2dGradInput {
+    stride: usize,
+    pad: usize,
+    h: usize,
+    w: usize,
+}
+
+impl CustomOp2 for Conv2dGradInput {
+    fn name(&self) -> &'static str {
+        "diffuse-conv2d-grad-input"
+    }
+
+    fn cpu_fwd(
+        &self,
+        dys: &CpuStorage,
+        dyl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (cout, cin, k, _) = wl.shape().dims4()?;
+        let (b, _, _, _) = dyl.shape().dims4()?;
+        let xshape = Shape::from((b, cin, self.h, self.w));
+        let g = Geom::new(&xshape, cout, k, self.stride, self.pad)?;
+        let dy = slice(dys, dyl, "conv2d grad")?;
+        let w = slice(ws, wl, "conv2d weight")?;
+        let mut dx = vec![0f32; b * g.x_len()];
+        let one = |dyb: &[f32], dxb: &mut [f32], col: &mut Vec<f32>, parallel: bool| {
+            let pointwise = g.pointwise();
+            if !pointwise {
+                col.resize(g.kdim() * g.pix(), 0.0);
+            }
+            let dst = if pointwise {
+                dxb.as_mut_ptr()
+            } else {
+                col.as_mut_ptr()
+            };
+            // [K, Cout] (Wᵀ) · [Cout, Ho·Wo] → [K, Ho·Wo]
+            unsafe {
+                sgemm(
+                    (g.kdim(), g.pix(), g.cout),
+                    dst,
+                    (g.pix() as isize, 1),
+                    false,
+                    w.as_ptr(),
+                    (1, g.kdim() as isize),
+                    dyb.as_ptr(),
+                    (g.pix() as isize, 1),
+                    parallel,
+                )
+            };
+            if !pointwise {
+                col2im(&g, col, dxb);
+            }
+        };
+        if g.batch_parallel() {
+            dx.par_chunks_mut(g.x_len())
+                .zip(dy.par_chunks(g.y_len()))
+                .for_each_init(Vec::new, |col, (dxb, dyb)| one(dyb, dxb, col, false));
+        } else {
+            let mut col = Vec::new();
+            for (dxb, dyb) in dx.chunks_mut(g.x_len()).zip(dy.chunks(g.y_len())) {
+                one(dyb, dxb, &mut col, true);
+            }
+        }
+        Ok((CpuStorage::F32(dx), xshape))
+    }
+}
+
+/// `dW = Σ_b dy_b · im2col(x_b)ᵀ`, summed per thread and then across threads in a fixed
+/// order, so the result is deterministic for a given thread count.
+struct Conv2dGradWeight {
+    stride: usize,
+    pad: usize,
+    k: usize,
+}
+
+impl CustomOp2 for Conv2dGradWeight {
+    fn name(&self) -> &'static str {
+        "diffuse-conv2d-grad-weight"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        dys: &CpuStorage,
+        dyl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (_, cout, _, _) = dyl.shape().dims4()?;
+        let g = Geom::new(xl.shape(), cout, self.k, self.stride, self.pad)?;
+        let x = slice(xs, xl, "conv2d input")?;
+        let dy = slice(dys, dyl, "conv2d grad")?;
+        let wlen = g.cout * g.kdim();
+        // Accumulates samples `range` into `dw`.
+        let partial = |range: std::ops::Range<usize>, dw: &mut [f32], parallel: bool| {
+            let mut col = Vec::new();
+            for (i, bi) in range.enumerate() {
+                let xb = &x[bi * g.x_len()..(bi + 1) * g.x_len()];
+                let dyb = &dy[bi * g.y_len()..(bi + 1) * g.y_len()];
+                let src = if g.pointwise() {
+                    xb
+                } else {
+                    col.resize(g.kdim() * g.pix(), 0.0);
+                    im2col(&g, xb, &mut col);
+                    col.as_slice()
+                };
+                // [Cout, Ho·Wo] · [Ho·Wo, K] (colᵀ) → [Cout, K]
+                unsafe {
+                    sgemm(
+                        (g.cout, g.kdim(), g.pix()),
+                        dw.as_mut_ptr(),
+                        (g.kdim() as isize, 1),
+                        i > 0,
+                        dyb.as_ptr(),
+                        (g.pix() as isize, 1),
+                        src.as_ptr(),
+                        (1, g.pix() as isize),
+                        parallel,
+                    )
+                };
+            }
+        };
+        let mut dw = vec![0f32; wlen];
+        if g.batch_parallel() {
+            let n = threads().min(g.b);
+            let chunk = g.b.div_ceil(n);
+            let mut parts = vec![0f32; n * wlen];
+            parts
+                .par_chunks_mut(wlen)
+                .enumerate()
+                .for_each(|(t, part)| {
+                    let lo = (t * chunk).min(g.b);
+                    let hi = ((t + 1) * chunk).min(g.b);
+                    if lo < hi {
+                        partial(lo..hi, part, false);
+                    }
+                });
+            for part in parts.chunks(wlen) {
+                for (a, b) in dw.iter_mut().zip(part) {
+                    *a += b;
+                }
+            }
+        } else {
+            partial(0..g.b, &mut dw, true);
+        }
+        Ok((CpuStorage::F32(dw), Shape::from((g.cout, g.cin, g.k, g.k))))
+    }
+}
+
+/// `[B, C, ...] → [C]`: the sum over every axis but the channel one (the bias gradient).
+pub(crate) struct ChannelSum;
+
+impl CustomOp1 for ChannelSum {
+    fn name(&self) -> &'static str {
+        "diffuse-channel-sum"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let dims = l.shape().dims();
+        let (b, c) = (dims[0], dims[1]);
+        let inner: usize = dims[2..].iter().product();
+        let x = slice(s, l, "channel sum")?;
+        let mut out = vec![0f32; c];
+        for bi in 0..b {
+            for (ci, o) in out.iter_mut().enumerate() {
+                let start = (bi * c + ci) * inner;
+                *o += x[start..start + inner].iter().sum::<f32>();
+            }
+        }
+        Ok((CpuStorage::F32(out), Shape::from(c)))
+    }
+}
+
+/// 2D convolution with a square kernel, `stride` and zero `padding` on every side.
+///
+/// `x` `[B, Cin, H, W]`, `w` `[Cout, Cin, k, k]`, `bias` `[Cout]` → `[B, Cout, Ho, Wo]`.
+pub fn conv2d(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    stride: usize,
+    padding: usize,
+) -> Result<Tensor> {
+    if use_cpu_kernel(&[x, w]) && bias.is_none_or(|b| use_cpu_kernel(&[b])) {
+        let zeros;
+        let bias = match bias {
+            Some(b) => b,
+            None => {
+                zeros = Tensor::zeros(w.dim(0)?, w.dtype(), w.device())?;
+                &zeros
+            }
+        };
+        return x.contiguous()?.apply_op3(
+            &w.contiguous()?,
+            &bias.contiguous()?,
+            Conv2dFwd {
+                stride,
+                pad: padding,
+            },
+        );
+    }
+    conv2d_reference(x, w, bias, stride, padding)
+}
+
+/// candle's own conv2d (+ bias): the fallback on GPUs and the reference in tests.
+pub fn conv2d_reference(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    stride: usize,
+    padding: usize,
+) -> Result<Tensor> {
+    let y = x.conv2d(w, padding, stride, 1, 1)?;
+    match bias {
+        Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),
+        None => Ok(y),
+    }
+}

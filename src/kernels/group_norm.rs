@@ -1,0 +1,318 @@
+//! GroupNorm, optionally fused with SiLU: `y = silu(γ·(x-μ_g)/σ_g + β)` over
+//! `[B, C, ...]` with G groups of C/G consecutive channels. One pass forward, two backward
+//! (input gradient; γ and β gradients), instead of candle's dozen elementwise ops.
+
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::use_cpu_kernel;
+
+/// Statistics of one group: (mean, 1/√(var + eps)).
+fn stats(x: &[f32], eps: f64) -> (f32, f32) {
+    let n = x.len() as f64;
+    let mean = x.iter().map(|&v| v as f64).sum::<f64>() / n;
+    let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+    (mean as f32, (1.0 / (var + eps).sqrt()) as f32)
+}
+
+fn sigmoid(z: f32) -> f32 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Dims {
+    c: usize,
+    inner: usize,
+    groups: usize,
+}
+
+impl Dims {
+    fn new(shape: &Shape, groups: usize) -> Result<Self> {
+        let d = shape.dims();
+        if d.len() < 2 || groups == 0 || d[1] % groups != 0 {
+            candle_core::bail!(
+                "group_norm: {groups} groups do not divide the channels of {shape:?}"
+            );
+        }
+        Ok(Self {
+            c: d[1],
+            inner: d[2..].iter().product(),
+            groups,
+        })
+    }
+    fn cpg(&self) -> usize {
+        self.c / self.groups
+    }
+    fn group_len(&self) -> usize {
+        self.cpg() * self.inner
+    }
+}
+
+fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+    let data = s.as_slice::<f32>()?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("group_norm: expected a contiguous tensor"),
+    }
+}
+
+/// Forward: inputs `x` and `gb` = stack(γ, β) `[2, C]`.
+struct GroupNormFwd {
+    groups: usize,
+    eps: f64,
+    silu: bool,
+}
+
+impl CustomOp2 for GroupNormFwd {
+    fn name(&self) -> &'static str {
+        "diffuse-group-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let d = Dims::new(xl.shape(), self.groups)?;
+        let x = slice(xs, xl)?;
+        let gb = slice(gs, gl)?;
+        let (gamma, beta) = gb.split_at(d.c);
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(d.group_len())
+            .zip(x.par_chunks(d.group_len()))
+            .enumerate()
+            .for_each(|(i, (yg, xg))| {
+                let (mean, rstd) = stats(xg, self.eps);
+                let c0 = (i % d.groups) * d.cpg();
+                for (j, (yc, xc)) in yg.chunks_mut(d.inner).zip(xg.chunks(d.inner)).enumerate() {
+                    let scale = gamma[c0 + j] * rstd;
+                    let shift = beta[c0 + j] - mean * scale;
+                    if self.silu {
+                        for (o, &v) in yc.iter_mut().zip(xc) {
+                            let z = v * scale + shift;
+                            *o = z * sigmoid(z);
+                        }
+                    } else {
+                        for (o, &v) in yc.iter_mut().zip(xc) {
+                            *o = v * scale + shift;
+                        }
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(y), xl.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gb: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let dy = dy.contiguous()?;
+        let op = GroupNormBwd {
+            groups: self.groups,
+            eps: self.eps,
+            silu: self.silu,
+        };
+        let dx = x.apply_op3_no_bwd(gb, &dy, &GroupNormGradX(op))?;
+        let dgb = x.apply_op3_no_bwd(gb, &dy, &GroupNormGradAffine(op))?;
+        Ok((Some(dx), Some(dgb)))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct GroupNormBwd {
+    groups: usize,
+    eps: f64,
+    silu: bool,
+}
+
+impl GroupNormBwd {
+    /// For one group: fills `dz` with ∂L/∂z (z = γ·x̂ + β) and `xhat` with x̂; returns rstd.
+    #[allow(clippy::too_many_arguments)]
+    fn group(
+        &self,
+        d: &Dims,
+        c0: usize,
+        xg: &[f32],
+        dyg: &[f32],
+        gamma: &[f32],
+        beta: &[f32],
+        xhat: &mut [f32],
+        dz: &mut [f32],
+    ) -> f32 {
+        let (mean, rstd) = stats(xg, self.eps);
+        for j in 0..d.cpg() {
+            let (g, b) = (gamma[c0 + j], beta[c0 + j]);
+            let r = j * d.inner..(j + 1) * d.inner;
+            for i in r {
+                let xh = (xg[i] - mean) * rstd;
+                xhat[i] = xh;
+                dz[i] = if self.silu {
+                    let z = g * xh + b;
+                    let s = sigmoid(z);
+                    dyg[i] * (s * (1.0 + z * (1.0 - s)))
+                } else {
+                    dyg[i]
+                };
+            }
+        }
+        rstd
+    }
+}
+
+/// ∂L/∂x = rstd·(γ·dz - mean(γ·dz) - x̂·mean(γ·dz·x̂)), means over the group.
+struct GroupNormGradX(GroupNormBwd);
+
+impl CustomOp3 for GroupNormGradX {
+    fn name(&self) -> &'static str {
+        "diffuse-group-norm-grad-x"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+        dys: &CpuStorage,
+        dyl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let op = self.0;
+        let d = Dims::new(xl.shape(), op.groups)?;
+        let (x, gb, dy) = (slice(xs, xl)?, slice(gs, gl)?, slice(dys, dyl)?);
+        let (gamma, beta) = gb.split_at(d.c);
+        let mut dx = vec![0f32; x.len()];
+        dx.par_chunks_mut(d.group_len())
+            .zip(
+                x.par_chunks(d.group_len())
+                    .zip(dy.par_chunks(d.group_len())),
+            )
+            .enumerate()
+            .for_each_init(
+                || (vec![0f32; d.group_len()], vec![0f32; d.group_len()]),
+                |(xhat, dz), (i, (dxg, (xg, dyg)))| {
+                    let c0 = (i % d.groups) * d.cpg();
+                    let rstd = op.group(&d, c0, xg, dyg, gamma, beta, xhat, dz);
+                    // dz becomes γ·dz, the gradient of x̂.
+                    let (mut m1, mut m2) = (0f64, 0f64);
+                    for j in 0..d.cpg() {
+                        let g = gamma[c0 + j];
+                        for i in j * d.inner..(j + 1) * d.inner {
+                            dz[i] *= g;
+                            m1 += dz[i] as f64;
+                            m2 += (dz[i] * xhat[i]) as f64;
+                        }
+                    }
+                    let n = d.group_len() as f64;
+                    let (m1, m2) = ((m1 / n) as f32, (m2 / n) as f32);
+                    for ((o, &g), &xh) in dxg.iter_mut().zip(dz.iter()).zip(xhat.iter()) {
+                        *o = rstd * (g - m1 - xh * m2);
+                    }
+                },
+            );
+        Ok((CpuStorage::F32(dx), xl.shape().clone()))
+    }
+}
+
+/// ∂L/∂γ = Σ dz·x̂ and ∂L/∂β = Σ dz per channel, as `[2, C]`.
+struct GroupNormGradAffine(GroupNormBwd);
+
+impl CustomOp3 for GroupNormGradAffine {
+    fn name(&self) -> &'static str {
+        "diffuse-group-norm-grad-affine"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+        dys: &CpuStorage,
+        dyl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let op = self.0;
+        let d = Dims::new(xl.shape(), op.groups)?;
+        let (x, gb, dy) = (slice(xs, xl)?, slice(gs, gl)?, slice(dys, dyl)?);
+        let (gamma, beta) = gb.split_at(d.c);
+        // Per group of each sample: its channels' (Σ dz·x̂, Σ dz); summed in sample order.
+        let per_group: Vec<Vec<(f64, f64)>> = x
+            .par_chunks(d.group_len())
+            .zip(dy.par_chunks(d.group_len()))
+            .enumerate()
+            .map_init(
+                || (vec![0f32; d.group_len()], vec![0f32; d.group_len()]),
+                |(xhat, dz), (i, (xg, dyg))| {
+                    let c0 = (i % d.groups) * d.cpg();
+                    op.group(&d, c0, xg, dyg, gamma, beta, xhat, dz);
+                    (0..d.cpg())
+                        .map(|j| {
+                            let r = j * d.inner..(j + 1) * d.inner;
+                            let dg: f64 = dz[r.clone()]
+                                .iter()
+                                .zip(&xhat[r.clone()])
+                                .map(|(a, b)| (a * b) as f64)
+                                .sum();
+                            let db: f64 = dz[r].iter().map(|&a| a as f64).sum();
+                            (dg, db)
+                        })
+                        .collect()
+                },
+            )
+            .collect();
+        let mut out = vec![0f64; 2 * d.c];
+        for (i, chans) in per_group.iter().enumerate() {
+            let c0 = (i % d.groups) * d.cpg();
+            for (j, (dg, db)) in chans.iter().enumerate() {
+                out[c0 + j] += dg;
+                out[d.c + c0 + j] += db;
+            }
+        }
+        Ok((
+            CpuStorage::F32(out.into_iter().map(|v| v as f32).collect()),
+            Shape::from((2, d.c)),
+        ))
+    }
+}
+
+/// GroupNorm over `[B, C, ...]` with `groups` groups, affine `gamma`/`beta` `[C]`, then SiLU
+/// when `silu`.
+pub fn group_norm(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    groups: usize,
+    eps: f64,
+    silu: bool,
+) -> Result<Tensor> {
+    if use_cpu_kernel(&[x, gamma, beta]) {
+        let gb = Tensor::stack(&[gamma, beta], 0)?; // [2, C]
+        return x
+            .contiguous()?
+            .apply_op2(&gb, GroupNormFwd { groups, eps, silu });
+    }
+    group_norm_reference(x, gamma, beta, groups, eps, silu)
+}
+
+/// candle-nn's GroupNorm (+ SiLU): the fallback on GPUs and the reference in tests.
+pub fn group_norm_reference(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    groups: usize,
+    eps: f64,
+    silu: bool,
+) -> Result<Tensor> {
+    let c = x.dim(1)?;
+    let gn = candle_nn::GroupNorm::new(gamma.clone(), beta.clone(), c, groups, eps)?;
+    let y = candle_core::Module::forward(&gn, x)?;
+    if silu {
+        candle_nn::ops::silu(&y)
+    } else {
+        Ok(y)
+    }
+}

@@ -1,0 +1,61 @@
+//! Fast CPU kernels as candle custom ops, each with a backward pass: conv2d through
+//! im2col/col2im and GEMM, GroupNorm fused with SiLU, and 2× nearest upsampling.
+//!
+//! Every public function here takes and returns candle tensors. On the CPU with f32 data it
+//! runs the custom op; on CUDA or Metal (or other dtypes) it falls back to candle's own ops,
+//! so GPU paths keep working. `tests/kernels.rs` checks values and gradients against the
+//! reference compositions.
+
+pub mod conv;
+pub mod group_norm;
+pub mod upsample;
+
+pub use conv::conv2d;
+pub use group_norm::group_norm;
+pub use upsample::upsample_nearest2x;
+
+use candle_core::{DType, Device, Tensor};
+use gemm::Parallelism;
+
+/// True when the custom CPU kernels apply to these tensors.
+pub(crate) fn use_cpu_kernel(ts: &[&Tensor]) -> bool {
+    ts.iter()
+        .all(|t| matches!(t.device(), Device::Cpu) && t.dtype() == DType::F32)
+}
+
+/// Rayon's thread count, which every kernel splits its work over.
+pub(crate) fn threads() -> usize {
+    rayon::current_num_threads().max(1)
+}
+
+/// `c[m×n] (+)= a[m×k] · b[k×n]` for row-major-or-strided f32 matrices.
+///
+/// Strides are (row stride, column stride) in elements. With `accumulate` the product is
+/// added to `c`; otherwise `c` is overwritten.
+///
+/// # Safety
+/// Each pointer must address a matrix of the given size and strides, and `c` must not alias
+/// `a` or `b`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn sgemm(
+    (m, n, k): (usize, usize, usize),
+    c: *mut f32,
+    (c_rs, c_cs): (isize, isize),
+    accumulate: bool,
+    a: *const f32,
+    (a_rs, a_cs): (isize, isize),
+    b: *const f32,
+    (b_rs, b_cs): (isize, isize),
+    parallel: bool,
+) {
+    let par = if parallel && threads() > 1 {
+        Parallelism::Rayon(threads())
+    } else {
+        Parallelism::None
+    };
+    // gemm's convention: dst = alpha·dst + beta·lhs·rhs, reading dst only when asked.
+    gemm::gemm(
+        m, n, k, c, c_cs, c_rs, accumulate, a, a_cs, a_rs, b, b_cs, b_rs, 1.0f32, 1.0f32, false,
+        false, false, par,
+    );
+}
