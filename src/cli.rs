@@ -16,7 +16,7 @@ use diffuse::jobs::noise::{self, FrameChoice, NoiseOptions};
 use diffuse::load::{LoadOptions, Size, DEFAULT_MAX_SIDE};
 use diffuse::progress::Progress;
 use diffuse::schedule::{BetaSchedule, NoiseSchedule, ScheduleConfig};
-use diffuse::{fsutil, plot};
+use diffuse::{bench, fsutil, plot};
 
 #[derive(Parser)]
 #[command(
@@ -43,6 +43,27 @@ enum Command {
     Schedule(ScheduleArgs),
     /// Add noise to a picture along a schedule: frames, a GIF and a contact strip.
     Noise(NoiseArgs),
+    /// Measure the cost of diffusion steps: forward noising, frame output, the denoiser.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Only the denoiser: forward latency per batch size and the training step.
+    #[arg(long)]
+    model_only: bool,
+    /// Fewer runs per figure, for a fast look.
+    #[arg(long)]
+    quick: bool,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    json: bool,
+    /// Width of the benchmarked UNet's first level.
+    #[arg(long, default_value_t = diffuse::unet::UNetConfig::default().base_channels)]
+    base_channels: usize,
+    /// Write weights, config and a fixed input/output pair for benches/pytorch_reference.py.
+    #[arg(long, value_name = "DIR")]
+    export_parity: Option<PathBuf>,
 }
 
 fn parse_device(s: &str) -> Result<DeviceChoice, String> {
@@ -324,6 +345,89 @@ fn run_noise(args: &NoiseArgs, device: &candle_core::Device, bars: &Bars) -> Res
     Ok(())
 }
 
+fn run_bench(args: &BenchArgs, device: &candle_core::Device, bars: &Bars) -> Result<()> {
+    let config = diffuse::unet::UNetConfig {
+        base_channels: args.base_channels,
+        ..Default::default()
+    };
+    if let Some(dir) = &args.export_parity {
+        bench::export_parity(&config, dir)?;
+        bars.note(&format!("parity files written to {}", dir.display()));
+    }
+    let mut out = std::io::stdout().lock();
+    let mut json = serde_json::Map::new();
+    json.insert("diffuse_version".into(), env!("CARGO_PKG_VERSION").into());
+    json.insert("features".into(), device::compiled_features().into());
+    if !args.model_only {
+        let forward = bench::bench_forward(args.quick, bars)?;
+        if args.json {
+            json.insert("forward_noising".into(), serde_json::to_value(&forward)?);
+        } else {
+            writeln!(out, "forward noising and frame output")?;
+            for row in &forward {
+                writeln!(
+                    out,
+                    "  {:<34} {:>10.3} ms  (min {:.3}, max {:.3})  {:>10.1} {}/s",
+                    row.name,
+                    row.timing.median_ms,
+                    row.timing.min_ms,
+                    row.timing.max_ms,
+                    row.per_second,
+                    row.unit
+                )?;
+            }
+            writeln!(out)?;
+        }
+    }
+    let opts = bench::ModelBenchOptions {
+        config,
+        runs: if args.quick { 3 } else { 7 },
+        ..Default::default()
+    };
+    let report = bench::bench_model(&opts, device, bars)?;
+    if args.json {
+        json.insert("model".into(), serde_json::to_value(&report)?);
+        writeln!(out, "{}", serde_json::Value::Object(json))?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "denoiser: {} parameters, {:.3} GFLOP per image, {} threads on {}, GEMM peak {:.1} GFLOP/s",
+        report.parameters,
+        report.gflop_per_image,
+        report.threads,
+        report.device,
+        report.peak_gflops
+    )?;
+    writeln!(
+        out,
+        "  {:<22} {:>10} {:>18} {:>10} {:>8}",
+        "", "median ms", "min..max ms", "GFLOP/s", "of peak"
+    )?;
+    for r in &report.forward {
+        writeln!(
+            out,
+            "  {:<22} {:>10.1} {:>18} {:>10.1} {:>7.0}%",
+            format!("forward, batch {}", r.batch),
+            r.timing.median_ms,
+            format!("{:.1}..{:.1}", r.timing.min_ms, r.timing.max_ms),
+            r.gflops,
+            100.0 * r.peak_fraction
+        )?;
+    }
+    let r = &report.train;
+    writeln!(
+        out,
+        "  {:<22} {:>10.1} {:>18} {:>10.1} {:>7.0}%",
+        format!("train step, batch {}", r.batch),
+        r.timing.median_ms,
+        format!("{:.1}..{:.1}", r.timing.min_ms, r.timing.max_ms),
+        r.gflops,
+        100.0 * r.peak_fraction
+    )?;
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<()> {
     let bars = Bars::new(cli.quiet);
     match &cli.command {
@@ -331,6 +435,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Noise(args) => {
             let device = resolve_device(cli.device, &bars)?;
             run_noise(args, &device, &bars).context("diffuse noise")
+        }
+        Command::Bench(args) => {
+            let device = resolve_device(cli.device, &bars)?;
+            run_bench(args, &device, &bars).context("diffuse bench")
         }
     }
 }

@@ -13,9 +13,11 @@ pub mod fsutil;
 pub mod jobs;
 pub mod kernels;
 pub mod load;
+pub mod params;
 pub mod plot;
 pub mod progress;
 pub mod rng;
 pub mod schedule;
+pub mod unet;
 
 pub use error::{Error, Result};

@@ -37,7 +37,7 @@ pub(crate) fn threads() -> usize {
 /// Each pointer must address a matrix of the given size and strides, and `c` must not alias
 /// `a` or `b`.
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn sgemm(
+pub unsafe fn sgemm(
     (m, n, k): (usize, usize, usize),
     c: *mut f32,
     (c_rs, c_cs): (isize, isize),

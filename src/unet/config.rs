@@ -1,0 +1,205 @@
+//! The UNet's configuration: serde-serialisable, stored with the weights, and the source of
+//! the analytic FLOP count.
+
+use serde::{Deserialize, Serialize};
+
+/// What the network predicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Prediction {
+    /// ε, the noise that was added (diffusers `epsilon`).
+    #[default]
+    Epsilon,
+    /// v = √ᾱ·ε − √(1−ᾱ)·x0 (diffusers `v_prediction`).
+    VPrediction,
+}
+
+/// One slot of the prompt, e.g. the colour word; each slot also has a learned null token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Slot {
+    /// The slot's name, e.g. `colour`.
+    pub name: String,
+    /// The words the slot accepts; word i has token id i, and the null token is `words.len()`.
+    pub words: Vec<String>,
+}
+
+impl Slot {
+    /// The token id that means "this slot left out".
+    pub fn null_id(&self) -> u32 {
+        self.words.len() as u32
+    }
+}
+
+/// The prompt vocabulary: one embedding table per slot, summed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vocabulary {
+    pub slots: Vec<Slot>,
+}
+
+impl Vocabulary {
+    /// The shapes dataset's vocabulary: six colours and six shapes.
+    pub fn shapes() -> Self {
+        let words = |ws: &[&str]| ws.iter().map(|w| w.to_string()).collect();
+        Self {
+            slots: vec![
+                Slot {
+                    name: "colour".into(),
+                    words: words(&["red", "orange", "yellow", "green", "blue", "purple"]),
+                },
+                Slot {
+                    name: "shape".into(),
+                    words: words(&["circle", "square", "triangle", "diamond", "cross", "star"]),
+                },
+            ],
+        }
+    }
+
+    /// Token ids that leave every slot out (the unconditional prompt).
+    pub fn null_ids(&self) -> Vec<u32> {
+        self.slots.iter().map(Slot::null_id).collect()
+    }
+}
+
+/// The denoiser's shape. Defaults give a 1.9M-parameter network for 3×32×32 images.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UNetConfig {
+    /// Side of the square images, in pixels.
+    pub image_size: usize,
+    /// Image channels (3 for RGB).
+    pub in_channels: usize,
+    /// Channels of the first level; level l has `base_channels · channel_mult[l]`.
+    pub base_channels: usize,
+    /// Channel multiplier per resolution level; each level after the first halves the size.
+    pub channel_mult: Vec<usize>,
+    /// ResBlocks per level on the way down (the way up has one more, for the extra skip).
+    pub num_res_blocks: usize,
+    /// Resolutions (in pixels) whose blocks get self-attention; the middle block always does.
+    pub attention_resolutions: Vec<usize>,
+    /// GroupNorm groups.
+    pub groups: usize,
+    /// Attention heads.
+    pub num_heads: usize,
+    /// ε- or v-prediction.
+    pub prediction: Prediction,
+    /// The prompt vocabulary.
+    pub vocab: Vocabulary,
+}
+
+impl Default for UNetConfig {
+    fn default() -> Self {
+        Self {
+            image_size: 32,
+            in_channels: 3,
+            base_channels: 64,
+            channel_mult: vec![1, 2, 2],
+            num_res_blocks: 1,
+            attention_resolutions: vec![8],
+            groups: 8,
+            num_heads: 4,
+            prediction: Prediction::Epsilon,
+            vocab: Vocabulary::shapes(),
+        }
+    }
+}
+
+impl UNetConfig {
+    /// Width of the time (and condition) embedding: 4 × base channels.
+    pub fn temb_dim(&self) -> usize {
+        4 * self.base_channels
+    }
+
+    /// Checks the sizes fit together.
+    pub fn validate(&self) -> Result<(), String> {
+        let levels = self.channel_mult.len();
+        if levels == 0 || self.base_channels == 0 || self.in_channels == 0 {
+            return Err(
+                "unet config: channel_mult, base_channels and in_channels must be non-zero".into(),
+            );
+        }
+        if self.image_size % (1 << (levels - 1)) != 0 {
+            return Err(format!(
+                "unet config: image_size {} is not divisible by 2^{}",
+                self.image_size,
+                levels - 1
+            ));
+        }
+        for m in &self.channel_mult {
+            let c = self.base_channels * m;
+            if self.groups == 0 || c % self.groups != 0 || c % self.num_heads.max(1) != 0 {
+                return Err(format!(
+                    "unet config: {c} channels do not divide into {} groups and {} heads",
+                    self.groups, self.num_heads
+                ));
+            }
+        }
+        if self.base_channels % self.groups != 0 {
+            return Err("unet config: base_channels must be a multiple of groups".into());
+        }
+        Ok(())
+    }
+
+    /// Multiply-adds ×2 of one forward pass for one image: convolutions, linear layers and
+    /// attention matmuls (normalisation and elementwise work are not counted).
+    pub fn flops_per_image(&self) -> f64 {
+        let mut f = 0.0;
+        let conv = |cin: usize, cout: usize, k: usize, px: usize| {
+            2.0 * (cin * cout * k * k * px * px) as f64
+        };
+        let temb = self.temb_dim();
+        let c0 = self.base_channels;
+        f += 2.0 * (c0 * temb + temb * temb) as f64; // time MLP
+        let res = |cin: usize, cout: usize, px: usize| {
+            conv(cin, cout, 3, px)
+                + conv(cout, cout, 3, px)
+                + 2.0 * (temb * cout) as f64
+                + if cin != cout {
+                    conv(cin, cout, 1, px)
+                } else {
+                    0.0
+                }
+        };
+        let attn = |c: usize, px: usize| {
+            let n = (px * px) as f64;
+            conv(c, 3 * c, 1, px) + conv(c, c, 1, px) + 2.0 * 2.0 * n * n * c as f64
+        };
+        let mut px = self.image_size;
+        f += conv(self.in_channels, c0, 3, px);
+        let mut ch = c0;
+        let mut skips = vec![ch];
+        let levels = self.channel_mult.len();
+        for (l, m) in self.channel_mult.iter().enumerate() {
+            let out = c0 * m;
+            for _ in 0..self.num_res_blocks {
+                f += res(ch, out, px);
+                ch = out;
+                if self.attention_resolutions.contains(&px) {
+                    f += attn(ch, px);
+                }
+                skips.push(ch);
+            }
+            if l + 1 < levels {
+                f += conv(ch, ch, 3, px / 2);
+                px /= 2;
+                skips.push(ch);
+            }
+        }
+        f += 2.0 * res(ch, ch, px) + attn(ch, px);
+        for (l, m) in self.channel_mult.iter().enumerate().rev() {
+            let out = c0 * m;
+            for _ in 0..=self.num_res_blocks {
+                let skip = skips.pop().expect("skip");
+                f += res(ch + skip, out, px);
+                ch = out;
+                if self.attention_resolutions.contains(&px) {
+                    f += attn(ch, px);
+                }
+            }
+            if l > 0 {
+                px *= 2;
+                f += conv(ch, ch, 3, px);
+            }
+        }
+        f += conv(ch, self.in_channels, 3, px);
+        f
+    }
+}

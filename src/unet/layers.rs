@@ -1,0 +1,89 @@
+//! Small layers over the fast kernels: Conv2d, GroupNorm(+SiLU) and Linear, each a plain
+//! struct of tensors with a constructor that names its weights and takes `vb` last.
+//! Initialisation follows PyTorch's defaults (uniform ±1/√fan_in; GroupNorm γ = 1, β = 0).
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{Init, VarBuilder};
+
+use crate::kernels;
+
+fn fan_in_uniform(fan_in: usize) -> Init {
+    let bound = 1.0 / (fan_in as f64).sqrt();
+    Init::Uniform {
+        lo: -bound,
+        up: bound,
+    }
+}
+
+/// A square-kernel 2D convolution with bias.
+#[derive(Debug, Clone)]
+pub struct Conv2d {
+    pub weight: Tensor, // [cout, cin, k, k]
+    pub bias: Tensor,   // [cout]
+    pub stride: usize,
+    pub padding: usize,
+}
+
+/// `k`×`k` conv from `cin` to `cout` channels; "same" padding for odd `k` at stride 1.
+pub fn conv2d(cin: usize, cout: usize, k: usize, stride: usize, vb: VarBuilder) -> Result<Conv2d> {
+    let init = fan_in_uniform(cin * k * k);
+    Ok(Conv2d {
+        weight: vb.get_with_hints((cout, cin, k, k), "weight", init)?,
+        bias: vb.get_with_hints(cout, "bias", init)?,
+        stride,
+        padding: k / 2,
+    })
+}
+
+impl Module for Conv2d {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        kernels::conv2d(
+            xs,
+            &self.weight,
+            Some(&self.bias),
+            self.stride,
+            self.padding,
+        )
+    }
+}
+
+/// GroupNorm with a learned per-channel affine, optionally fused with SiLU.
+#[derive(Debug, Clone)]
+pub struct GroupNorm {
+    pub weight: Tensor, // γ [c]
+    pub bias: Tensor,   // β [c]
+    pub groups: usize,
+}
+
+/// PyTorch's GroupNorm eps.
+pub const GROUP_NORM_EPS: f64 = 1e-5;
+
+pub fn group_norm(groups: usize, c: usize, vb: VarBuilder) -> Result<GroupNorm> {
+    Ok(GroupNorm {
+        weight: vb.get_with_hints(c, "weight", Init::Const(1.0))?,
+        bias: vb.get_with_hints(c, "bias", Init::Const(0.0))?,
+        groups,
+    })
+}
+
+impl GroupNorm {
+    /// Normalises `[B, C, ...]`; applies SiLU after the affine when `silu`.
+    pub fn forward(&self, xs: &Tensor, silu: bool) -> Result<Tensor> {
+        kernels::group_norm(
+            xs,
+            &self.weight,
+            &self.bias,
+            self.groups,
+            GROUP_NORM_EPS,
+            silu,
+        )
+    }
+}
+
+/// `y = x·Wᵀ + b` with PyTorch's default initialisation.
+pub fn linear(din: usize, dout: usize, vb: VarBuilder) -> Result<candle_nn::Linear> {
+    let init = fan_in_uniform(din);
+    let w = vb.get_with_hints((dout, din), "weight", init)?;
+    let b = vb.get_with_hints(dout, "bias", init)?;
+    Ok(candle_nn::Linear::new(w, Some(b)))
+}
