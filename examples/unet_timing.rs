@@ -1,40 +1,39 @@
-//! Quick timing of the UNet (development aid; `diffuse bench --model-only` is the real one).
+//! Development aid for profiling: runs the UNet forward (or a training step) in a loop.
+//! `cargo run --release --example unet_timing -- fwd 16 20` or `-- train 64 3`.
 use candle_core::Device;
-use candle_nn::Optimizer as _;
 use diffuse::bench::UNetCase;
 use diffuse::unet::UNetConfig;
 use std::time::Instant;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
-    let cfg = UNetConfig::default();
+    diffuse::alloc::keep_freed_memory();
+    let args: Vec<String> = std::env::args().collect();
+    let mode = args.get(1).map_or("fwd", |s| s.as_str()).to_string();
+    let b: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(16);
+    let n: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(10);
+    let c: usize = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(64);
+    let cfg = UNetConfig {
+        base_channels: c,
+        ..Default::default()
+    };
     let case = UNetCase::new(&cfg, &Device::Cpu).unwrap();
-    println!(
-        "params {} gflop/img {:.3}",
-        diffuse::unet::parameter_count(&case.varmap),
-        cfg.flops_per_image() / 1e9
-    );
-    for b in [1usize, 16, 64] {
-        let (x, t, c, _) = case.inputs(b).unwrap();
-        case.forward(&x, &t, &c).unwrap();
-        let n = if b == 64 { 3 } else { 10 };
-        let st = Instant::now();
-        for _ in 0..n {
-            case.forward(&x, &t, &c).unwrap();
-        }
-        println!(
-            "fwd b{b}: {:.1} ms",
-            st.elapsed().as_secs_f64() * 1e3 / n as f64
-        );
-    }
-    let (x, t, c, e) = case.inputs(64).unwrap();
-    let mut opt = candle_nn::AdamW::new(case.varmap.all_vars(), Default::default()).unwrap();
-    case.train_step(&mut opt, &x, &t, &c, &e).unwrap();
+    let (x, t, cond, e) = case.inputs(b).unwrap();
+    let mut opt =
+        <candle_nn::AdamW as candle_nn::Optimizer>::new(case.varmap.all_vars(), Default::default())
+            .unwrap();
     let st = Instant::now();
-    for _ in 0..3 {
-        case.train_step(&mut opt, &x, &t, &c, &e).unwrap();
+    for _ in 0..n {
+        if mode == "train" {
+            case.train_step(&mut opt, &x, &t, &cond, &e).unwrap();
+        } else {
+            case.forward(&x, &t, &cond).unwrap();
+        }
     }
     println!(
-        "train b64: {:.1} ms",
-        st.elapsed().as_secs_f64() * 1e3 / 3.0
+        "{mode} b{b}: {:.1} ms",
+        st.elapsed().as_secs_f64() * 1e3 / n as f64
     );
 }

@@ -445,6 +445,7 @@ fn run(cli: Cli) -> Result<()> {
 
 /// Parses the command line, runs it and maps errors to one line and an exit status.
 pub fn main() -> ExitCode {
+    diffuse::alloc::keep_freed_memory();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -4,6 +4,7 @@
 //! The tensor math ([`schedule`], [`forward`]) never prints or touches files; image I/O lives
 //! in [`load`] and [`frames`]; [`jobs`] wires them together for the command line.
 
+pub mod alloc;
 pub mod bench;
 pub mod device;
 pub mod error;

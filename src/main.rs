@@ -2,6 +2,11 @@
 
 use std::process::ExitCode;
 
+// mimalloc reuses freed memory instead of returning large tensor buffers to the OS, which
+// removes most of the page faults a CPU training step otherwise takes.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     diffuse_cli::main()
 }

@@ -114,6 +114,20 @@ fn im2col(g: &Geom, x: &[f32], col: &mut [f32]) {
     }
 }
 
+/// `dst` [cols, rows] = `src` [rows, cols]ᵀ, in 16×16 tiles.
+fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    const T: usize = 16;
+    for r0 in (0..rows).step_by(T) {
+        for c0 in (0..cols).step_by(T) {
+            for r in r0..(r0 + T).min(rows) {
+                for c in c0..(c0 + T).min(cols) {
+                    dst[c * rows + r] = src[r * cols + c];
+                }
+            }
+        }
+    }
+}
+
 /// Folds `col` `[Cin·k·k, Ho·Wo]` back, adding into `dx` `[Cin, H, W]` (zeroed first).
 fn col2im(g: &Geom, col: &[f32], dx: &mut [f32]) {
     dx.fill(0.0);
@@ -197,17 +211,18 @@ impl CustomOp3 for Conv2dFwd {
                 im2col(&g, xb, col);
                 col.as_slice()
             };
-            // [Cout, K] · [K, Ho·Wo] → [Cout, Ho·Wo]
+            // Computed transposed, yᵀ [Ho·Wo, Cout] = colᵀ [Ho·Wo, K] · Wᵀ [K, Cout], so that
+            // every operand is column-major and GEMM packs nothing big.
             unsafe {
                 sgemm(
-                    (g.cout, g.pix(), g.kdim()),
+                    (g.pix(), g.cout, g.kdim()),
                     yb.as_mut_ptr(),
-                    (g.pix() as isize, 1),
+                    (1, g.pix() as isize),
                     true,
-                    w.as_ptr(),
-                    (g.kdim() as isize, 1),
                     src.as_ptr(),
-                    (g.pix() as isize, 1),
+                    (1, g.pix() as isize),
+                    w.as_ptr(),
+                    (1, g.kdim() as isize),
                     parallel,
                 )
             };
@@ -295,17 +310,17 @@ impl CustomOp2 for Conv2dGradInput {
             } else {
                 col.as_mut_ptr()
             };
-            // [K, Cout] (Wᵀ) · [Cout, Ho·Wo] → [K, Ho·Wo]
+            // gcolᵀ [Ho·Wo, K] = dyᵀ [Ho·Wo, Cout] · W [Cout, K] (column-major dyᵀ and gcolᵀ).
             unsafe {
                 sgemm(
-                    (g.kdim(), g.pix(), g.cout),
+                    (g.pix(), g.kdim(), g.cout),
                     dst,
-                    (g.pix() as isize, 1),
+                    (1, g.pix() as isize),
                     false,
-                    w.as_ptr(),
-                    (1, g.kdim() as isize),
                     dyb.as_ptr(),
-                    (g.pix() as isize, 1),
+                    (1, g.pix() as isize),
+                    w.as_ptr(),
+                    (g.kdim() as isize, 1),
                     parallel,
                 )
             };
@@ -354,7 +369,7 @@ impl CustomOp2 for Conv2dGradWeight {
         let wlen = g.cout * g.kdim();
         // Accumulates samples `range` into `dw`.
         let partial = |range: std::ops::Range<usize>, dw: &mut [f32], parallel: bool| {
-            let mut col = Vec::new();
+            let (mut col, mut dy_t) = (Vec::new(), vec![0f32; g.pix() * g.cout]);
             for (i, bi) in range.enumerate() {
                 let xb = &x[bi * g.x_len()..(bi + 1) * g.x_len()];
                 let dyb = &dy[bi * g.y_len()..(bi + 1) * g.y_len()];
@@ -365,15 +380,17 @@ impl CustomOp2 for Conv2dGradWeight {
                     im2col(&g, xb, &mut col);
                     col.as_slice()
                 };
-                // [Cout, Ho·Wo] · [Ho·Wo, K] (colᵀ) → [Cout, K]
+                transpose(dyb, g.cout, g.pix(), &mut dy_t); // [Ho·Wo, Cout]
+                                                            // dW [Cout, K] = dy [Cout, Ho·Wo] · colᵀ [Ho·Wo, K], stored [K][Cout] and with
+                                                            // dy read from its transpose, so every operand is column-major.
                 unsafe {
                     sgemm(
                         (g.cout, g.kdim(), g.pix()),
                         dw.as_mut_ptr(),
-                        (g.kdim() as isize, 1),
+                        (1, g.cout as isize),
                         i > 0,
-                        dyb.as_ptr(),
-                        (g.pix() as isize, 1),
+                        dy_t.as_ptr(),
+                        (1, g.cout as isize),
                         src.as_ptr(),
                         (1, g.pix() as isize),
                         parallel,
@@ -381,7 +398,7 @@ impl CustomOp2 for Conv2dGradWeight {
                 };
             }
         };
-        let mut dw = vec![0f32; wlen];
+        let mut dw_t = vec![0f32; wlen]; // [K][Cout]
         if g.batch_parallel() {
             let n = threads().min(g.b);
             let chunk = g.b.div_ceil(n);
@@ -397,13 +414,15 @@ impl CustomOp2 for Conv2dGradWeight {
                     }
                 });
             for part in parts.chunks(wlen) {
-                for (a, b) in dw.iter_mut().zip(part) {
+                for (a, b) in dw_t.iter_mut().zip(part) {
                     *a += b;
                 }
             }
         } else {
-            partial(0..g.b, &mut dw, true);
+            partial(0..g.b, &mut dw_t, true);
         }
+        let mut dw = vec![0f32; wlen];
+        transpose(&dw_t, g.kdim(), g.cout, &mut dw); // [Cout][K]
         Ok((CpuStorage::F32(dw), Shape::from((g.cout, g.cin, g.k, g.k))))
     }
 }
