@@ -1,0 +1,87 @@
+//! Criterion benches for the denoiser: each custom CPU op (forward and forward+backward,
+//! against candle's reference composition), the whole UNet forward, and a training step.
+//! Run: `cargo bench --bench model`. Workloads come from `diffuse::bench`.
+
+use candle_core::{Device, Tensor, Var};
+use criterion::{criterion_group, criterion_main, Criterion};
+use diffuse::bench::UNetCase;
+use diffuse::kernels::{conv, group_norm, upsample_nearest2x};
+use diffuse::unet::UNetConfig;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn randn(seed: u64, shape: &[usize]) -> Tensor {
+    diffuse::rng::randn(&mut diffuse::rng::rng(seed), shape, &Device::Cpu).unwrap()
+}
+
+/// Times `f` alone and with a backward pass through it.
+fn fwd_bwd(c: &mut Criterion, name: &str, inputs: &[Tensor], f: impl Fn(&[Tensor]) -> Tensor) {
+    let vars: Vec<Var> = inputs
+        .iter()
+        .map(|t| Var::from_tensor(t).unwrap())
+        .collect();
+    let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+    c.bench_function(&format!("{name}/forward"), |b| b.iter(|| f(&ts)));
+    c.bench_function(&format!("{name}/forward+backward"), |b| {
+        b.iter(|| f(&ts).sum_all().unwrap().backward().unwrap())
+    });
+}
+
+fn ops(c: &mut Criterion) {
+    diffuse::alloc::keep_freed_memory();
+    // The UNet's widest 3×3 conv: batch 64, 64→32 channels at 32×32 (an up-path ResBlock).
+    let conv_in = [
+        randn(1, &[64, 64, 32, 32]),
+        randn(2, &[32, 64, 3, 3]),
+        randn(3, &[32]),
+    ];
+    fwd_bwd(c, "conv3x3_64to32_32px_b64/diffuse", &conv_in, |t| {
+        conv::conv2d(&t[0], &t[1], Some(&t[2]), 1, 1).unwrap()
+    });
+    fwd_bwd(c, "conv3x3_64to32_32px_b64/candle", &conv_in, |t| {
+        conv::conv2d_reference(&t[0], &t[1], Some(&t[2]), 1, 1).unwrap()
+    });
+    let gn_in = [
+        randn(4, &[64, 32, 32, 32]),
+        randn(5, &[32]),
+        randn(6, &[32]),
+    ];
+    fwd_bwd(c, "group_norm_silu_32ch_32px_b64/diffuse", &gn_in, |t| {
+        group_norm::group_norm(&t[0], &t[1], &t[2], 8, 1e-5, true).unwrap()
+    });
+    fwd_bwd(c, "group_norm_silu_32ch_32px_b64/candle", &gn_in, |t| {
+        group_norm::group_norm_reference(&t[0], &t[1], &t[2], 8, 1e-5, true).unwrap()
+    });
+    let up_in = [randn(7, &[64, 64, 16, 16])];
+    fwd_bwd(c, "upsample2x_64ch_16px_b64/diffuse", &up_in, |t| {
+        upsample_nearest2x(&t[0]).unwrap()
+    });
+    fwd_bwd(c, "upsample2x_64ch_16px_b64/candle", &up_in, |t| {
+        t[0].upsample_nearest2d(32, 32).unwrap()
+    });
+}
+
+fn unet(c: &mut Criterion) {
+    diffuse::alloc::keep_freed_memory();
+    let case = UNetCase::new(&UNetConfig::default(), &Device::Cpu).unwrap();
+    let mut g = c.benchmark_group("unet");
+    g.sample_size(10);
+    for b in [1usize, 16, 64] {
+        let (x, t, cond, _) = case.inputs(b).unwrap();
+        g.bench_function(format!("forward_b{b}"), |bn| {
+            bn.iter(|| case.forward(&x, &t, &cond).unwrap())
+        });
+    }
+    let (x, t, cond, eps) = case.inputs(64).unwrap();
+    let mut opt =
+        <candle_nn::AdamW as candle_nn::Optimizer>::new(case.varmap.all_vars(), Default::default())
+            .unwrap();
+    g.bench_function("train_step_b64", |bn| {
+        bn.iter(|| case.train_step(&mut opt, &x, &t, &cond, &eps).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, ops, unet);
+criterion_main!(benches);
