@@ -5,7 +5,11 @@ use candle_core::Device;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use diffuse::bench::{FrameCase, QSampleCase};
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn q_sample(c: &mut Criterion) {
+    diffuse::alloc::keep_freed_memory();
     let mut g = c.benchmark_group("q_sample");
     for (name, batch, side) in [("32x32_batch64", 64, 32), ("512x512_batch1", 1, 512)] {
         let case = QSampleCase::new(batch, side, side, &Device::Cpu).unwrap();

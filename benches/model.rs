@@ -22,10 +22,13 @@ fn fwd_bwd(c: &mut Criterion, name: &str, inputs: &[Tensor], f: impl Fn(&[Tensor
         .map(|t| Var::from_tensor(t).unwrap())
         .collect();
     let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
-    c.bench_function(&format!("{name}/forward"), |b| b.iter(|| f(&ts)));
-    c.bench_function(&format!("{name}/forward+backward"), |b| {
+    let mut g = c.benchmark_group(name);
+    g.sample_size(10);
+    g.bench_function("forward", |b| b.iter(|| f(&ts)));
+    g.bench_function("forward+backward", |b| {
         b.iter(|| f(&ts).sum_all().unwrap().backward().unwrap())
     });
+    g.finish();
 }
 
 fn ops(c: &mut Criterion) {
@@ -74,9 +77,7 @@ fn unet(c: &mut Criterion) {
         });
     }
     let (x, t, cond, eps) = case.inputs(64).unwrap();
-    let mut opt =
-        <candle_nn::AdamW as candle_nn::Optimizer>::new(case.varmap.all_vars(), Default::default())
-            .unwrap();
+    let mut opt = case.optimizer().unwrap();
     g.bench_function("train_step_b64", |bn| {
         bn.iter(|| case.train_step(&mut opt, &x, &t, &cond, &eps).unwrap())
     });

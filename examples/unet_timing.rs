@@ -21,9 +21,7 @@ fn main() {
     };
     let case = UNetCase::new(&cfg, &Device::Cpu).unwrap();
     let (x, t, cond, e) = case.inputs(b).unwrap();
-    let mut opt =
-        <candle_nn::AdamW as candle_nn::Optimizer>::new(case.varmap.all_vars(), Default::default())
-            .unwrap();
+    let mut opt = case.optimizer().unwrap();
     let st = Instant::now();
     for _ in 0..n {
         if mode == "train" {

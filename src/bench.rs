@@ -125,10 +125,17 @@ impl UNetCase {
         Ok(self.model.forward(x, t, cond)?)
     }
 
-    /// One training step with `opt`; returns the loss.
+    /// AdamW over the model's weights, as the trainer uses it.
+    pub fn optimizer(&self) -> Result<crate::optim::AdamW> {
+        let vars = self.varmap.data().lock().expect("varmap lock");
+        let named = vars.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+        Ok(crate::optim::AdamW::new(named, Default::default())?)
+    }
+
+    /// One training step (forward, MSE on ε, backward, AdamW at lr 1e-3); returns the loss.
     pub fn train_step(
         &self,
-        opt: &mut impl candle_nn::Optimizer,
+        opt: &mut crate::optim::AdamW,
         x: &Tensor,
         t: &[f64],
         cond: &Tensor,
@@ -136,7 +143,7 @@ impl UNetCase {
     ) -> Result<f32> {
         let pred = self.model.forward(x, t, cond)?;
         let loss = candle_nn::loss::mse(&pred, eps)?;
-        opt.backward_step(&loss)?;
+        opt.step(&loss.backward()?, 1e-3, 1.0)?;
         Ok(loss.to_scalar::<f32>()?)
     }
 }
@@ -293,10 +300,7 @@ pub fn bench_model(
     progress.stage("training step", 1);
     let b = opts.train_batch;
     let (x, t, cond, eps) = case.inputs(b)?;
-    let mut opt = <candle_nn::AdamW as candle_nn::Optimizer>::new(
-        case.varmap.all_vars(),
-        Default::default(),
-    )?;
+    let mut opt = case.optimizer()?;
     let timing = time_it(1, opts.runs.div_ceil(2).max(3), || {
         case.train_step(&mut opt, &x, &t, &cond, &eps).map(|_| ())
     })?;

@@ -45,6 +45,88 @@ enum Command {
     Noise(NoiseArgs),
     /// Measure the cost of diffusion steps: forward noising, frame output, the denoiser.
     Bench(BenchArgs),
+    /// Train the denoiser; writes the EMA weights and a run folder (log, plots, checkpoint).
+    Train(TrainArgs),
+    /// Write training data to look at.
+    #[command(subcommand)]
+    Data(DataCommand),
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// The procedural shapes dataset: images named index_colour_shape.png plus preview.png.
+    Shapes(ShapesArgs),
+}
+
+#[derive(Args)]
+struct ShapesArgs {
+    /// How many images.
+    #[arg(long, default_value_t = 64)]
+    count: usize,
+    /// Output folder; it must be empty or new unless --force.
+    #[arg(long)]
+    out: PathBuf,
+    /// Dataset seed (the trainer's default is 1).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Write into a non-empty folder.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Training data: `shapes`, the procedural shapes dataset.
+    #[arg(long, default_value = "shapes", value_parser = ["shapes"])]
+    data: String,
+    /// Model file to write (EMA weights + config in the safetensors metadata).
+    #[arg(long, value_name = "FILE.safetensors")]
+    out: PathBuf,
+    /// Total optimisation steps.
+    #[arg(long, default_value_t = 10_000)]
+    steps: u64,
+    /// Images per step.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Peak learning rate (warm-up, then cosine decay).
+    #[arg(long, default_value_t = 2e-3)]
+    lr: f64,
+    /// Seed of the weights and of the trainer's noise.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Seed of the shapes dataset.
+    #[arg(long, default_value_t = 1)]
+    data_seed: u64,
+    /// Width of the UNet's first level.
+    #[arg(long, default_value_t = diffuse::unet::UNetConfig::default().base_channels)]
+    base_channels: usize,
+    /// What the network predicts: epsilon or v_prediction (diffusers' `prediction_type`).
+    #[arg(long, default_value = "epsilon", value_parser = ["epsilon", "v_prediction"])]
+    prediction_type: String,
+    /// Probability of dropping the whole prompt (for classifier-free guidance).
+    #[arg(long, default_value_t = 0.1)]
+    cond_drop: f64,
+    /// linear, scaled-linear, cosine or sigmoid.
+    #[arg(long, default_value = "linear", value_parser = parse_schedule)]
+    beta_schedule: BetaSchedule,
+    #[command(flatten)]
+    schedule: ScheduleFlags,
+    /// Folder for train_log.csv, loss.png, previews and checkpoint.safetensors
+    /// (default: runs/<model file stem>).
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+    /// Continue exactly from this checkpoint (its config wins; --steps may extend the run).
+    #[arg(long, value_name = "CKPT")]
+    resume: Option<PathBuf>,
+    /// Checkpoint, plot and preview every N steps.
+    #[arg(long, default_value_t = 500)]
+    checkpoint_every: u64,
+    /// DDPM steps for the preview grids.
+    #[arg(long, default_value_t = 50)]
+    preview_steps: usize,
+    /// Overwrite an existing model file.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Args)]
@@ -203,7 +285,7 @@ impl Progress for Bars {
         } else {
             ProgressBar::hidden()
         };
-        bar.set_message(name.to_string());
+        bar.set_prefix(name.to_string());
         *self.bar.lock().expect("bar lock") = Some(bar);
     }
 
@@ -219,6 +301,12 @@ impl Progress for Bars {
         }
     }
 
+    fn status(&self, msg: &str) {
+        if let Some(b) = self.bar.lock().expect("bar lock").as_ref() {
+            b.set_message(msg.to_string());
+        }
+    }
+
     fn finish(&self) {
         if let Some(b) = self.bar.lock().expect("bar lock").take() {
             b.finish_and_clear();
@@ -228,7 +316,8 @@ impl Progress for Bars {
 
 fn resolve_device(choice: DeviceChoice, bars: &Bars) -> Result<candle_core::Device> {
     let resolved = device::resolve(choice)?;
-    if let Some(hint) = resolved.hint {
+    // The fallback hint is for people at a terminal; scripts see only errors and results.
+    if let Some(hint) = resolved.hint.filter(|_| bars.visible) {
         bars.note(&hint);
     }
     Ok(resolved.device)
@@ -428,6 +517,79 @@ fn run_bench(args: &BenchArgs, device: &candle_core::Device, bars: &Bars) -> Res
     Ok(())
 }
 
+fn run_train(args: &TrainArgs, device: &candle_core::Device, bars: &Bars) -> Result<()> {
+    use diffuse::jobs::train::{self, TrainOptions};
+    use diffuse::train::TrainConfig;
+    let unet = diffuse::unet::UNetConfig {
+        base_channels: args.base_channels,
+        prediction: if args.prediction_type == "v_prediction" {
+            diffuse::unet::Prediction::VPrediction
+        } else {
+            diffuse::unet::Prediction::Epsilon
+        },
+        ..Default::default()
+    };
+    let config = TrainConfig {
+        unet,
+        schedule: args.schedule.config(args.beta_schedule),
+        seed: args.seed,
+        data_seed: args.data_seed,
+        steps: args.steps,
+        batch_size: args.batch_size,
+        lr: args.lr,
+        cond_drop: args.cond_drop,
+        ..Default::default()
+    };
+    let run_dir = args.run_dir.clone().unwrap_or_else(|| {
+        let stem = args
+            .out
+            .file_stem()
+            .map_or("run".into(), |s| s.to_string_lossy().into_owned());
+        PathBuf::from("runs").join(stem)
+    });
+    let steps_given = std::env::args().any(|a| a == "--steps" || a.starts_with("--steps="));
+    let opts = TrainOptions {
+        config,
+        out: args.out.clone(),
+        run_dir: run_dir.clone(),
+        resume: args.resume.clone(),
+        steps_override: steps_given.then_some(args.steps),
+        every: args.checkpoint_every,
+        preview_steps: args.preview_steps,
+        force: args.force,
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        // First Ctrl-C: save a checkpoint and stop cleanly.
+        let _ = ctrlc::set_handler(move || stop.store(true, std::sync::atomic::Ordering::SeqCst));
+    }
+    fsutil::create_dir(&run_dir)?;
+    let cmdline: Vec<String> = std::env::args().collect();
+    let mut history = std::fs::read_to_string(run_dir.join("commands.txt")).unwrap_or_default();
+    history.push_str(&cmdline.join(" "));
+    history.push('\n');
+    fsutil::write_atomic(&run_dir.join("commands.txt"), history.as_bytes())?;
+    let outcome = train::run(&opts, device, bars, &stop)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{} at step {}/{} (loss {:.5}, {:.1} min of training in all); model {}, checkpoint {}",
+        if outcome.interrupted {
+            "stopped"
+        } else {
+            "finished"
+        },
+        outcome.step,
+        outcome.total_steps,
+        outcome.last_loss,
+        outcome.elapsed_s / 60.0,
+        args.out.display(),
+        outcome.checkpoint.display()
+    )?;
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<()> {
     let bars = Bars::new(cli.quiet);
     match &cli.command {
@@ -435,6 +597,18 @@ fn run(cli: Cli) -> Result<()> {
         Command::Noise(args) => {
             let device = resolve_device(cli.device, &bars)?;
             run_noise(args, &device, &bars).context("diffuse noise")
+        }
+        Command::Train(args) => {
+            let device = resolve_device(cli.device, &bars)?;
+            run_train(args, &device, &bars).context("diffuse train")
+        }
+        Command::Data(DataCommand::Shapes(args)) => {
+            let n = diffuse::jobs::train::write_shapes(
+                args.seed, args.count, &args.out, args.force, &bars,
+            )
+            .context("diffuse data shapes")?;
+            println!("wrote {n} images and preview.png to {}", args.out.display());
+            Ok(())
         }
         Command::Bench(args) => {
             let device = resolve_device(cli.device, &bars)?;

@@ -6,6 +6,8 @@
 
 pub mod alloc;
 pub mod bench;
+pub mod checkpoint;
+pub mod data;
 pub mod device;
 pub mod error;
 pub mod forward;
@@ -14,11 +16,14 @@ pub mod fsutil;
 pub mod jobs;
 pub mod kernels;
 pub mod load;
+pub mod optim;
 pub mod params;
 pub mod plot;
 pub mod progress;
 pub mod rng;
+pub mod sampler;
 pub mod schedule;
+pub mod train;
 pub mod unet;
 
 pub use error::{Error, Result};

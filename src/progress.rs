@@ -11,6 +11,8 @@ pub trait Progress: Sync {
     fn note(&self, msg: &str);
     /// The current stage is over.
     fn finish(&self);
+    /// A short live status shown beside the bar (e.g. the loss).
+    fn status(&self, _msg: &str) {}
 }
 
 /// Reports nothing.

@@ -2,3 +2,4 @@
 //! through [`crate::progress::Progress`], so the CLI only parses flags and draws bars.
 
 pub mod noise;
+pub mod train;

@@ -1,0 +1,3 @@
+//! Reverse-diffusion samplers. Scalars follow diffusers' schedulers; samples are tensors.
+
+pub mod ddpm;

@@ -1,0 +1,178 @@
+//! `diffuse train` and `diffuse data shapes` through the real binary: a tiny run, resume,
+//! and one-line errors.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn diffuse(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_diffuse"))
+        .args(args)
+        .output()
+        .expect("run diffuse")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn assert_fails_with(o: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "expected failure");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(err.contains(needle), "{err:?} lacks {needle:?}");
+}
+
+#[test]
+fn tiny_training_run_writes_its_records_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.safetensors");
+    let run = dir.path().join("run");
+    let common = [
+        "--base-channels",
+        "8",
+        "--batch-size",
+        "2",
+        "--checkpoint-every",
+        "2",
+        "--preview-steps",
+        "2",
+        "--quiet",
+    ];
+    let mut args = vec![
+        "train",
+        "--out",
+        s(&model),
+        "--run-dir",
+        s(&run),
+        "--steps",
+        "2",
+    ];
+    args.extend_from_slice(&common);
+    let o = diffuse(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for f in [
+        "train_log.csv",
+        "loss.png",
+        "preview_000002.png",
+        "checkpoint.safetensors",
+        "commands.txt",
+    ] {
+        assert!(run.join(f).exists(), "{f} missing");
+    }
+    assert!(model.exists());
+    let log = std::fs::read_to_string(run.join("train_log.csv")).unwrap();
+    assert_eq!(
+        log.lines().next().unwrap(),
+        "step,loss,lr,grad_norm,elapsed_s"
+    );
+    assert_eq!(log.lines().count(), 3);
+
+    // Without --force the model is kept.
+    assert_fails_with(&diffuse(&args), "already exists (use --force to overwrite)");
+
+    let ckpt = run.join("checkpoint.safetensors");
+    let mut resume = vec![
+        "train",
+        "--out",
+        s(&model),
+        "--run-dir",
+        s(&run),
+        "--steps",
+        "4",
+        "--resume",
+        s(&ckpt),
+    ];
+    resume.extend_from_slice(&common);
+    let o = diffuse(&resume);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("finished at step 4/4"));
+    let log = std::fs::read_to_string(run.join("train_log.csv")).unwrap();
+    let steps: Vec<&str> = log
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert_eq!(steps, ["1", "2", "3", "4"]);
+}
+
+#[test]
+fn training_errors_are_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.safetensors");
+    let m = s(&model);
+    assert_fails_with(
+        &diffuse(&["train", "--out", m, "--steps", "0"]),
+        "--steps 0",
+    );
+    assert_fails_with(
+        &diffuse(&["train", "--out", m, "--batch-size", "0"]),
+        "--batch-size 0",
+    );
+    let junk = dir.path().join("junk.safetensors");
+    std::fs::write(&junk, b"not a checkpoint").unwrap();
+    assert_fails_with(
+        &diffuse(&["train", "--out", m, "--resume", s(&junk)]),
+        "junk.safetensors",
+    );
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, b"x").unwrap();
+    let under = blocker.join("m.safetensors");
+    assert_fails_with(
+        &diffuse(&[
+            "train",
+            "--out",
+            s(&under),
+            "--run-dir",
+            s(&dir.path().join("r")),
+            "--steps",
+            "1",
+            "--base-channels",
+            "8",
+            "--batch-size",
+            "1",
+        ]),
+        "file': File exists",
+    );
+    assert_fails_with(
+        &diffuse(&["train", "--out", m, "--data", "pictures"]),
+        "invalid value 'pictures'",
+    );
+}
+
+#[test]
+fn data_shapes_writes_labelled_images_and_a_preview() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("d");
+    let o = diffuse(&[
+        "data",
+        "shapes",
+        "--count",
+        "5",
+        "--out",
+        s(&out),
+        "--quiet",
+    ]);
+    assert!(o.status.success());
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 6);
+    assert!(names.contains(&"preview.png".to_string()));
+    let first = &names[0];
+    let spec = diffuse::data::shapes::ShapeSpec::sample(1, 0);
+    let (c, sh) = spec.label();
+    assert_eq!(first, &format!("000000_{c}_{sh}.png"));
+    assert_fails_with(
+        &diffuse(&[
+            "data",
+            "shapes",
+            "--count",
+            "0",
+            "--out",
+            s(&dir.path().join("e")),
+        ]),
+        "--count 0",
+    );
+}
