@@ -557,6 +557,7 @@ fn run_train(args: &TrainArgs, device: &candle_core::Device, bars: &Bars) -> Res
         every: args.checkpoint_every,
         preview_steps: args.preview_steps,
         force: args.force,
+        command_line: std::env::args().collect::<Vec<_>>().join(" "),
     };
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     {
@@ -564,12 +565,6 @@ fn run_train(args: &TrainArgs, device: &candle_core::Device, bars: &Bars) -> Res
         // First Ctrl-C: save a checkpoint and stop cleanly.
         let _ = ctrlc::set_handler(move || stop.store(true, std::sync::atomic::Ordering::SeqCst));
     }
-    fsutil::create_dir(&run_dir)?;
-    let cmdline: Vec<String> = std::env::args().collect();
-    let mut history = std::fs::read_to_string(run_dir.join("commands.txt")).unwrap_or_default();
-    history.push_str(&cmdline.join(" "));
-    history.push('\n');
-    fsutil::write_atomic(&run_dir.join("commands.txt"), history.as_bytes())?;
     let outcome = train::run(&opts, device, bars, &stop)?;
     let mut out = std::io::stdout().lock();
     writeln!(

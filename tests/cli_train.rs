@@ -100,6 +100,12 @@ fn training_errors_are_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("m.safetensors");
     let m = s(&model);
+    let r = dir.path().join("runs");
+    let with_run = |extra: &[&str]| {
+        let mut a = vec!["train", "--out", m, "--run-dir", s(&r)];
+        a.extend_from_slice(extra);
+        diffuse(&a)
+    };
     assert_fails_with(
         &diffuse(&["train", "--out", m, "--steps", "0"]),
         "--steps 0",

@@ -33,6 +33,8 @@ pub struct TrainOptions {
     /// DDPM steps for preview grids.
     pub preview_steps: usize,
     pub force: bool,
+    /// Appended to `commands.txt` in the run folder.
+    pub command_line: String,
 }
 
 /// How a run ended.
@@ -151,6 +153,11 @@ pub fn run(
     if let Some(parent) = opts.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         fsutil::create_dir(parent)?;
     }
+    let history = opts.run_dir.join("commands.txt");
+    let mut text = std::fs::read_to_string(&history).unwrap_or_default();
+    text.push_str(&opts.command_line);
+    text.push('\n');
+    fsutil::write_atomic(&history, text.as_bytes())?;
     let ckpt_path = opts.run_dir.join("checkpoint.safetensors");
     let log_path = opts.run_dir.join("train_log.csv");
     let (rows, mut points) = read_log(&log_path, trainer.step);
