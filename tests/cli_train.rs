@@ -106,43 +106,33 @@ fn training_errors_are_one_line() {
         a.extend_from_slice(extra);
         diffuse(&a)
     };
-    assert_fails_with(
-        &diffuse(&["train", "--out", m, "--steps", "0"]),
-        "--steps 0",
-    );
-    assert_fails_with(
-        &diffuse(&["train", "--out", m, "--batch-size", "0"]),
-        "--batch-size 0",
-    );
+    assert_fails_with(&with_run(&["--steps", "0"]), "--steps 0");
+    assert_fails_with(&with_run(&["--batch-size", "0"]), "--batch-size 0");
+    assert!(!r.exists(), "a rejected run writes nothing");
     let junk = dir.path().join("junk.safetensors");
     std::fs::write(&junk, b"not a checkpoint").unwrap();
+    assert_fails_with(&with_run(&["--resume", s(&junk)]), "junk.safetensors");
     assert_fails_with(
-        &diffuse(&["train", "--out", m, "--resume", s(&junk)]),
-        "junk.safetensors",
+        &with_run(&["--data", "pictures"]),
+        "invalid value 'pictures'",
     );
     let blocker = dir.path().join("file");
     std::fs::write(&blocker, b"x").unwrap();
     let under = blocker.join("m.safetensors");
-    assert_fails_with(
-        &diffuse(&[
-            "train",
-            "--out",
-            s(&under),
-            "--run-dir",
-            s(&dir.path().join("r")),
-            "--steps",
-            "1",
-            "--base-channels",
-            "8",
-            "--batch-size",
-            "1",
-        ]),
-        "file': File exists",
-    );
-    assert_fails_with(
-        &diffuse(&["train", "--out", m, "--data", "pictures"]),
-        "invalid value 'pictures'",
-    );
+    let o = diffuse(&[
+        "train",
+        "--out",
+        s(&under),
+        "--run-dir",
+        s(&dir.path().join("r")),
+        "--steps",
+        "1",
+        "--base-channels",
+        "8",
+        "--batch-size",
+        "1",
+    ]);
+    assert_fails_with(&o, "file': File exists");
 }
 
 #[test]
