@@ -79,3 +79,40 @@ pub fn load_bytes_with_meta<M: DeserializeOwned>(
         .map_err(|e| format!("cannot read tensors: {e}"))?;
     Ok((meta, tensors))
 }
+
+/// A loaded denoiser with its metadata.
+pub struct LoadedModel {
+    pub meta: ModelMeta,
+    pub unet: crate::unet::UNet,
+}
+
+/// Builds the UNet from model-file tensors, naming the file when shapes or names disagree.
+fn build_model(
+    source: &str,
+    meta: ModelMeta,
+    tensors: HashMap<String, Tensor>,
+    device: &Device,
+) -> Result<LoadedModel> {
+    meta.unet
+        .validate()
+        .map_err(|e| Error::invalid(format!("{source}: invalid config metadata: {e}")))?;
+    crate::schedule::NoiseSchedule::new(meta.schedule)
+        .map_err(|e| Error::invalid(format!("{source}: invalid schedule metadata: {e}")))?;
+    let vb = candle_nn::VarBuilder::from_tensors(tensors, candle_core::DType::F32, device);
+    let unet = crate::unet::UNet::new(&meta.unet, vb)
+        .map_err(|e| Error::invalid(format!("{source}: weights do not match the config: {e}")))?;
+    Ok(LoadedModel { meta, unet })
+}
+
+/// Loads a model file written by `diffuse train`.
+pub fn load_model(path: &Path, device: &Device) -> Result<LoadedModel> {
+    let (meta, tensors) = load_with_meta::<ModelMeta>(path, MODEL_KEY, device)?;
+    build_model(&format!("'{}'", path.display()), meta, tensors, device)
+}
+
+/// Loads a model from bytes (the model compiled into the binary).
+pub fn load_model_bytes(name: &str, bytes: &[u8], device: &Device) -> Result<LoadedModel> {
+    let (meta, tensors) = load_bytes_with_meta::<ModelMeta>(bytes, MODEL_KEY, device)
+        .map_err(|e| Error::invalid(format!("{name}: {e}")))?;
+    build_model(name, meta, tensors, device)
+}

@@ -50,6 +50,33 @@ enum Command {
     /// Write training data to look at.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Judge a model's samples for every prompt (or, with --self-test, the judge itself).
+    Eval(EvalArgs),
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// Model file (default: the built-in model).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Samples per (colour, shape) prompt.
+    #[arg(long, default_value_t = 8)]
+    samples_per_prompt: usize,
+    /// DDPM sampling steps (1000 is the full chain).
+    #[arg(long, default_value_t = 1000)]
+    steps: usize,
+    /// Classifier-free guidance scale.
+    #[arg(long, default_value_t = 1.0)]
+    guidance: f64,
+    /// Seed of the sampling noise.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Judge fresh dataset images under added noise instead of a model's samples.
+    #[arg(long)]
+    self_test: bool,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -585,6 +612,72 @@ fn run_train(args: &TrainArgs, device: &candle_core::Device, bars: &Bars) -> Res
     Ok(())
 }
 
+fn run_eval(args: &EvalArgs, device: &candle_core::Device, bars: &Bars) -> Result<()> {
+    use diffuse::jobs::eval;
+    let mut out = std::io::stdout().lock();
+    if args.self_test {
+        let rows = eval::self_test(1000, 4242, &[0.0, 0.05, 0.1, 0.2, 0.3])?;
+        if args.json {
+            writeln!(out, "{}", serde_json::to_string(&rows)?)?;
+            return Ok(());
+        }
+        writeln!(out, "judge on 1000 fresh dataset images (seed 4242)")?;
+        writeln!(
+            out,
+            "{:>12} {:>8} {:>8} {:>8} {:>10}",
+            "noise sigma", "colour", "shape", "both", "no object"
+        )?;
+        for r in rows {
+            let t = &r.tally;
+            writeln!(
+                out,
+                "{:>12.2} {:>7.1}% {:>7.1}% {:>7.1}% {:>10}",
+                r.noise_sigma,
+                100.0 * t.colour_accuracy(),
+                100.0 * t.shape_accuracy(),
+                100.0 * t.both_accuracy(),
+                t.no_clear_object
+            )?;
+        }
+        return Ok(());
+    }
+    let model = diffuse::embedded::load(args.model.as_deref(), device)?;
+    let opts = eval::EvalOptions {
+        samples_per_prompt: args.samples_per_prompt,
+        steps: args.steps,
+        guidance: args.guidance,
+        seed: args.seed,
+    };
+    let report = eval::evaluate(&model, &opts, device, bars)?;
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string(&report)?)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{} samples ({} per prompt), DDPM {} steps, guidance {}, seed {}: colour {:.1}%, shape {:.1}%, both {:.1}%, no clear object {} ({:.0} s)",
+        report.total, report.samples_per_prompt, report.steps, report.guidance, report.seed,
+        100.0 * report.colour_accuracy, 100.0 * report.shape_accuracy, 100.0 * report.both_accuracy,
+        report.no_clear_object, report.seconds
+    )?;
+    writeln!(
+        out,
+        "{:<18} {:>8} {:>8} {:>8}",
+        "prompt", "colour", "shape", "both"
+    )?;
+    for r in &report.prompts {
+        writeln!(
+            out,
+            "{:<18} {:>7.0}% {:>7.0}% {:>7.0}%",
+            r.prompt,
+            100.0 * r.tally.colour_accuracy(),
+            100.0 * r.tally.shape_accuracy(),
+            100.0 * r.tally.both_accuracy()
+        )?;
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<()> {
     let bars = Bars::new(cli.quiet);
     match &cli.command {
@@ -604,6 +697,10 @@ fn run(cli: Cli) -> Result<()> {
             .context("diffuse data shapes")?;
             println!("wrote {n} images and preview.png to {}", args.out.display());
             Ok(())
+        }
+        Command::Eval(args) => {
+            let device = resolve_device(cli.device, &bars)?;
+            run_eval(args, &device, &bars).context("diffuse eval")
         }
         Command::Bench(args) => {
             let device = resolve_device(cli.device, &bars)?;
@@ -646,7 +743,9 @@ pub fn main() -> ExitCode {
                     return ExitCode::SUCCESS;
                 }
             }
-            eprintln!("error: {e:#}");
+            // One line: candle appends a backtrace to its errors when RUST_BACKTRACE is set.
+            let msg = format!("{e:#}");
+            eprintln!("error: {}", msg.lines().next().unwrap_or("unknown error"));
             ExitCode::FAILURE
         }
     }

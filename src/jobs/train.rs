@@ -14,7 +14,7 @@ use crate::fsutil;
 use crate::plot::{self, Panel, Series};
 use crate::progress::Progress;
 use crate::rng;
-use crate::sampler::ddpm::{self, Ddpm};
+use crate::sampler::ddpm::Ddpm;
 use crate::train::{TrainConfig, Trainer};
 
 /// What `diffuse train` was asked to do.
@@ -122,7 +122,13 @@ pub fn save_preview(trainer: &Trainer, steps: usize, path: &Path) -> Result<()> 
     let cond = crate::unet::cond_tensor(&ids, &Device::Cpu)?;
     let model = trainer.ema_model()?;
     let sampler = Ddpm::new(&trainer.schedule, steps, trainer.config.unet.prediction);
-    let x = ddpm::sample(&model, &sampler, &cond, &mut rng::rng(0))?;
+    let guided = crate::pipeline::Guided {
+        model: &model,
+        scale: 1.0,
+        uncond: cond.clone(),
+        cond,
+    };
+    let x = crate::pipeline::sample_ddpm(&guided, &sampler, &mut rng::rng(0), |_, _| {})?;
     let images = (0..ids.len())
         .map(|i| frames::to_rgb8(&x.get(i)?))
         .collect::<Result<Vec<_>>>()?;

@@ -80,24 +80,3 @@ impl<'a> Ddpm<'a> {
         Ok((x_prev, x0))
     }
 }
-
-/// Runs the whole DDPM chain from seeded noise for the conditions `cond` `[B, slots]`.
-/// Returns x0 `[B, 3, H, W]` in model space.
-pub fn sample(
-    model: &crate::unet::UNet,
-    sampler: &Ddpm,
-    cond: &Tensor,
-    rng: &mut crate::rng::Rng,
-) -> crate::error::Result<Tensor> {
-    let b = cond.dim(0)?;
-    let cfg = &model.config;
-    let shape = (b, cfg.in_channels, cfg.image_size, cfg.image_size);
-    let device = cond.device();
-    let mut x = crate::rng::randn(rng, shape, device)?;
-    for &t in &sampler.timesteps {
-        let eps = model.forward(&x, &vec![t as f64; b], cond)?;
-        let noise = crate::rng::randn(rng, shape, device)?;
-        x = sampler.step(&eps, t, &x, &noise)?.0;
-    }
-    Ok(x)
-}
