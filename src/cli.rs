@@ -103,8 +103,9 @@ struct ShapesArgs {
 
 #[derive(Args)]
 struct TrainArgs {
-    /// Training data: `shapes`, the procedural shapes dataset.
-    #[arg(long, default_value = "shapes", value_parser = ["shapes"])]
+    /// Training data: `shapes` (the procedural shapes dataset) or a folder of pictures
+    /// (class subfolders: the folder names become the prompts; flat: unconditional).
+    #[arg(long, default_value = "shapes")]
     data: String,
     /// Model file to write (EMA weights + config in the safetensors metadata).
     #[arg(long, value_name = "FILE.safetensors")]
@@ -557,6 +558,11 @@ fn run_train(args: &TrainArgs, device: &candle_core::Device, bars: &Bars) -> Res
         ..Default::default()
     };
     let config = TrainConfig {
+        data: if args.data == "shapes" {
+            diffuse::train::DataSource::Shapes
+        } else {
+            diffuse::train::DataSource::Folder(PathBuf::from(&args.data))
+        },
         unet,
         schedule: args.schedule.config(args.beta_schedule),
         seed: args.seed,

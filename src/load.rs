@@ -108,7 +108,7 @@ pub fn decode(path: &Path) -> Result<DynamicImage> {
 }
 
 /// Composites alpha over white and drops it, keeping 8-bit images 8-bit.
-fn flatten_over_white(img: DynamicImage) -> DynamicImage {
+pub fn flatten_over_white(img: DynamicImage) -> DynamicImage {
     let eight_bit = matches!(
         img,
         DynamicImage::ImageLuma8(_)

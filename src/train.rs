@@ -15,6 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, ModelMeta, CHECKPOINT_KEY, MODEL_KEY};
+use crate::data::folder::FolderDataset;
 use crate::data::shapes;
 use crate::error::{Error, Result};
 use crate::optim::{self, AdamW, AdamWConfig};
@@ -23,9 +24,23 @@ use crate::rng::{self, Rng};
 use crate::schedule::{NoiseSchedule, ScheduleConfig};
 use crate::unet::{Prediction, UNet, UNetConfig};
 
+/// Where training images come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DataSource {
+    /// The procedural shapes dataset.
+    #[default]
+    Shapes,
+    /// A folder of pictures: class subfolders (conditional) or flat (unconditional).
+    Folder(std::path::PathBuf),
+}
+
 /// Everything that defines a training run. Saved in every checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
+    /// The training images.
+    #[serde(default)]
+    pub data: DataSource,
     pub unet: UNetConfig,
     pub schedule: ScheduleConfig,
     /// Seed of the initial weights and of the trainer's noise/timestep/dropout stream.
@@ -55,6 +70,7 @@ pub struct TrainConfig {
 impl Default for TrainConfig {
     fn default() -> Self {
         Self {
+            data: DataSource::Shapes,
             unet: UNetConfig::default(),
             schedule: ScheduleConfig::default(),
             seed: 0,
@@ -173,6 +189,8 @@ pub struct Trainer {
     pub step: u64,
     /// Wall time of earlier sessions of this run, in seconds.
     pub elapsed_before_s: f64,
+    /// The pictures of a folder dataset (None for shapes).
+    pub folder: Option<std::sync::Arc<FolderDataset>>,
     device: Device,
 }
 
@@ -184,9 +202,18 @@ fn named_vars(varmap: &VarMap) -> Vec<(String, Var)> {
 }
 
 impl Trainer {
-    /// A fresh run: weights from `config.seed`.
-    pub fn new(config: TrainConfig, device: &Device) -> Result<Self> {
+    /// A fresh run: weights from `config.seed`. For a folder dataset the pictures are loaded
+    /// and the vocabulary becomes the folder's classes.
+    pub fn new(mut config: TrainConfig, device: &Device) -> Result<Self> {
         config.validate()?;
+        let folder = match &config.data {
+            DataSource::Shapes => None,
+            DataSource::Folder(dir) => {
+                let ds = FolderDataset::load(dir, config.unet.image_size)?;
+                config.unet.vocab = ds.vocabulary();
+                Some(std::sync::Arc::new(ds))
+            }
+        };
         let varmap = VarMap::new();
         let model = UNet::new(
             &config.unet,
@@ -210,6 +237,7 @@ impl Trainer {
             rng: trng,
             step: 0,
             elapsed_before_s: 0.0,
+            folder,
             device: device.clone(),
             config,
         })
@@ -224,6 +252,12 @@ impl Trainer {
             config.steps = s;
         }
         let mut t = Self::new(config, device)?;
+        if t.config.unet.vocab != meta.config.unet.vocab {
+            return Err(Error::invalid(format!(
+                "'{}': the data folder's classes changed since the checkpoint was written",
+                path.display()
+            )));
+        }
         let get = |prefix: &str, name: &str| -> Result<Tensor> {
             tensors
                 .get(&format!("{prefix}.{name}"))
@@ -262,19 +296,29 @@ impl Trainer {
         Ok(t)
     }
 
-    /// The shapes batch of the current step: x0 `[B,3,32,32]` and clean condition ids.
-    fn batch(&self) -> Result<(Tensor, Vec<[u32; 2]>)> {
+    /// The batch of the current step: x0 `[B, 3, S, S]` and clean condition ids per image.
+    fn batch(&self) -> Result<(Tensor, Vec<Vec<u32>>)> {
         let b = self.config.batch_size;
-        let items = shapes::render_range(self.config.data_seed, self.step * b as u64, b);
-        let mut x = Vec::with_capacity(b * 3 * 32 * 32);
+        let start = self.step * b as u64;
+        let s = self.config.unet.image_size;
+        let mut x = Vec::with_capacity(b * 3 * s * s);
         let mut ids = Vec::with_capacity(b);
-        for (spec, img) in &items {
-            for c in 0..3 {
-                x.extend(img.pixels().map(|p| p.0[c] as f32 / 127.5 - 1.0));
+        match &self.folder {
+            None => {
+                for (spec, img) in shapes::render_range(self.config.data_seed, start, b) {
+                    for c in 0..3 {
+                        x.extend(img.pixels().map(|p| p.0[c] as f32 / 127.5 - 1.0));
+                    }
+                    ids.push(vec![spec.colour as u32, spec.shape as u32]);
+                }
             }
-            ids.push([spec.colour as u32, spec.shape as u32]);
+            Some(ds) => {
+                for i in ds.indices(self.config.data_seed, start, b) {
+                    x.extend_from_slice(&ds.images[i]);
+                    ids.push(ds.labels[i].into_iter().collect());
+                }
+            }
         }
-        let s = shapes::SIZE as usize;
         Ok((Tensor::from_vec(x, (b, 3, s, s), &self.device)?, ids))
     }
 

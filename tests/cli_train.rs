@@ -52,6 +52,7 @@ fn tiny_training_run_writes_its_records_and_resumes() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     for f in [
         "train_log.csv",
+        "eval_log.csv",
         "loss.png",
         "preview_000002.png",
         "checkpoint.safetensors",
@@ -113,8 +114,15 @@ fn training_errors_are_one_line() {
     std::fs::write(&junk, b"not a checkpoint").unwrap();
     assert_fails_with(&with_run(&["--resume", s(&junk)]), "junk.safetensors");
     assert_fails_with(
-        &with_run(&["--data", "pictures"]),
-        "invalid value 'pictures'",
+        &with_run(&["--data", "no-such-pictures"]),
+        "data folder 'no-such-pictures'",
+    );
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    std::fs::write(empty.join("a.png"), b"broken").unwrap();
+    assert_fails_with(
+        &with_run(&["--data", s(&empty)]),
+        "has no usable image (1 files skipped)",
     );
     let blocker = dir.path().join("file");
     std::fs::write(&blocker, b"x").unwrap();
@@ -171,4 +179,43 @@ fn data_shapes_writes_labelled_images_and_a_preview() {
         ]),
         "--count 0",
     );
+}
+
+#[test]
+fn trains_on_a_folder_of_class_subfolders() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("pics");
+    for (class, rgb) in [("apples", [200u8, 30, 30]), ("leaves", [30, 160, 40])] {
+        std::fs::create_dir_all(data.join(class)).unwrap();
+        for i in 0..3u8 {
+            let img = image::RgbImage::from_pixel(40 + i as u32, 36, image::Rgb(rgb));
+            img.save(data.join(class).join(format!("{i}.png"))).unwrap();
+        }
+    }
+    std::fs::write(data.join("leaves").join("broken.jpg"), b"no").unwrap();
+    let model = dir.path().join("m.safetensors");
+    let o = diffuse(&[
+        "train",
+        "--data",
+        s(&data),
+        "--out",
+        s(&model),
+        "--run-dir",
+        s(&dir.path().join("run")),
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--base-channels",
+        "8",
+        "--checkpoint-every",
+        "2",
+        "--preview-steps",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("skipped 1 unreadable file(s)"));
+    let m = diffuse::checkpoint::load_model(&model, &candle_core::Device::Cpu).unwrap();
+    let words = &m.meta.unet.vocab.slots[0].words;
+    assert_eq!(words, &["apples".to_string(), "leaves".to_string()]);
 }

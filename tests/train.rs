@@ -211,3 +211,27 @@ fn shapes_are_deterministic_and_labelled_as_drawn() {
     assert_eq!(img.get_pixel(2, 2).0, [128, 128, 128]);
     assert_eq!(s.label(), ("blue", "circle"));
 }
+
+#[test]
+fn a_flat_folder_trains_unconditionally_and_epochs_visit_every_image() {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..5u8 {
+        image::RgbImage::from_pixel(64, 48, image::Rgb([i * 40, 100, 200]))
+            .save(dir.path().join(format!("{i}.png")))
+            .unwrap();
+    }
+    let cfg = TrainConfig {
+        data: diffuse::train::DataSource::Folder(dir.path().to_path_buf()),
+        ..tiny(2)
+    };
+    let mut t = Trainer::new(cfg, &Device::Cpu).unwrap();
+    let ds = t.folder.clone().unwrap();
+    assert!(t.config.unet.vocab.slots.is_empty());
+    assert_eq!(ds.images.len(), 5);
+    assert_eq!(ds.images[0].len(), 3 * 32 * 32);
+    let mut first_epoch = ds.indices(1, 0, 5);
+    first_epoch.sort();
+    assert_eq!(first_epoch, vec![0, 1, 2, 3, 4]);
+    assert_eq!(ds.indices(1, 3, 4), ds.indices(1, 3, 4));
+    assert!(t.train_step().unwrap().loss.is_finite());
+}

@@ -107,18 +107,38 @@ pub fn save_loss_plot(points: &[(f64, f64)], path: &Path) -> Result<()> {
     frames::save_png(&img, path)
 }
 
-/// Samples one image per (colour, shape) prompt with the EMA weights and saves a grid.
-pub fn save_preview(trainer: &Trainer, steps: usize, path: &Path) -> Result<()> {
+/// Every combination of the vocabulary's words (one image per prompt, at most 64), or 16
+/// unconditional samples for a model without prompt slots.
+fn preview_prompts(vocab: &crate::unet::Vocabulary) -> Vec<Vec<u32>> {
+    let mut prompts: Vec<Vec<u32>> = vec![vec![]];
+    for slot in &vocab.slots {
+        prompts = prompts
+            .into_iter()
+            .flat_map(|p| {
+                (0..slot.words.len() as u32).map(move |w| {
+                    let mut q = p.clone();
+                    q.push(w);
+                    q
+                })
+            })
+            .take(64)
+            .collect();
+    }
+    if vocab.slots.is_empty() {
+        prompts = vec![vec![]; 16];
+    }
+    prompts
+}
+
+/// Samples one image per prompt with the EMA weights and saves the grid. For the shapes
+/// vocabulary, also returns the judge's tally of those samples.
+pub fn save_preview(
+    trainer: &Trainer,
+    steps: usize,
+    path: &Path,
+) -> Result<Option<crate::eval::Tally>> {
     let vocab = &trainer.config.unet.vocab;
-    let ids: Vec<Vec<u32>> = (0..vocab.slots[0].words.len() as u32)
-        .flat_map(|c| {
-            (0..vocab.slots.get(1).map_or(1, |s| s.words.len()) as u32).map(move |s| vec![c, s])
-        })
-        .map(|mut v| {
-            v.truncate(vocab.slots.len());
-            v
-        })
-        .collect();
+    let ids = preview_prompts(vocab);
     let cond = crate::unet::cond_tensor(&ids, &Device::Cpu)?;
     let model = trainer.ema_model()?;
     let sampler = Ddpm::new(&trainer.schedule, steps, trainer.config.unet.prediction);
@@ -133,8 +153,35 @@ pub fn save_preview(trainer: &Trainer, steps: usize, path: &Path) -> Result<()> 
         .map(|i| frames::to_rgb8(&x.get(i)?))
         .collect::<Result<Vec<_>>>()?;
     let refs: Vec<&image::RgbImage> = images.iter().collect();
-    let cols = vocab.slots.get(1).map_or(6, |s| s.words.len());
-    frames::save_png(&frames::grid(&refs, cols, 2, None), path)
+    let cols = vocab.slots.last().map_or(4, |s| s.words.len().min(8));
+    frames::save_png(&frames::grid(&refs, cols, 2, None), path)?;
+    if *vocab != crate::unet::Vocabulary::shapes() {
+        return Ok(None);
+    }
+    let mut tally = crate::eval::Tally::default();
+    for (img, id) in images.iter().zip(&ids) {
+        tally.add(
+            &crate::eval::judge(img),
+            Some(id[0] as usize),
+            Some(id[1] as usize),
+        );
+    }
+    Ok(Some(tally))
+}
+
+/// Appends the judge's accuracy on a preview grid to `eval_log.csv`.
+fn append_eval_log(path: &Path, step: u64, t: &crate::eval::Tally) -> Result<()> {
+    let mut text = std::fs::read_to_string(path).unwrap_or_else(|_| {
+        "step,colour_accuracy,shape_accuracy,both_accuracy,no_clear_object\n".into()
+    });
+    text.push_str(&format!(
+        "{step},{:.4},{:.4},{:.4},{}\n",
+        t.colour_accuracy(),
+        t.shape_accuracy(),
+        t.both_accuracy(),
+        t.no_clear_object
+    ));
+    fsutil::write_atomic(path, text.as_bytes())
 }
 
 /// Runs (or continues) training until the step count is reached or `stop` is set.
@@ -155,6 +202,16 @@ pub fn run(
             Trainer::new(opts.config.clone(), device)?
         }
     };
+    if let Some(ds) = &trainer.folder {
+        if let Some(first) = ds.skipped.first() {
+            progress.note(&format!(
+                "skipped {} unreadable file(s) in {} (first: {})",
+                ds.skipped.len(),
+                ds.root.display(),
+                first.display()
+            ));
+        }
+    }
     fsutil::create_dir(&opts.run_dir)?;
     if let Some(parent) = opts.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         fsutil::create_dir(parent)?;
@@ -222,11 +279,10 @@ pub fn run(
         progress.status(&format!("loss {ema:.4}"));
         if s.step % opts.every == 0 || s.step == total {
             checkpoint(&trainer, &points)?;
-            save_preview(
-                &trainer,
-                opts.preview_steps,
-                &opts.run_dir.join(format!("preview_{:06}.png", s.step)),
-            )?;
+            let preview = opts.run_dir.join(format!("preview_{:06}.png", s.step));
+            if let Some(tally) = save_preview(&trainer, opts.preview_steps, &preview)? {
+                append_eval_log(&opts.run_dir.join("eval_log.csv"), s.step, &tally)?;
+            }
         }
     }
     if interrupted {
