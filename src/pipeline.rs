@@ -4,7 +4,7 @@
 use candle_core::{Result, Tensor};
 
 use crate::rng::{self, Rng};
-use crate::sampler::ddpm::Ddpm;
+use crate::sampler::Sampler;
 use crate::unet::UNet;
 
 /// The UNet with classifier-free guidance: ε = ε_u + w·(ε_c − ε_u), computed as one batched
@@ -49,11 +49,11 @@ impl Guided<'_> {
     }
 }
 
-/// Runs DDPM from noise drawn from `rng`; returns x0 `[B, 3, H, W]` in model space.
+/// Runs `sampler` from noise drawn from `rng`; returns x0 `[B, 3, H, W]` in model space.
 /// `on_step(i, n)` is called after each of the n steps.
-pub fn sample_ddpm(
+pub fn sample(
     guided: &Guided,
-    sampler: &Ddpm,
+    sampler: &mut dyn Sampler,
     rng: &mut Rng,
     mut on_step: impl FnMut(usize, usize),
 ) -> Result<Tensor> {
@@ -62,11 +62,19 @@ pub fn sample_ddpm(
     let shape = (b, cfg.in_channels, cfg.image_size, cfg.image_size);
     let device = guided.cond.device();
     let mut x = rng::randn(rng, shape, device).map_err(candle_core::Error::wrap)?;
-    let n = sampler.timesteps.len();
-    for (i, &t) in sampler.timesteps.iter().enumerate() {
+    let timesteps = sampler.timesteps().to_vec();
+    let n = timesteps.len();
+    for (i, &t) in timesteps.iter().enumerate() {
         let eps = guided.predict(&x, t)?;
-        let noise = rng::randn(rng, shape, device).map_err(candle_core::Error::wrap)?;
-        x = sampler.step(&eps, t, &x, &noise)?.0;
+        let noise = if sampler.uses_noise() {
+            rng::randn(rng, shape, device).map_err(candle_core::Error::wrap)?
+        } else {
+            x.zeros_like()?
+        };
+        x = sampler
+            .step(&eps, i, &x, &noise)
+            .map_err(candle_core::Error::wrap)?
+            .0;
         on_step(i + 1, n);
     }
     Ok(x)

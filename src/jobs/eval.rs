@@ -12,7 +12,7 @@ use crate::frames;
 use crate::pipeline::{self, Guided};
 use crate::progress::Progress;
 use crate::rng;
-use crate::sampler::ddpm::Ddpm;
+use crate::sampler::{self, SamplerConfig, SamplerKind};
 use crate::schedule::NoiseSchedule;
 use crate::unet::cond_tensor;
 
@@ -83,7 +83,11 @@ pub fn evaluate(
         .flat_map(|c| (0..Shape::ALL.len()).map(move |s| (c, s)))
         .flat_map(|p| std::iter::repeat_n(p, opts.samples_per_prompt))
         .collect();
-    let sampler = Ddpm::new(&schedule, opts.steps, model.meta.unet.prediction);
+    let config = SamplerConfig {
+        prediction: model.meta.unet.prediction,
+        ..SamplerConfig::new(SamplerKind::Ddpm, opts.steps)
+    };
+    sampler::build(&config, &schedule)?; // checks the options once, up front
     let mut rng = rng::rng(opts.seed);
     let mut rows: Vec<PromptRow> = (0..36)
         .map(|i| PromptRow {
@@ -106,7 +110,10 @@ pub fn evaluate(
             cond,
             uncond,
         };
-        let x = pipeline::sample_ddpm(&guided, &sampler, &mut rng, |_, _| progress.advance(1))?;
+        let mut sampler = sampler::build(&config, &schedule)?;
+        let x = pipeline::sample(&guided, sampler.as_mut(), &mut rng, |_, _| {
+            progress.advance(1)
+        })?;
         for (i, &(c, s)) in chunk.iter().enumerate() {
             let v = judge(&frames::to_rgb8(&x.get(i)?)?);
             rows[c * 6 + s].tally.add(&v, Some(c), Some(s));

@@ -14,7 +14,7 @@ use crate::fsutil;
 use crate::plot::{self, Panel, Series};
 use crate::progress::Progress;
 use crate::rng;
-use crate::sampler::ddpm::Ddpm;
+use crate::sampler::{self, SamplerConfig, SamplerKind};
 use crate::train::{TrainConfig, Trainer};
 
 /// What `diffuse train` was asked to do.
@@ -141,14 +141,18 @@ pub fn save_preview(
     let ids = preview_prompts(vocab);
     let cond = crate::unet::cond_tensor(&ids, &Device::Cpu)?;
     let model = trainer.ema_model()?;
-    let sampler = Ddpm::new(&trainer.schedule, steps, trainer.config.unet.prediction);
+    let config = SamplerConfig {
+        prediction: trainer.config.unet.prediction,
+        ..SamplerConfig::new(SamplerKind::Ddpm, steps)
+    };
+    let mut sampler = sampler::build(&config, &trainer.schedule)?;
     let guided = crate::pipeline::Guided {
         model: &model,
         scale: 1.0,
         uncond: cond.clone(),
         cond,
     };
-    let x = crate::pipeline::sample_ddpm(&guided, &sampler, &mut rng::rng(0), |_, _| {})?;
+    let x = crate::pipeline::sample(&guided, sampler.as_mut(), &mut rng::rng(0), |_, _| {})?;
     let images = (0..ids.len())
         .map(|i| frames::to_rgb8(&x.get(i)?))
         .collect::<Result<Vec<_>>>()?;

@@ -1,3 +1,241 @@
-//! Reverse-diffusion samplers. Scalars follow diffusers' schedulers; samples are tensors.
+//! Reverse-diffusion samplers with diffusers' semantics and option names: DDPM, DDIM and
+//! DPM-Solver++ (2M). Each gives its timesteps and a `step(model_output, i, x_t)` that returns
+//! (x_prev, x0_pred). Schedule scalars stay f64 on the host; only samples are tensors.
 
+pub mod ddim;
 pub mod ddpm;
+pub mod dpm_solver;
+
+use std::fmt;
+use std::str::FromStr;
+
+use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::schedule::NoiseSchedule;
+use crate::unet::Prediction;
+
+/// diffusers' `timestep_spacing`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimestepSpacing {
+    Leading,
+    Trailing,
+    Linspace,
+}
+
+impl FromStr for TimestepSpacing {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "leading" => Ok(Self::Leading),
+            "trailing" => Ok(Self::Trailing),
+            "linspace" => Ok(Self::Linspace),
+            _ => Err(Error::invalid(format!(
+                "unknown timestep spacing '{s}' (expected one of: leading, trailing, linspace)"
+            ))),
+        }
+    }
+}
+
+/// Which sampler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SamplerKind {
+    #[serde(rename = "ddpm")]
+    Ddpm,
+    #[serde(rename = "ddim")]
+    Ddim,
+    #[serde(rename = "dpm++2m")]
+    DpmSolverPP2M,
+}
+
+impl fmt::Display for SamplerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SamplerKind::Ddpm => "ddpm",
+            SamplerKind::Ddim => "ddim",
+            SamplerKind::DpmSolverPP2M => "dpm++2m",
+        })
+    }
+}
+
+impl FromStr for SamplerKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "ddpm" => Ok(Self::Ddpm),
+            "ddim" => Ok(Self::Ddim),
+            "dpm++2m" | "dpmsolver++" | "dpm-solver++" => Ok(Self::DpmSolverPP2M),
+            _ => Err(Error::invalid(format!(
+                "unknown sampler '{s}' (expected one of: ddpm, ddim, dpm++2m)"
+            ))),
+        }
+    }
+}
+
+/// Options of every sampler, with diffusers' names and defaults per scheduler.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SamplerConfig {
+    pub kind: SamplerKind,
+    /// Number of inference steps N.
+    pub steps: usize,
+    pub timestep_spacing: TimestepSpacing,
+    /// Added to "leading" timesteps.
+    pub steps_offset: usize,
+    /// Clamp x0 predictions to [-1, 1] (DDPM, DDIM).
+    pub clip_sample: bool,
+    /// DDIM's η: 0 is deterministic DDIM, 1 matches DDPM's variance.
+    pub eta: f64,
+    /// DDIM: use ᾱ = 1 before the first step (else ᾱ_0).
+    pub set_alpha_to_one: bool,
+    /// DPM-Solver++: use first order at the last step(s) when N < 15 (`lower_order_final`).
+    pub lower_order_final: bool,
+    pub prediction: Prediction,
+}
+
+impl SamplerConfig {
+    /// diffusers' defaults for `kind` with `steps` steps.
+    pub fn new(kind: SamplerKind, steps: usize) -> Self {
+        Self {
+            kind,
+            steps,
+            timestep_spacing: match kind {
+                SamplerKind::DpmSolverPP2M => TimestepSpacing::Linspace,
+                _ => TimestepSpacing::Leading,
+            },
+            steps_offset: 0,
+            clip_sample: true,
+            eta: 0.0,
+            set_alpha_to_one: true,
+            lower_order_final: true,
+            prediction: Prediction::Epsilon,
+        }
+    }
+}
+
+/// One sampler over a fixed list of timesteps.
+pub trait Sampler {
+    /// Timesteps from noisiest to cleanest.
+    fn timesteps(&self) -> &[usize];
+    /// Whether `step` uses its noise argument (DDPM, DDIM with η > 0).
+    fn uses_noise(&self) -> bool;
+    /// Step `i` (0-based) from `x_t` at `timesteps()[i]` given the model output there, with
+    /// `noise` (same shape) for stochastic samplers. Returns (x_prev, x0_pred).
+    fn step(
+        &mut self,
+        model_output: &Tensor,
+        i: usize,
+        x_t: &Tensor,
+        noise: &Tensor,
+    ) -> Result<(Tensor, Tensor)>;
+}
+
+/// Builds the sampler `config` describes.
+pub fn build<'a>(
+    config: &SamplerConfig,
+    schedule: &'a NoiseSchedule,
+) -> Result<Box<dyn Sampler + 'a>> {
+    let t = schedule.len();
+    if config.steps == 0 || config.steps > t {
+        return Err(Error::invalid(format!(
+            "--steps {} is out of range 1..={t} (the model's training timesteps)",
+            config.steps
+        )));
+    }
+    if !(config.eta >= 0.0 && config.eta.is_finite()) {
+        return Err(Error::invalid(format!(
+            "--eta {} must be a number ≥ 0",
+            config.eta
+        )));
+    }
+    Ok(match config.kind {
+        SamplerKind::Ddpm => Box::new(ddpm::Ddpm::new(schedule, config)),
+        SamplerKind::Ddim => Box::new(ddim::Ddim::new(schedule, config)),
+        SamplerKind::DpmSolverPP2M => Box::new(dpm_solver::DpmSolverPP::new(schedule, config)),
+    })
+}
+
+/// numpy's `round` (half to even), which diffusers' spacings use.
+fn np_round(x: f64) -> f64 {
+    x.round_ties_even()
+}
+
+/// numpy's `linspace(start, stop, n)`.
+fn linspace(start: f64, stop: f64, n: usize) -> Vec<f64> {
+    if n == 1 {
+        return vec![start];
+    }
+    let step = (stop - start) / (n - 1) as f64;
+    let mut v: Vec<f64> = (0..n).map(|i| i as f64 * step + start).collect();
+    v[n - 1] = stop;
+    v
+}
+
+/// DDPMScheduler / DDIMScheduler `set_timesteps`.
+pub fn ddim_timesteps(t: usize, n: usize, spacing: TimestepSpacing, offset: usize) -> Vec<usize> {
+    match spacing {
+        TimestepSpacing::Linspace => linspace(0.0, (t - 1) as f64, n)
+            .into_iter()
+            .rev()
+            .map(|v| np_round(v) as usize)
+            .collect(),
+        TimestepSpacing::Leading => {
+            let ratio = t / n;
+            (0..n).rev().map(|i| i * ratio + offset).collect()
+        }
+        TimestepSpacing::Trailing => trailing(t, n),
+    }
+}
+
+/// `round(arange(T, 0, -T/N)) - 1`.
+fn trailing(t: usize, n: usize) -> Vec<usize> {
+    let ratio = t as f64 / n as f64;
+    (0..n)
+        .map(|k| t as f64 - k as f64 * ratio)
+        .filter(|v| *v > 0.0)
+        .map(|v| (np_round(v) as i64 - 1).max(0) as usize)
+        .collect()
+}
+
+/// DPMSolverMultistepScheduler `set_timesteps` (no λ clipping).
+pub fn dpm_timesteps(t: usize, n: usize, spacing: TimestepSpacing, offset: usize) -> Vec<usize> {
+    match spacing {
+        TimestepSpacing::Linspace => {
+            let mut v: Vec<usize> = linspace(0.0, (t - 1) as f64, n + 1)
+                .into_iter()
+                .rev()
+                .map(|v| np_round(v) as usize)
+                .collect();
+            v.pop();
+            v
+        }
+        TimestepSpacing::Leading => {
+            let ratio = t / (n + 1);
+            (1..=n).rev().map(|i| i * ratio + offset).collect()
+        }
+        TimestepSpacing::Trailing => trailing(t, n),
+    }
+}
+
+/// x0 (and ε) from a model output, for ε- or v-prediction: `a` = ᾱ_t.
+pub(crate) fn predict_x0_eps(
+    prediction: Prediction,
+    model_output: &Tensor,
+    x_t: &Tensor,
+    a: f64,
+) -> Result<(Tensor, Tensor)> {
+    let b = 1.0 - a;
+    Ok(match prediction {
+        // x0 = (x_t − √(1−ᾱ)·ε) / √ᾱ
+        Prediction::Epsilon => (
+            (x_t - model_output.affine(b.sqrt(), 0.0)?)?.affine(1.0 / a.sqrt(), 0.0)?,
+            model_output.clone(),
+        ),
+        // x0 = √ᾱ·x_t − √(1−ᾱ)·v;  ε = √ᾱ·v + √(1−ᾱ)·x_t
+        Prediction::VPrediction => (
+            (x_t.affine(a.sqrt(), 0.0)? - model_output.affine(b.sqrt(), 0.0)?)?,
+            (model_output.affine(a.sqrt(), 0.0)? + x_t.affine(b.sqrt(), 0.0)?)?,
+        ),
+    })
+}

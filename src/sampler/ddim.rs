@@ -1,0 +1,75 @@
+//! DDIM (Song et al. 2021, eq. 12) as diffusers' `DDIMScheduler.step`: η-controlled noise,
+//! `clip_sample`, `set_alpha_to_one`, and the previous timestep t − T/N.
+
+use candle_core::Tensor;
+
+use super::{ddim_timesteps, predict_x0_eps, Sampler, SamplerConfig};
+use crate::error::Result;
+use crate::schedule::NoiseSchedule;
+
+pub struct Ddim<'a> {
+    schedule: &'a NoiseSchedule,
+    timesteps: Vec<usize>,
+    config: SamplerConfig,
+}
+
+impl<'a> Ddim<'a> {
+    pub fn new(schedule: &'a NoiseSchedule, config: &SamplerConfig) -> Self {
+        Self {
+            schedule,
+            timesteps: ddim_timesteps(
+                schedule.len(),
+                config.steps,
+                config.timestep_spacing,
+                config.steps_offset,
+            ),
+            config: *config,
+        }
+    }
+}
+
+impl Sampler for Ddim<'_> {
+    fn timesteps(&self) -> &[usize] {
+        &self.timesteps
+    }
+
+    fn uses_noise(&self) -> bool {
+        self.config.eta > 0.0
+    }
+
+    fn step(
+        &mut self,
+        model_output: &Tensor,
+        i: usize,
+        x_t: &Tensor,
+        noise: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
+        let ac = &self.schedule.alphas_cumprod;
+        let t = self.timesteps[i];
+        let prev = t as i64 - (self.schedule.len() / self.config.steps) as i64;
+        let final_alpha = if self.config.set_alpha_to_one {
+            1.0
+        } else {
+            ac[0]
+        };
+        let a_t = ac[t];
+        let a_prev = if prev >= 0 {
+            ac[prev as usize]
+        } else {
+            final_alpha
+        };
+        let (mut x0, eps) = predict_x0_eps(self.config.prediction, model_output, x_t, a_t)?;
+        if self.config.clip_sample {
+            x0 = x0.clamp(-1f32, 1f32)?;
+        }
+        // σ_t = η·√((1−ᾱ_{t-1})/(1−ᾱ_t))·√(1−ᾱ_t/ᾱ_{t-1})
+        let variance = (1.0 - a_prev) / (1.0 - a_t) * (1.0 - a_t / a_prev);
+        let std_dev = self.config.eta * variance.sqrt();
+        let direction = eps.affine((1.0 - a_prev - std_dev * std_dev).max(0.0).sqrt(), 0.0)?;
+        let mut x_prev = (x0.affine(a_prev.sqrt(), 0.0)? + direction)?;
+        if self.config.eta > 0.0 {
+            x_prev = (x_prev + noise.affine(std_dev, 0.0)?)?;
+        }
+        Ok((x_prev, x0))
+    }
+}
