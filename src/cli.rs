@@ -52,6 +52,74 @@ enum Command {
     Data(DataCommand),
     /// Judge a model's samples for every prompt (or, with --self-test, the judge itself).
     Eval(EvalArgs),
+    /// Turn noise into images for a prompt, frame by frame (reverse diffusion).
+    Generate(GenerateArgs),
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    /// What to draw, e.g. "a red circle", "blue", "triangle" or "" (unconditional).
+    #[arg(long, allow_hyphen_values = true)]
+    prompt: String,
+    /// Replaces the unconditional branch of guidance, e.g. "red".
+    #[arg(long)]
+    negative_prompt: Option<String>,
+    /// Images to generate side by side.
+    #[arg(long, default_value_t = 4)]
+    num_images: usize,
+    /// ddpm, ddim or dpm++2m.
+    #[arg(long, default_value = "dpm++2m", value_parser = parse_sampler)]
+    sampler: diffuse::sampler::SamplerKind,
+    /// Denoising steps.
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    /// DDIM's η (0 = deterministic).
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    eta: f64,
+    /// leading, trailing or linspace (default: the sampler's diffusers default).
+    #[arg(long, value_parser = parse_spacing)]
+    timestep_spacing: Option<diffuse::sampler::TimestepSpacing>,
+    /// Classifier-free guidance scale (1 = no guidance).
+    #[arg(long, default_value_t = 3.0, allow_hyphen_values = true)]
+    guidance: f64,
+    /// Seed of the noise (default: a random seed, printed and recorded).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Output folder (default: out/<prompt>-seed<seed>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// `all`, or about N evenly chosen frames.
+    #[arg(long, default_value = "all")]
+    frames: String,
+    /// Leave out the row of x0 predictions.
+    #[arg(long)]
+    no_x0: bool,
+    /// Nearest-neighbour upscaling of frames and grid (default: frames at least 256 px wide).
+    #[arg(long)]
+    scale: Option<u32>,
+    /// GIF frames per second.
+    #[arg(long, default_value_t = 10.0)]
+    fps: f64,
+    /// Model file (default: the built-in model).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Also write trajectory.safetensors (x_t and x0_pred at every step).
+    #[arg(long)]
+    save_tensors: bool,
+    /// Write into a non-empty output folder.
+    #[arg(long)]
+    force: bool,
+    /// Print run.json's content on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_sampler(s: &str) -> Result<diffuse::sampler::SamplerKind, String> {
+    s.parse().map_err(|e: diffuse::Error| e.to_string())
+}
+
+fn parse_spacing(s: &str) -> Result<diffuse::sampler::TimestepSpacing, String> {
+    s.parse().map_err(|e: diffuse::Error| e.to_string())
 }
 
 #[derive(Args)]
@@ -62,7 +130,10 @@ struct EvalArgs {
     /// Samples per (colour, shape) prompt.
     #[arg(long, default_value_t = 8)]
     samples_per_prompt: usize,
-    /// DDPM sampling steps (1000 is the full chain).
+    /// ddpm, ddim or dpm++2m.
+    #[arg(long, default_value = "ddpm", value_parser = parse_sampler)]
+    sampler: diffuse::sampler::SamplerKind,
+    /// Sampling steps (1000 with DDPM is the full chain).
     #[arg(long, default_value_t = 1000)]
     steps: usize,
     /// Classifier-free guidance scale.
@@ -650,6 +721,7 @@ fn run_eval(args: &EvalArgs, device: &candle_core::Device, bars: &Bars) -> Resul
     let model = diffuse::embedded::load(args.model.as_deref(), device)?;
     let opts = eval::EvalOptions {
         samples_per_prompt: args.samples_per_prompt,
+        sampler: args.sampler,
         steps: args.steps,
         guidance: args.guidance,
         seed: args.seed,
@@ -661,8 +733,8 @@ fn run_eval(args: &EvalArgs, device: &candle_core::Device, bars: &Bars) -> Resul
     }
     writeln!(
         out,
-        "{} samples ({} per prompt), DDPM {} steps, guidance {}, seed {}: colour {:.1}%, shape {:.1}%, both {:.1}%, no clear object {} ({:.0} s)",
-        report.total, report.samples_per_prompt, report.steps, report.guidance, report.seed,
+        "{} samples ({} per prompt), {} {} steps, guidance {}, seed {}: colour {:.1}%, shape {:.1}%, both {:.1}%, no clear object {} ({:.0} s)",
+        report.total, report.samples_per_prompt, report.sampler, report.steps, report.guidance, report.seed,
         100.0 * report.colour_accuracy, 100.0 * report.shape_accuracy, 100.0 * report.both_accuracy,
         report.no_clear_object, report.seconds
     )?;
@@ -679,6 +751,61 @@ fn run_eval(args: &EvalArgs, device: &candle_core::Device, bars: &Bars) -> Resul
             100.0 * r.tally.colour_accuracy(),
             100.0 * r.tally.shape_accuracy(),
             100.0 * r.tally.both_accuracy()
+        )?;
+    }
+    Ok(())
+}
+
+fn run_generate(args: &GenerateArgs, device: &candle_core::Device, bars: &Bars) -> Result<()> {
+    use diffuse::jobs::generate::{self, FrameCount, GenerateOptions};
+    use diffuse::sampler::SamplerConfig;
+    let seed = args.seed.unwrap_or_else(|| rand::random::<u64>() >> 11);
+    let frames = match args.frames.as_str() {
+        "all" => FrameCount::All,
+        n => FrameCount::Some(
+            n.parse()
+                .map_err(|_| anyhow::anyhow!("--frames '{n}' is neither 'all' nor a number"))?,
+        ),
+    };
+    let mut sampler = SamplerConfig {
+        eta: args.eta,
+        ..SamplerConfig::new(args.sampler, args.steps)
+    };
+    if let Some(sp) = args.timestep_spacing {
+        sampler.timestep_spacing = sp;
+    }
+    let out = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from("out").join(format!(
+            "{}-seed{seed}",
+            diffuse::prompt::slug(&args.prompt)
+        ))
+    });
+    let (model, name, bytes) = diffuse::embedded::load_named(args.model.as_deref(), device)?;
+    let opts = GenerateOptions {
+        prompt: args.prompt.clone(),
+        negative_prompt: args.negative_prompt.clone(),
+        num_images: args.num_images,
+        sampler,
+        guidance: args.guidance,
+        seed,
+        out,
+        frames,
+        x0_row: !args.no_x0,
+        scale: args.scale,
+        fps: args.fps,
+        save_tensors: args.save_tensors,
+        force: args.force,
+    };
+    let report = generate::run(&model, &name, &bytes, &opts, device, bars)?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string(&report)?)?;
+    } else {
+        writeln!(
+            out,
+            "\"{}\": {} image(s), {} {} steps, guidance {}, seed {} -> {} ({} frames, {:.2} s sampling)",
+            report.prompt, report.num_images, report.sampler.kind, report.timesteps.len(),
+            report.guidance, report.seed, report.out.display(), report.frame_count, report.sampling_ms / 1e3
         )?;
     }
     Ok(())
@@ -707,6 +834,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => {
             let device = resolve_device(cli.device, &bars)?;
             run_eval(args, &device, &bars).context("diffuse eval")
+        }
+        Command::Generate(args) => {
+            let device = resolve_device(cli.device, &bars)?;
+            run_generate(args, &device, &bars).context("diffuse generate")
         }
         Command::Bench(args) => {
             let device = resolve_device(cli.device, &bars)?;

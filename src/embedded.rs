@@ -19,3 +19,19 @@ pub fn load(path: Option<&std::path::Path>, device: &Device) -> Result<LoadedMod
         None => checkpoint::load_model_bytes(NAME, SHAPES32, device),
     }
 }
+
+/// Like [`load`], also returning the model's name for reports and its bytes (for hashing).
+pub fn load_named(
+    path: Option<&std::path::Path>,
+    device: &Device,
+) -> Result<(LoadedModel, String, std::borrow::Cow<'static, [u8]>)> {
+    let model = load(path, device)?;
+    match path {
+        Some(p) => {
+            let bytes = std::fs::read(p)
+                .map_err(|e| crate::Error::invalid(format!("'{}': {e}", p.display())))?;
+            Ok((model, p.display().to_string(), bytes.into()))
+        }
+        None => Ok((model, NAME.to_string(), SHAPES32.into())),
+    }
+}

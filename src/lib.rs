@@ -23,6 +23,7 @@ pub mod params;
 pub mod pipeline;
 pub mod plot;
 pub mod progress;
+pub mod prompt;
 pub mod rng;
 pub mod sampler;
 pub mod schedule;

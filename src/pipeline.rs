@@ -49,19 +49,34 @@ impl Guided<'_> {
     }
 }
 
-/// Runs `sampler` from noise drawn from `rng`; returns x0 `[B, 3, H, W]` in model space.
-/// `on_step(i, n)` is called after each of the n steps.
-pub fn sample(
+/// What the observer of a sampling run sees after each step.
+pub struct StepEvent<'a> {
+    /// Step index, 0-based, and the number of steps.
+    pub i: usize,
+    pub n: usize,
+    /// The timestep this step denoised from.
+    pub t: usize,
+    /// The sample after the step, `[B, 3, H, W]`.
+    pub x: &'a Tensor,
+    /// The model's x0 prediction at this step, `[B, 3, H, W]`.
+    pub x0: &'a Tensor,
+}
+
+/// Runs `sampler` from noise drawn from `rng`; returns the final sample `[B, 3, H, W]` in
+/// model space. `on_start` sees the initial noise; `on_step` sees every step.
+pub fn sample_observed(
     guided: &Guided,
     sampler: &mut dyn Sampler,
     rng: &mut Rng,
-    mut on_step: impl FnMut(usize, usize),
+    on_start: impl FnOnce(&Tensor),
+    mut on_step: impl FnMut(StepEvent),
 ) -> Result<Tensor> {
     let cfg = &guided.model.config;
     let b = guided.cond.dim(0)?;
     let shape = (b, cfg.in_channels, cfg.image_size, cfg.image_size);
     let device = guided.cond.device();
     let mut x = rng::randn(rng, shape, device).map_err(candle_core::Error::wrap)?;
+    on_start(&x);
     let timesteps = sampler.timesteps().to_vec();
     let n = timesteps.len();
     for (i, &t) in timesteps.iter().enumerate() {
@@ -71,11 +86,27 @@ pub fn sample(
         } else {
             x.zeros_like()?
         };
-        x = sampler
+        let (next, x0) = sampler
             .step(&eps, i, &x, &noise)
-            .map_err(candle_core::Error::wrap)?
-            .0;
-        on_step(i + 1, n);
+            .map_err(candle_core::Error::wrap)?;
+        x = next;
+        on_step(StepEvent {
+            i,
+            n,
+            t,
+            x: &x,
+            x0: &x0,
+        });
     }
     Ok(x)
+}
+
+/// [`sample_observed`] reporting only progress: `on_step(i, n)` after each of the n steps.
+pub fn sample(
+    guided: &Guided,
+    sampler: &mut dyn Sampler,
+    rng: &mut Rng,
+    mut on_step: impl FnMut(usize, usize),
+) -> Result<Tensor> {
+    sample_observed(guided, sampler, rng, |_| {}, |e| on_step(e.i + 1, e.n))
 }

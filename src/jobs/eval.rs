@@ -19,7 +19,8 @@ use crate::unet::cond_tensor;
 /// Settings of a model evaluation.
 pub struct EvalOptions {
     pub samples_per_prompt: usize,
-    /// DDPM steps (1000 = the full chain).
+    pub sampler: SamplerKind,
+    /// Sampling steps (for DDPM, 1000 is the full chain).
     pub steps: usize,
     pub guidance: f64,
     pub seed: u64,
@@ -36,6 +37,7 @@ pub struct PromptRow {
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalReport {
     pub samples_per_prompt: usize,
+    pub sampler: SamplerKind,
     pub steps: usize,
     pub guidance: f64,
     pub seed: u64,
@@ -85,7 +87,7 @@ pub fn evaluate(
         .collect();
     let config = SamplerConfig {
         prediction: model.meta.unet.prediction,
-        ..SamplerConfig::new(SamplerKind::Ddpm, opts.steps)
+        ..SamplerConfig::new(opts.sampler, opts.steps)
     };
     sampler::build(&config, &schedule)?; // checks the options once, up front
     let mut rng = rng::rng(opts.seed);
@@ -123,6 +125,7 @@ pub fn evaluate(
     progress.finish();
     Ok(EvalReport {
         samples_per_prompt: opts.samples_per_prompt,
+        sampler: opts.sampler,
         steps: opts.steps,
         guidance: opts.guidance,
         seed: opts.seed,

@@ -2,5 +2,6 @@
 //! through [`crate::progress::Progress`], so the CLI only parses flags and draws bars.
 
 pub mod eval;
+pub mod generate;
 pub mod noise;
 pub mod train;

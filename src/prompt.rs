@@ -1,0 +1,76 @@
+//! Prompt text ↔ condition ids. The grammar: an optional article, then at most one word per
+//! slot (for the shapes model a colour and a shape), in any order: "a red circle", "blue",
+//! "triangle", or "" for unconditional. The words come from the model's vocabulary.
+
+use crate::error::{Error, Result};
+use crate::unet::Vocabulary;
+
+const ARTICLES: [&str; 3] = ["a", "an", "the"];
+
+/// Parses `text` into one token id per slot (the slot's null id where a word is left out).
+pub fn parse(text: &str, vocab: &Vocabulary) -> Result<Vec<u32>> {
+    let mut ids = vocab.null_ids();
+    let mut filled = vec![false; vocab.slots.len()];
+    let words: Vec<String> = text
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|w| !w.is_empty())
+        .map(|w| w.to_lowercase())
+        .collect();
+    for (i, w) in words.iter().enumerate() {
+        if i == 0 && ARTICLES.contains(&w.as_str()) {
+            continue;
+        }
+        let found = vocab
+            .slots
+            .iter()
+            .enumerate()
+            .find_map(|(s, slot)| slot.words.iter().position(|x| x == w).map(|p| (s, p)));
+        let Some((slot, pos)) = found else {
+            return Err(Error::invalid(format!(
+                "unknown word '{w}' in prompt '{text}' (valid words: {})",
+                valid_words(vocab)
+            )));
+        };
+        if filled[slot] {
+            return Err(Error::invalid(format!(
+                "prompt '{text}' names two {} words; use at most one",
+                vocab.slots[slot].name
+            )));
+        }
+        filled[slot] = true;
+        ids[slot] = pos as u32;
+    }
+    Ok(ids)
+}
+
+/// Every word the vocabulary accepts, slot by slot.
+pub fn valid_words(vocab: &Vocabulary) -> String {
+    let mut parts: Vec<String> = vocab
+        .slots
+        .iter()
+        .map(|s| format!("{}: {}", s.name, s.words.join(", ")))
+        .collect();
+    if parts.is_empty() {
+        parts.push("none: this model is unconditional, use an empty prompt".into());
+    }
+    parts.join("; ")
+}
+
+/// A file-name-friendly form of a prompt: "a red circle" → "a-red-circle".
+pub fn slug(text: &str) -> String {
+    let s: Vec<String> = text
+        .split_whitespace()
+        .map(|w| {
+            w.chars()
+                .filter(|c| c.is_ascii_alphanumeric())
+                .collect::<String>()
+                .to_lowercase()
+        })
+        .filter(|w| !w.is_empty())
+        .collect();
+    if s.is_empty() {
+        "unconditional".into()
+    } else {
+        s.join("-")
+    }
+}

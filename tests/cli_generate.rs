@@ -1,0 +1,186 @@
+//! `diffuse generate` end to end with the built-in model: outputs, determinism, errors.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn diffuse(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_diffuse"))
+        .args(args)
+        .output()
+        .expect("run diffuse")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn assert_fails_with(o: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "expected failure for {needle}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(err.contains(needle), "{err:?} lacks {needle:?}");
+}
+
+fn generate(out: &Path, seed: &str, extra: &[&str]) -> Output {
+    let mut a = vec![
+        "generate",
+        "--prompt",
+        "a red circle",
+        "--steps",
+        "3",
+        "--num-images",
+        "2",
+        "--seed",
+        seed,
+        "--out",
+        s(out),
+        "--quiet",
+    ];
+    a.extend_from_slice(extra);
+    diffuse(&a)
+}
+
+fn read_all(dir: &Path) -> Vec<Vec<u8>> {
+    let mut names: Vec<_> = std::fs::read_dir(dir.join("frames"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    for f in [
+        "sample_00.png",
+        "sample_01.png",
+        "grid.png",
+        "strip.png",
+        "denoising.gif",
+    ] {
+        names.push(dir.join(f));
+    }
+    names.iter().map(|p| std::fs::read(p).unwrap()).collect()
+}
+
+#[test]
+fn generate_writes_every_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("g");
+    let o = generate(&out, "5", &["--save-tensors", "--sampler", "ddim"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The initial noise plus one frame per step.
+    assert_eq!(std::fs::read_dir(out.join("frames")).unwrap().count(), 4);
+    let sample = image::open(out.join("sample_00.png")).unwrap();
+    assert_eq!((sample.width(), sample.height()), (32, 32));
+    let frame = image::open(out.join("frames/frame_0000.png")).unwrap();
+    assert!(
+        frame.width() >= 256,
+        "frames are upscaled to at least 256 px"
+    );
+    let mut dec = gif::DecodeOptions::new()
+        .read_info(std::fs::File::open(out.join("denoising.gif")).unwrap())
+        .unwrap();
+    let mut n = 0;
+    while dec.read_next_frame().unwrap().is_some() {
+        n += 1;
+    }
+    assert_eq!(n, 4);
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["seed"], 5);
+    assert_eq!(run["sampler"]["kind"], "ddim");
+    assert_eq!(run["timesteps"], serde_json::json!([666, 333, 0]));
+    assert_eq!(run["condition_ids"], serde_json::json!([0, 0]));
+    assert_eq!(run["model_sha256"].as_str().unwrap().len(), 64);
+    let t = candle_core::safetensors::load(
+        out.join("trajectory.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    assert_eq!(t["x_t"].dims(), &[3, 2, 3, 32, 32]);
+    assert_eq!(t["x0_pred"].dims(), &[3, 2, 3, 32, 32]);
+}
+
+#[test]
+fn same_seed_same_bytes_other_seed_other_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = read_all(&{
+        let p = dir.path().join("a");
+        assert!(generate(&p, "11", &[]).status.success());
+        p
+    });
+    let b = read_all(&{
+        let p = dir.path().join("b");
+        assert!(generate(&p, "11", &[]).status.success());
+        p
+    });
+    let c = read_all(&{
+        let p = dir.path().join("c");
+        assert!(generate(&p, "12", &[]).status.success());
+        p
+    });
+    assert_eq!(a, b);
+    assert_ne!(
+        a[a.len() - 5],
+        c[c.len() - 5],
+        "another seed gives another sample"
+    );
+}
+
+#[test]
+fn generate_errors_are_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("e");
+    let o = diffuse(&["generate", "--prompt", "a mauve circle", "--out", s(&out)]);
+    assert_fails_with(&o, "unknown word 'mauve'");
+    assert_fails_with(&o, "colour: red, orange");
+    let steps = |n: &str| {
+        diffuse(&[
+            "generate",
+            "--prompt",
+            "red",
+            "--steps",
+            n,
+            "--out",
+            s(&out),
+        ])
+    };
+    assert_fails_with(&steps("0"), "--steps 0");
+    assert_fails_with(&steps("1001"), "--steps 1001 is out of range");
+    assert_fails_with(
+        &generate(&out, "1", &["--sampler", "ddim", "--eta", "-1"]),
+        "--eta -1",
+    );
+    assert_fails_with(&generate(&out, "1", &["--guidance", "-2"]), "--guidance -2");
+    assert_fails_with(
+        &generate(&out, "1", &["--guidance", "NaN"]),
+        "--guidance NaN",
+    );
+    assert_fails_with(
+        &diffuse(&[
+            "generate",
+            "--prompt",
+            "red",
+            "--num-images",
+            "0",
+            "--out",
+            s(&out),
+        ]),
+        "--num-images 0",
+    );
+    assert_fails_with(
+        &generate(&out, "1", &["--model", "nope.safetensors"]),
+        "nope.safetensors",
+    );
+    let junk = dir.path().join("junk.safetensors");
+    std::fs::write(&junk, b"junk").unwrap();
+    assert_fails_with(
+        &generate(&out, "1", &["--model", s(&junk)]),
+        "not a valid safetensors file",
+    );
+    assert_fails_with(
+        &generate(&out, "1", &["--device", "cuda"]),
+        "this build has no CUDA support",
+    );
+    assert_fails_with(
+        &diffuse(&["generate", "--prompt", "red blue", "--out", s(&out)]),
+        "names two colour words",
+    );
+    assert!(!out.exists(), "failed runs write nothing");
+}
