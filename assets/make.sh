@@ -22,5 +22,10 @@ cp "$tmp/forward/noising.gif" assets/readme/forward.gif
 $bin noise --image assets/scene.png --out "$tmp/markov" --size 128x128 --frames 25 --markov --seed 0 --quiet
 cp "$tmp/markov/strip.png" assets/readme/forward-markov-strip.png
 
+# Reverse diffusion of "a red circle" with the built-in model.
+$bin generate --prompt "a red circle" --seed 1 --out "$tmp/red-circle" --quiet
+cp "$tmp/red-circle/strip.png" assets/readme/generate-strip.png
+cp "$tmp/red-circle/denoising.gif" assets/readme/generate.gif
+
 # The four schedules: ᾱ_t and log-SNR.
 $bin schedule --beta-schedule all --plot assets/readme/schedules.png --force > /dev/null

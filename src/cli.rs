@@ -54,6 +54,20 @@ enum Command {
     Eval(EvalArgs),
     /// Turn noise into images for a prompt, frame by frame (reverse diffusion).
     Generate(GenerateArgs),
+    /// SDEdit: noise a picture part-way, then denoise it towards a prompt.
+    Img2img(Img2ImgArgs),
+}
+
+#[derive(Args)]
+struct Img2ImgArgs {
+    /// The starting picture (resized to the model's resolution).
+    #[arg(long)]
+    image: PathBuf,
+    /// How much of the schedule to redo: 0 keeps the picture, 1 starts from pure noise.
+    #[arg(long, default_value_t = 0.6, allow_hyphen_values = true)]
+    strength: f64,
+    #[command(flatten)]
+    generate: GenerateArgs,
 }
 
 #[derive(Args)]
@@ -756,7 +770,12 @@ fn run_eval(args: &EvalArgs, device: &candle_core::Device, bars: &Bars) -> Resul
     Ok(())
 }
 
-fn run_generate(args: &GenerateArgs, device: &candle_core::Device, bars: &Bars) -> Result<()> {
+fn run_generate(
+    args: &GenerateArgs,
+    init: Option<(&std::path::Path, f64)>,
+    device: &candle_core::Device,
+    bars: &Bars,
+) -> Result<()> {
     use diffuse::jobs::generate::{self, FrameCount, GenerateOptions};
     use diffuse::sampler::SamplerConfig;
     let seed = args.seed.unwrap_or_else(|| rand::random::<u64>() >> 11);
@@ -781,7 +800,22 @@ fn run_generate(args: &GenerateArgs, device: &candle_core::Device, bars: &Bars) 
         ))
     });
     let (model, name, bytes) = diffuse::embedded::load_named(args.model.as_deref(), device)?;
+    let init_image = match init {
+        Some((path, strength)) => {
+            let side = model.meta.unet.image_size as u32;
+            let opts = LoadOptions {
+                max_side: DEFAULT_MAX_SIDE,
+                size: Some(Size {
+                    width: side,
+                    height: side,
+                }),
+            };
+            Some((diffuse::load::load_image(path, &opts, device)?.x0, strength))
+        }
+        None => None,
+    };
     let opts = GenerateOptions {
+        init_image,
         prompt: args.prompt.clone(),
         negative_prompt: args.negative_prompt.clone(),
         num_images: args.num_images,
@@ -837,7 +871,12 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Generate(args) => {
             let device = resolve_device(cli.device, &bars)?;
-            run_generate(args, &device, &bars).context("diffuse generate")
+            run_generate(args, None, &device, &bars).context("diffuse generate")
+        }
+        Command::Img2img(args) => {
+            let device = resolve_device(cli.device, &bars)?;
+            let init = Some((args.image.as_path(), args.strength));
+            run_generate(&args.generate, init, &device, &bars).context("diffuse img2img")
         }
         Command::Bench(args) => {
             let device = resolve_device(cli.device, &bars)?;

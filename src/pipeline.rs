@@ -69,20 +69,33 @@ pub fn sample_observed(
     sampler: &mut dyn Sampler,
     rng: &mut Rng,
     on_start: impl FnOnce(&Tensor),
-    mut on_step: impl FnMut(StepEvent),
+    on_step: impl FnMut(StepEvent),
 ) -> Result<Tensor> {
     let cfg = &guided.model.config;
     let b = guided.cond.dim(0)?;
     let shape = (b, cfg.in_channels, cfg.image_size, cfg.image_size);
-    let device = guided.cond.device();
-    let mut x = rng::randn(rng, shape, device).map_err(candle_core::Error::wrap)?;
+    let x = rng::randn(rng, shape, guided.cond.device()).map_err(candle_core::Error::wrap)?;
     on_start(&x);
+    denoise_from(guided, sampler, rng, 0, x, on_step)
+}
+
+/// Runs the sampler's steps `start..` from `x` (the sample at `timesteps()[start]`).
+pub fn denoise_from(
+    guided: &Guided,
+    sampler: &mut dyn Sampler,
+    rng: &mut Rng,
+    start: usize,
+    mut x: Tensor,
+    mut on_step: impl FnMut(StepEvent),
+) -> Result<Tensor> {
+    let shape = x.shape().clone();
+    let device = x.device().clone();
     let timesteps = sampler.timesteps().to_vec();
     let n = timesteps.len();
-    for (i, &t) in timesteps.iter().enumerate() {
+    for (i, &t) in timesteps.iter().enumerate().skip(start) {
         let eps = guided.predict(&x, t)?;
         let noise = if sampler.uses_noise() {
-            rng::randn(rng, shape, device).map_err(candle_core::Error::wrap)?
+            rng::randn(rng, shape.clone(), &device).map_err(candle_core::Error::wrap)?
         } else {
             x.zeros_like()?
         };
@@ -99,6 +112,13 @@ pub fn sample_observed(
         });
     }
     Ok(x)
+}
+
+/// SDEdit's start, with diffusers' img2img semantics: of N steps, the last
+/// init = min(⌊N·strength⌋, N) run, starting at index N − init.
+pub fn img2img_start(steps: usize, strength: f64) -> usize {
+    let init = ((steps as f64 * strength) as usize).min(steps);
+    steps - init
 }
 
 /// [`sample_observed`] reporting only progress: `on_step(i, n)` after each of the n steps.

@@ -184,3 +184,67 @@ fn generate_errors_are_one_line() {
     );
     assert!(!out.exists(), "failed runs write nothing");
 }
+
+#[test]
+fn img2img_starts_part_way_with_diffusers_semantics() {
+    let dir = tempfile::tempdir().unwrap();
+    let pic = dir.path().join("in.png");
+    image::RgbImage::from_pixel(50, 40, image::Rgb([200, 40, 40]))
+        .save(&pic)
+        .unwrap();
+    let out = dir.path().join("i");
+    let o = diffuse(&[
+        "img2img",
+        "--image",
+        s(&pic),
+        "--prompt",
+        "red",
+        "--strength",
+        "0.5",
+        "--steps",
+        "10",
+        "--sampler",
+        "ddim",
+        "--num-images",
+        "1",
+        "--seed",
+        "3",
+        "--out",
+        s(&out),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    // init = min(int(10·0.5), 10) = 5 steps, from timesteps[5] of DDIM-leading [900 … 0].
+    assert_eq!(run["timesteps"], serde_json::json!([400, 300, 200, 100, 0]));
+    // input, noised input, then one frame per step.
+    assert_eq!(std::fs::read_dir(out.join("frames")).unwrap().count(), 7);
+    assert_eq!(image::open(out.join("sample_00.png")).unwrap().width(), 32);
+
+    let bad = |strength: &str| {
+        diffuse(&[
+            "img2img",
+            "--image",
+            s(&pic),
+            "--prompt",
+            "red",
+            "--strength",
+            strength,
+            "--out",
+            s(&dir.path().join("x")),
+        ])
+    };
+    assert_fails_with(&bad("1.5"), "--strength 1.5 is outside [0, 1]");
+    assert_fails_with(&bad("-0.1"), "--strength -0.1 is outside [0, 1]");
+    let o = diffuse(&[
+        "img2img",
+        "--image",
+        s(&dir.path().join("none.png")),
+        "--prompt",
+        "red",
+        "--out",
+        s(&dir.path().join("y")),
+    ]);
+    assert_fails_with(&o, "none.png");
+}

@@ -50,6 +50,8 @@ pub struct GenerateOptions {
     pub fps: f64,
     pub save_tensors: bool,
     pub force: bool,
+    /// img2img: the input picture `[3, H, W]` at the model's size, and the strength in [0, 1].
+    pub init_image: Option<(Tensor, f64)>,
 }
 
 /// What was done, written as `run.json`.
@@ -62,7 +64,10 @@ pub struct GenerateReport {
     pub condition_ids: Vec<u32>,
     pub num_images: usize,
     pub sampler: SamplerConfig,
+    /// The timesteps actually run (img2img skips the first ones).
     pub timesteps: Vec<usize>,
+    /// img2img strength.
+    pub strength: Option<f64>,
     pub guidance: f64,
     pub seed: u64,
     pub model: String,
@@ -131,7 +136,7 @@ pub fn run(
     device: &Device,
     progress: &dyn Progress,
 ) -> Result<GenerateReport> {
-    let start = Instant::now();
+    let began = Instant::now();
     let vocab = &model.meta.unet.vocab;
     let ids = prompt::parse(&opts.prompt, vocab)?;
     let neg = match &opts.negative_prompt {
@@ -156,6 +161,13 @@ pub fn run(
     if matches!(opts.scale, Some(0)) {
         return Err(Error::invalid("--scale 0: must be at least 1"));
     }
+    if let Some((_, strength)) = &opts.init_image {
+        if !(0.0..=1.0).contains(strength) {
+            return Err(Error::invalid(format!(
+                "--strength {strength} is outside [0, 1]"
+            )));
+        }
+    }
     let schedule = NoiseSchedule::new(model.meta.schedule)?;
     let config = SamplerConfig {
         prediction: model.meta.unet.prediction,
@@ -173,36 +185,63 @@ pub fn run(
     };
     let timesteps = sampler.timesteps().to_vec();
     let n = timesteps.len();
-    // Which states (0 = the initial noise, i = after step i) become frames.
+    // img2img starts part-way: state 0 is the input, state 1 the input noised to the start
+    // step; plain generation starts from pure noise (state 0).
+    let start = opts
+        .init_image
+        .as_ref()
+        .map_or(0, |(_, s)| pipeline::img2img_start(n, *s));
+    let offset = usize::from(opts.init_image.is_some()); // the extra input state
+    let total_states = n - start + 1 + offset;
     let keep: Vec<usize> = match opts.frames {
-        FrameCount::All => (0..=n).collect(),
-        FrameCount::Some(m) => frames::evenly_chosen(n + 1, m),
+        FrameCount::All => (0..total_states).collect(),
+        FrameCount::Some(m) => frames::evenly_chosen(total_states, m),
     };
-    // Both observers below record into this.
     let states: std::cell::RefCell<Vec<(Tensor, Option<Tensor>)>> = Default::default();
     let mut trajectory: Vec<(Tensor, Tensor)> = Vec::new();
     let mut rng = rng::rng(opts.seed);
-    progress.stage("denoising", n as u64);
+    progress.stage("denoising", (n - start) as u64);
     let t0 = Instant::now();
-    let x = pipeline::sample_observed(
-        &guided,
-        sampler.as_mut(),
-        &mut rng,
-        |x| {
-            if keep.first() == Some(&0) {
-                states.borrow_mut().push((x.clone(), None));
-            }
-        },
-        |e| {
-            if keep.contains(&(e.i + 1)) {
-                states.borrow_mut().push((e.x.clone(), Some(e.x0.clone())));
-            }
-            if opts.save_tensors {
-                trajectory.push((e.x.clone(), e.x0.clone()));
-            }
-            progress.advance(1);
-        },
-    )?;
+    let record = |state: usize, x: &Tensor, x0: Option<&Tensor>| {
+        if keep.contains(&state) {
+            states.borrow_mut().push((x.clone(), x0.cloned()));
+        }
+    };
+    let mut on_step = |e: pipeline::StepEvent| {
+        record(e.i + 1 - start + offset, e.x, Some(e.x0));
+        if opts.save_tensors {
+            trajectory.push((e.x.clone(), e.x0.clone()));
+        }
+        progress.advance(1);
+    };
+    let x = match &opts.init_image {
+        None => pipeline::sample_observed(
+            &guided,
+            sampler.as_mut(),
+            &mut rng,
+            |x| record(0, x, None),
+            &mut on_step,
+        )?,
+        Some((image, _)) => {
+            let x_in = image.unsqueeze(0)?.repeat((k, 1, 1, 1))?; // [K, 3, H, W]
+            record(0, &x_in, Some(&x_in));
+            let noise = rng::randn(&mut rng, x_in.shape().clone(), device)?;
+            let x_start = if start < n {
+                schedule.q_sample(&x_in, &vec![timesteps[start]; k], &noise)?
+            } else {
+                x_in.clone()
+            };
+            record(1, &x_start, None);
+            pipeline::denoise_from(
+                &guided,
+                sampler.as_mut(),
+                &mut rng,
+                start,
+                x_start,
+                &mut on_step,
+            )?
+        }
+    };
     progress.finish();
     let sampling_ms = t0.elapsed().as_secs_f64() * 1e3;
 
@@ -228,22 +267,25 @@ pub fn run(
         &opts.out.join("denoising.gif"),
         &frames::gif_bytes(&frame_images, opts.fps)?,
     )?;
-    let labels: Vec<usize> = keep
-        .iter()
-        .map(|&s| if s == 0 { usize::MAX } else { timesteps[s - 1] })
-        .collect();
+    // Each state's label: "input", "noise" (pure noise), or the timestep it is at: the start
+    // of img2img, then the timestep each step began from.
+    let label_of = |state: usize| -> String {
+        if opts.init_image.is_some() && state == 0 {
+            "input".into()
+        } else if state == offset {
+            match &opts.init_image {
+                Some(_) if start < n => format!("t={}", timesteps[start]),
+                Some(_) => "input".into(),
+                None => "noise".into(),
+            }
+        } else {
+            format!("t={}", timesteps[state - offset - 1 + start])
+        }
+    };
+    let labels: Vec<String> = keep.iter().map(|&s| label_of(s)).collect();
     let picks = frames::evenly_chosen(frame_images.len(), 8);
     let strip_imgs: Vec<&RgbImage> = picks.iter().map(|&i| &frame_images[i]).collect();
-    let strip_labels: Vec<String> = picks
-        .iter()
-        .map(|&i| {
-            if labels[i] == usize::MAX {
-                "noise".to_string()
-            } else {
-                format!("t={}", labels[i])
-            }
-        })
-        .collect();
+    let strip_labels: Vec<String> = picks.iter().map(|&i| labels[i].clone()).collect();
     frames::save_png(
         &frames::grid(&strip_imgs, strip_imgs.len(), 2, Some(&strip_labels)),
         &opts.out.join("strip.png"),
@@ -272,7 +314,7 @@ pub fn run(
         &opts.out.join("grid.png"),
     )?;
     files.push("grid.png".into());
-    if opts.save_tensors {
+    if opts.save_tensors && !trajectory.is_empty() {
         save_trajectory(
             &trajectory,
             &timesteps,
@@ -290,7 +332,8 @@ pub fn run(
         condition_ids: ids,
         num_images: k,
         sampler: config,
-        timesteps,
+        timesteps: timesteps[start..].to_vec(),
+        strength: opts.init_image.as_ref().map(|(_, s)| *s),
         guidance: opts.guidance,
         seed: opts.seed,
         model: model_name.to_string(),
@@ -304,7 +347,7 @@ pub fn run(
         threads: rayon::current_num_threads(),
         sampling_ms,
         writing_ms,
-        total_ms: start.elapsed().as_secs_f64() * 1e3,
+        total_ms: began.elapsed().as_secs_f64() * 1e3,
     };
     let json = serde_json::to_vec_pretty(&report).expect("report serialises");
     fsutil::write_atomic(&opts.out.join("run.json"), &json)?;
