@@ -371,7 +371,10 @@ impl Trainer {
         let decay = cfg.ema_decay.min((1.0 + n) / (10.0 + n));
         for (name, var, _, _) in &self.opt.state {
             let e = &self.ema[name];
-            let next = (e.affine(decay, 0.0)? + var.as_tensor().affine(1.0 - decay, 0.0)?)?;
+            // Detached: otherwise every EMA tensor would keep the previous one alive through
+            // the autograd graph, and memory would grow with every step.
+            let next =
+                (e.affine(decay, 0.0)? + var.as_tensor().affine(1.0 - decay, 0.0)?)?.detach();
             self.ema.insert(name.clone(), next);
         }
         self.step += 1;

@@ -235,3 +235,22 @@ fn a_flat_folder_trains_unconditionally_and_epochs_visit_every_image() {
     assert_eq!(ds.indices(1, 3, 4), ds.indices(1, 3, 4));
     assert!(t.train_step().unwrap().loss.is_finite());
 }
+
+#[test]
+fn training_state_keeps_no_autograd_graph() {
+    // A regression guard: the EMA once kept each step's graph alive and a long run ran out of
+    // memory at step 750.
+    let mut t = Trainer::new(tiny(3), &Device::Cpu).unwrap();
+    for _ in 0..2 {
+        t.train_step().unwrap();
+    }
+    for (name, e) in &t.ema {
+        assert!(!e.track_op(), "EMA tensor {name} tracks an op");
+    }
+    for (name, _, m, v) in &t.opt.state {
+        assert!(
+            !m.track_op() && !v.track_op(),
+            "AdamW moments of {name} track an op"
+        );
+    }
+}
