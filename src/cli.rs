@@ -159,6 +159,15 @@ struct EvalArgs {
     /// Judge fresh dataset images under added noise instead of a model's samples.
     #[arg(long)]
     self_test: bool,
+    /// Measure accuracy against step count for each sampler; print a table and plot it here.
+    #[arg(long, value_name = "PLOT.png")]
+    sweep: Option<PathBuf>,
+    /// Step counts for --sweep.
+    #[arg(long, value_delimiter = ',', default_value = "5,10,20,50")]
+    sweep_steps: Vec<usize>,
+    /// Overwrite an existing sweep plot.
+    #[arg(long)]
+    force: bool,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -740,6 +749,40 @@ fn run_eval(args: &EvalArgs, device: &candle_core::Device, bars: &Bars) -> Resul
         guidance: args.guidance,
         seed: args.seed,
     };
+    if let Some(plot) = &args.sweep {
+        fsutil::check_overwrite(plot, args.force)?;
+        use diffuse::sampler::SamplerKind;
+        let kinds = [
+            SamplerKind::Ddpm,
+            SamplerKind::Ddim,
+            SamplerKind::DpmSolverPP2M,
+        ];
+        let points = eval::sweep(&model, &kinds, &args.sweep_steps, &opts, device, bars)?;
+        eval::save_sweep_plot(&points, plot)?;
+        if args.json {
+            writeln!(out, "{}", serde_json::to_string(&points)?)?;
+            return Ok(());
+        }
+        writeln!(
+            out,
+            "{:<10} {:>6} {:>8} {:>8} {:>8} {:>8}",
+            "sampler", "steps", "colour", "shape", "both", "seconds"
+        )?;
+        for p in &points {
+            writeln!(
+                out,
+                "{:<10} {:>6} {:>7.1}% {:>7.1}% {:>7.1}% {:>8.1}",
+                p.sampler.to_string(),
+                p.steps,
+                100.0 * p.colour_accuracy,
+                100.0 * p.shape_accuracy,
+                100.0 * p.both_accuracy,
+                p.seconds
+            )?;
+        }
+        writeln!(out, "plot written to {}", plot.display())?;
+        return Ok(());
+    }
     let report = eval::evaluate(&model, &opts, device, bars)?;
     if args.json {
         writeln!(out, "{}", serde_json::to_string(&report)?)?;

@@ -123,3 +123,30 @@ fn broken_model_files_give_one_line_errors() {
     );
     assert_fails_with(&diffuse(&["eval", "--steps", "0"]), "--steps 0");
 }
+
+#[test]
+fn sweep_measures_every_sampler_and_plots() {
+    let dir = tempfile::tempdir().unwrap();
+    let plot = dir.path().join("sweep.png");
+    let o = diffuse(&[
+        "eval",
+        "--sweep",
+        s(&plot),
+        "--sweep-steps",
+        "2",
+        "--samples-per-prompt",
+        "1",
+        "--json",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let points: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let kinds: Vec<&str> = points
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["sampler"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["ddpm", "ddim", "dpm++2m"]);
+    assert!(image::open(&plot).is_ok());
+}

@@ -17,6 +17,7 @@ use crate::schedule::NoiseSchedule;
 use crate::unet::cond_tensor;
 
 /// Settings of a model evaluation.
+#[derive(Debug, Clone, Copy)]
 pub struct EvalOptions {
     pub samples_per_prompt: usize,
     pub sampler: SamplerKind,
@@ -176,4 +177,71 @@ pub fn self_test(count: usize, seed: u64, sigmas: &[f64]) -> Result<Vec<SelfTest
         });
     }
     Ok(out)
+}
+
+/// One point of a sweep: a sampler at a step count.
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepPoint {
+    pub sampler: SamplerKind,
+    pub steps: usize,
+    pub both_accuracy: f64,
+    pub colour_accuracy: f64,
+    pub shape_accuracy: f64,
+    pub seconds: f64,
+}
+
+/// Accuracy against step count for each sampler (same seed and guidance throughout).
+pub fn sweep(
+    model: &LoadedModel,
+    samplers: &[SamplerKind],
+    steps: &[usize],
+    base: &EvalOptions,
+    device: &Device,
+    progress: &dyn Progress,
+) -> Result<Vec<SweepPoint>> {
+    let mut out = Vec::new();
+    for &kind in samplers {
+        for &n in steps {
+            let opts = EvalOptions {
+                sampler: kind,
+                steps: n,
+                ..*base
+            };
+            let r = evaluate(model, &opts, device, progress)?;
+            out.push(SweepPoint {
+                sampler: kind,
+                steps: n,
+                both_accuracy: r.both_accuracy,
+                colour_accuracy: r.colour_accuracy,
+                shape_accuracy: r.shape_accuracy,
+                seconds: r.seconds,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Plots both-correct accuracy against steps (log axis of step counts as plain numbers).
+pub fn save_sweep_plot(points: &[SweepPoint], path: &std::path::Path) -> Result<()> {
+    use crate::plot::{Panel, Series};
+    let mut kinds: Vec<SamplerKind> = points.iter().map(|p| p.sampler).collect();
+    kinds.dedup();
+    let series = kinds
+        .iter()
+        .map(|k| Series {
+            name: k.to_string(),
+            points: points
+                .iter()
+                .filter(|p| p.sampler == *k)
+                .map(|p| ((p.steps as f64).log10(), 100.0 * p.both_accuracy))
+                .collect(),
+        })
+        .collect();
+    let panel = Panel {
+        title: "judge accuracy (colour and shape correct) against sampling steps".into(),
+        x_label: "log10(steps)".into(),
+        y_label: "both correct, %".into(),
+        series,
+    };
+    frames::save_png(&crate::plot::render(&[panel], 900, 480)?, path)
 }
