@@ -1,32 +1,16 @@
 //! `diffuse eval` and model loading: the built-in model, the judge's self-test, and one-line
 //! errors for broken model files.
 
+mod common;
+use common::{assert_fails_with, diffuse, s};
+
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Command, Output};
 
 use candle_core::Device;
 use diffuse::checkpoint::{self, ModelMeta, MODEL_KEY};
 use diffuse::train::{TrainConfig, Trainer};
 use diffuse::unet::UNetConfig;
-
-fn diffuse(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_diffuse"))
-        .args(args)
-        .output()
-        .expect("run diffuse")
-}
-
-fn assert_fails_with(o: &Output, needle: &str) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "expected failure");
-    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
-    assert!(err.contains(needle), "{err:?} lacks {needle:?}");
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 #[test]
 fn the_built_in_model_loads_with_a_valid_config() {

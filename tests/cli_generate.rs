@@ -1,25 +1,10 @@
 //! `diffuse generate` end to end with the built-in model: outputs, determinism, errors.
 
+mod common;
+use common::{assert_fails_with, diffuse, s};
+
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn diffuse(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_diffuse"))
-        .args(args)
-        .output()
-        .expect("run diffuse")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn assert_fails_with(o: &Output, needle: &str) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "expected failure for {needle}");
-    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
-    assert!(err.contains(needle), "{err:?} lacks {needle:?}");
-}
+use std::process::Output;
 
 fn generate(out: &Path, seed: &str, extra: &[&str]) -> Output {
     let mut a = vec![

@@ -1,14 +1,10 @@
 //! `diffuse noise` and `diffuse schedule` end to end, through the real binary.
 
+mod common;
+use common::{assert_fails_with, diffuse, s};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn diffuse(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_diffuse"))
-        .args(args)
-        .output()
-        .expect("run diffuse")
-}
 
 fn scene() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -17,25 +13,8 @@ fn scene() -> String {
         .into_owned()
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Checks a failing run: non-zero status, one line on stderr that contains `needle`.
-fn assert_fails_with(o: &Output, needle: &str) {
-    let err = stderr(o);
-    assert!(!o.status.success(), "expected failure, got success");
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "one-line error, got: {err}"
-    );
-    assert!(err.contains(needle), "stderr {err:?} lacks {needle:?}");
-    assert!(!err.contains("panicked"), "{err}");
 }
 
 fn frames_in(dir: &Path) -> Vec<PathBuf> {

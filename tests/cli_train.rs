@@ -1,26 +1,8 @@
 //! `diffuse train` and `diffuse data shapes` through the real binary: a tiny run, resume,
 //! and one-line errors.
 
-use std::path::Path;
-use std::process::{Command, Output};
-
-fn diffuse(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_diffuse"))
-        .args(args)
-        .output()
-        .expect("run diffuse")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn assert_fails_with(o: &Output, needle: &str) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "expected failure");
-    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
-    assert!(err.contains(needle), "{err:?} lacks {needle:?}");
-}
+mod common;
+use common::{assert_fails_with, diffuse, s};
 
 #[test]
 fn tiny_training_run_writes_its_records_and_resumes() {

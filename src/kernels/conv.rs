@@ -8,7 +8,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{sgemm, threads, use_cpu_kernel};
+use super::{contiguous_f32, sgemm, threads, use_cpu_kernel};
 
 /// Sizes of one convolution.
 #[derive(Debug, Clone, Copy)]
@@ -166,14 +166,6 @@ fn col2im(g: &Geom, col: &[f32], dx: &mut [f32]) {
     }
 }
 
-fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let data = s.as_slice::<f32>()?;
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("{what}: expected a contiguous tensor"),
-    }
-}
-
 /// Forward: `y_b = W · im2col(x_b) + bias`.
 struct Conv2dFwd {
     stride: usize,
@@ -196,9 +188,9 @@ impl CustomOp3 for Conv2dFwd {
     ) -> Result<(CpuStorage, Shape)> {
         let (cout, _, k, _) = wl.shape().dims4()?;
         let g = Geom::new(xl.shape(), cout, k, self.stride, self.pad)?;
-        let x = slice(xs, xl, "conv2d input")?;
-        let w = slice(ws, wl, "conv2d weight")?;
-        let bias = slice(bs, bl, "conv2d bias")?;
+        let x = contiguous_f32(xs, xl, "conv2d input")?;
+        let w = contiguous_f32(ws, wl, "conv2d weight")?;
+        let bias = contiguous_f32(bs, bl, "conv2d bias")?;
         let mut y = vec![0f32; g.b * g.y_len()];
         let one = |xb: &[f32], yb: &mut [f32], col: &mut Vec<f32>, parallel: bool| {
             for (c, row) in yb.chunks_mut(g.pix()).enumerate() {
@@ -297,8 +289,8 @@ impl CustomOp2 for Conv2dGradInput {
         let (b, _, _, _) = dyl.shape().dims4()?;
         let xshape = Shape::from((b, cin, self.h, self.w));
         let g = Geom::new(&xshape, cout, k, self.stride, self.pad)?;
-        let dy = slice(dys, dyl, "conv2d grad")?;
-        let w = slice(ws, wl, "conv2d weight")?;
+        let dy = contiguous_f32(dys, dyl, "conv2d grad")?;
+        let w = contiguous_f32(ws, wl, "conv2d weight")?;
         let mut dx = vec![0f32; b * g.x_len()];
         let one = |dyb: &[f32], dxb: &mut [f32], col: &mut Vec<f32>, parallel: bool| {
             let pointwise = g.pointwise();
@@ -364,8 +356,8 @@ impl CustomOp2 for Conv2dGradWeight {
     ) -> Result<(CpuStorage, Shape)> {
         let (_, cout, _, _) = dyl.shape().dims4()?;
         let g = Geom::new(xl.shape(), cout, self.k, self.stride, self.pad)?;
-        let x = slice(xs, xl, "conv2d input")?;
-        let dy = slice(dys, dyl, "conv2d grad")?;
+        let x = contiguous_f32(xs, xl, "conv2d input")?;
+        let dy = contiguous_f32(dys, dyl, "conv2d grad")?;
         let wlen = g.cout * g.kdim();
         // Accumulates samples `range` into `dw`.
         let partial = |range: std::ops::Range<usize>, dw: &mut [f32], parallel: bool| {
@@ -439,7 +431,7 @@ impl CustomOp1 for ChannelSum {
         let dims = l.shape().dims();
         let (b, c) = (dims[0], dims[1]);
         let inner: usize = dims[2..].iter().product();
-        let x = slice(s, l, "channel sum")?;
+        let x = contiguous_f32(s, l, "channel sum")?;
         let mut out = vec![0f32; c];
         for bi in 0..b {
             for (ci, o) in out.iter_mut().enumerate() {

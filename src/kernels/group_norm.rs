@@ -5,7 +5,7 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::use_cpu_kernel;
+use super::{contiguous_f32, use_cpu_kernel};
 
 /// Σ f(v) over `x` with 16 independent f32 lanes (so it vectorises), combined in f64.
 fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f64 {
@@ -62,14 +62,6 @@ impl Dims {
     }
 }
 
-fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    let data = s.as_slice::<f32>()?;
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("group_norm: expected a contiguous tensor"),
-    }
-}
-
 /// Forward: inputs `x` and `gb` = stack(γ, β) `[2, C]`.
 struct GroupNormFwd {
     groups: usize,
@@ -90,8 +82,8 @@ impl CustomOp2 for GroupNormFwd {
         gl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let d = Dims::new(xl.shape(), self.groups)?;
-        let x = slice(xs, xl)?;
-        let gb = slice(gs, gl)?;
+        let x = contiguous_f32(xs, xl, "group_norm")?;
+        let gb = contiguous_f32(gs, gl, "group_norm")?;
         let (gamma, beta) = gb.split_at(d.c);
         let mut y = vec![0f32; x.len()];
         y.par_chunks_mut(d.group_len())
@@ -197,7 +189,11 @@ impl CustomOp3 for GroupNormGradX {
     ) -> Result<(CpuStorage, Shape)> {
         let op = self.0;
         let d = Dims::new(xl.shape(), op.groups)?;
-        let (x, gb, dy) = (slice(xs, xl)?, slice(gs, gl)?, slice(dys, dyl)?);
+        let (x, gb, dy) = (
+            contiguous_f32(xs, xl, "group_norm")?,
+            contiguous_f32(gs, gl, "group_norm")?,
+            contiguous_f32(dys, dyl, "group_norm")?,
+        );
         let (gamma, beta) = gb.split_at(d.c);
         let mut dx = vec![0f32; x.len()];
         dx.par_chunks_mut(d.group_len())
@@ -251,7 +247,11 @@ impl CustomOp3 for GroupNormGradAffine {
     ) -> Result<(CpuStorage, Shape)> {
         let op = self.0;
         let d = Dims::new(xl.shape(), op.groups)?;
-        let (x, gb, dy) = (slice(xs, xl)?, slice(gs, gl)?, slice(dys, dyl)?);
+        let (x, gb, dy) = (
+            contiguous_f32(xs, xl, "group_norm")?,
+            contiguous_f32(gs, gl, "group_norm")?,
+            contiguous_f32(dys, dyl, "group_norm")?,
+        );
         let (gamma, beta) = gb.split_at(d.c);
         // Per group of each sample: its channels' (Σ dz·x̂, Σ dz); summed in sample order.
         let per_group: Vec<Vec<(f64, f64)>> = x

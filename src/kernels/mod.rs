@@ -23,6 +23,19 @@ pub(crate) fn use_cpu_kernel(ts: &[&Tensor]) -> bool {
         .all(|t| matches!(t.device(), Device::Cpu) && t.dtype() == DType::F32)
 }
 
+/// The f32 data of a contiguous CPU tensor, or an error naming `what`.
+pub(crate) fn contiguous_f32<'a>(
+    s: &'a candle_core::CpuStorage,
+    l: &candle_core::Layout,
+    what: &str,
+) -> candle_core::Result<&'a [f32]> {
+    let data = s.as_slice::<f32>()?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("{what}: expected a contiguous tensor"),
+    }
+}
+
 /// Rayon's thread count, which every kernel splits its work over.
 pub(crate) fn threads() -> usize {
     rayon::current_num_threads().max(1)

@@ -4,15 +4,7 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::use_cpu_kernel;
-
-fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    let data = s.as_slice::<f32>()?;
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("upsample: expected a contiguous tensor"),
-    }
-}
+use super::{contiguous_f32, use_cpu_kernel};
 
 struct Up2;
 
@@ -23,7 +15,7 @@ impl CustomOp1 for Up2 {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (b, c, h, w) = l.shape().dims4()?;
-        let x = slice(s, l)?;
+        let x = contiguous_f32(s, l, "upsample")?;
         let mut y = vec![0f32; b * c * 4 * h * w];
         y.par_chunks_mut(4 * h * w)
             .zip(x.par_chunks(h * w))
@@ -57,7 +49,7 @@ impl CustomOp1 for Down2Sum {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (b, c, h2, w2) = l.shape().dims4()?;
         let (h, w) = (h2 / 2, w2 / 2);
-        let dy = slice(s, l)?;
+        let dy = contiguous_f32(s, l, "upsample")?;
         let mut dx = vec![0f32; b * c * h * w];
         dx.par_chunks_mut(h * w)
             .zip(dy.par_chunks(h2 * w2))
