@@ -350,9 +350,7 @@ pub fn export_parity(config: &crate::unet::UNetConfig, dir: &std::path::Path) ->
         ("cond".to_string(), cond.to_dtype(candle_core::DType::I64)?),
         ("out".to_string(), out),
     ]);
-    fsutil::write_atomic_via(&dir.join("parity.safetensors"), |tmp| {
-        candle_core::safetensors::save(&tensors, tmp).map_err(crate::Error::from)
-    })
+    fsutil::save_tensors(&dir.join("parity.safetensors"), &tensors)
 }
 
 /// One row of the forward-noising / frame-output table.

@@ -205,8 +205,9 @@ struct TrainArgs {
     #[arg(long, value_name = "FILE.safetensors")]
     out: PathBuf,
     /// Total optimisation steps.
-    #[arg(long, default_value_t = 10_000)]
-    steps: u64,
+    /// (Default 10000 for a new run; with --resume, the checkpoint's unless given.)
+    #[arg(long)]
+    steps: Option<u64>,
     /// Images per step.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
@@ -661,7 +662,7 @@ fn run_train(args: &TrainArgs, device: &candle_core::Device, bars: &Bars) -> Res
         schedule: args.schedule.config(args.beta_schedule),
         seed: args.seed,
         data_seed: args.data_seed,
-        steps: args.steps,
+        steps: args.steps.unwrap_or(TrainConfig::default().steps),
         batch_size: args.batch_size,
         lr: args.lr,
         cond_drop: args.cond_drop,
@@ -674,13 +675,12 @@ fn run_train(args: &TrainArgs, device: &candle_core::Device, bars: &Bars) -> Res
             .map_or("run".into(), |s| s.to_string_lossy().into_owned());
         PathBuf::from("runs").join(stem)
     });
-    let steps_given = std::env::args().any(|a| a == "--steps" || a.starts_with("--steps="));
     let opts = TrainOptions {
         config,
         out: args.out.clone(),
         run_dir: run_dir.clone(),
         resume: args.resume.clone(),
-        steps_override: steps_given.then_some(args.steps),
+        steps_override: args.steps,
         every: args.checkpoint_every,
         preview_steps: args.preview_steps,
         force: args.force,

@@ -57,6 +57,19 @@ pub fn write_atomic_via(path: &Path, write: impl FnOnce(&Path) -> Result<()>) ->
     })
 }
 
+/// Writes named tensors to `path` as safetensors, atomically.
+pub fn save_tensors(
+    path: &Path,
+    tensors: &std::collections::HashMap<String, candle_core::Tensor>,
+) -> Result<()> {
+    write_atomic_via(path, |tmp| {
+        candle_core::safetensors::save(tensors, tmp).map_err(|e| Error::Write {
+            path: path.to_path_buf(),
+            reason: std::io::Error::other(e.to_string()),
+        })
+    })
+}
+
 /// Writes `bytes` to `path` atomically.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic_with(path, |f| f.write_all(bytes))

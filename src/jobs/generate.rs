@@ -372,7 +372,5 @@ fn save_trajectory(traj: &[(Tensor, Tensor)], timesteps: &[usize], path: &Path) 
         ),
         ("timesteps".to_string(), Tensor::from_vec(ts, n, &device)?),
     ]);
-    fsutil::write_atomic_via(path, |tmp| {
-        candle_core::safetensors::save(&tensors, tmp).map_err(Error::from)
-    })
+    fsutil::save_tensors(path, &tensors)
 }

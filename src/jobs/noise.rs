@@ -257,10 +257,5 @@ pub fn save_trajectory(traj: &forward::Trajectory, path: &Path) -> Result<()> {
         ("x_t".to_string(), traj.stacked()?.to_dtype(DType::F32)?),
         ("timesteps".to_string(), Tensor::from_vec(ts, n, device)?),
     ]);
-    fsutil::write_atomic_via(path, |tmp| {
-        candle_core::safetensors::save(&tensors, tmp).map_err(|e| Error::Write {
-            path: path.to_path_buf(),
-            reason: std::io::Error::other(e.to_string()),
-        })
-    })
+    fsutil::save_tensors(path, &tensors)
 }
