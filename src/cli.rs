@@ -96,6 +96,10 @@ struct GenerateArgs {
     /// Classifier-free guidance scale (1 = no guidance).
     #[arg(long, default_value_t = 3.0, allow_hyphen_values = true)]
     guidance: f64,
+    /// Turn off dynamic thresholding of the x0 prediction (diffusers' `thresholding`, on by
+    /// default as diffusers recommends for pixel-space models); DDPM and DDIM then clip x0.
+    #[arg(long)]
+    no_thresholding: bool,
     /// Seed of the noise (default: a random seed, printed and recorded).
     #[arg(long)]
     seed: Option<u64>,
@@ -153,6 +157,10 @@ struct EvalArgs {
     /// Classifier-free guidance scale.
     #[arg(long, default_value_t = 1.0)]
     guidance: f64,
+    /// Turn off dynamic thresholding of the x0 prediction (diffusers' `thresholding`, on by
+    /// default as diffusers recommends for pixel-space models); DDPM and DDIM then clip x0.
+    #[arg(long)]
+    no_thresholding: bool,
     /// Seed of the sampling noise.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -747,6 +755,7 @@ fn run_eval(args: &EvalArgs, device: &candle_core::Device, bars: &Bars) -> Resul
         sampler: args.sampler,
         steps: args.steps,
         guidance: args.guidance,
+        thresholding: !args.no_thresholding,
         seed: args.seed,
     };
     if let Some(plot) = &args.sweep {
@@ -831,6 +840,7 @@ fn run_generate(
     };
     let mut sampler = SamplerConfig {
         eta: args.eta,
+        thresholding: !args.no_thresholding,
         ..SamplerConfig::new(args.sampler, args.steps)
     };
     if let Some(sp) = args.timestep_spacing {

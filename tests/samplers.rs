@@ -101,6 +101,22 @@ fn config_for(case: &str, sp: TimestepSpacing, n: usize) -> SamplerConfig {
             prediction: Prediction::VPrediction,
             ..base(SamplerKind::DpmSolverPP2M)
         },
+        "dpm++2m-thresh" => SamplerConfig {
+            thresholding: true,
+            ..base(SamplerKind::DpmSolverPP2M)
+        },
+        "dpm++2m-thresh-q" => SamplerConfig {
+            thresholding: true,
+            dynamic_thresholding_ratio: 0.9,
+            sample_max_value: 3.0,
+            ..base(SamplerKind::DpmSolverPP2M)
+        },
+        "ddpm-thresh-q" => SamplerConfig {
+            thresholding: true,
+            dynamic_thresholding_ratio: 0.9,
+            sample_max_value: 3.0,
+            ..base(SamplerKind::Ddpm)
+        },
         other => panic!("unknown case {other}"),
     }
 }
@@ -110,7 +126,7 @@ fn every_step_matches_diffusers_within_1e_5() {
     let r: serde_json::Value = serde_json::from_str(REFERENCE).unwrap();
     let schedule = NoiseSchedule::new(ScheduleConfig::default()).unwrap();
     let trajectories = r["trajectories"].as_array().unwrap();
-    assert_eq!(trajectories.len(), 48);
+    assert_eq!(trajectories.len(), 66);
     for tr in trajectories {
         let case = tr["case"].as_str().unwrap();
         let sp = spacing(tr["spacing"].as_str().unwrap());

@@ -24,6 +24,8 @@ pub struct EvalOptions {
     /// Sampling steps (for DDPM, 1000 is the full chain).
     pub steps: usize,
     pub guidance: f64,
+    /// Dynamic thresholding of x0 (diffusers' `thresholding`).
+    pub thresholding: bool,
     pub seed: u64,
 }
 
@@ -41,6 +43,7 @@ pub struct EvalReport {
     pub sampler: SamplerKind,
     pub steps: usize,
     pub guidance: f64,
+    pub thresholding: bool,
     pub seed: u64,
     pub colour_accuracy: f64,
     pub shape_accuracy: f64,
@@ -88,6 +91,7 @@ pub fn evaluate(
         .collect();
     let config = SamplerConfig {
         prediction: model.meta.unet.prediction,
+        thresholding: opts.thresholding,
         ..SamplerConfig::new(opts.sampler, opts.steps)
     };
     sampler::build(&config, &schedule)?; // checks the options once, up front
@@ -129,6 +133,7 @@ pub fn evaluate(
         sampler: opts.sampler,
         steps: opts.steps,
         guidance: opts.guidance,
+        thresholding: opts.thresholding,
         seed: opts.seed,
         colour_accuracy: all.colour_accuracy(),
         shape_accuracy: all.shape_accuracy(),

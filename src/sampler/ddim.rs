@@ -58,10 +58,8 @@ impl Sampler for Ddim<'_> {
         } else {
             final_alpha
         };
-        let (mut x0, eps) = predict_x0_eps(self.config.prediction, model_output, x_t, a_t)?;
-        if self.config.clip_sample {
-            x0 = x0.clamp(-1f32, 1f32)?;
-        }
+        let (x0, eps) = predict_x0_eps(self.config.prediction, model_output, x_t, a_t)?;
+        let x0 = self.config.process_x0(x0)?;
         // σ_t = η·√((1−ᾱ_{t-1})/(1−ᾱ_t))·√(1−ᾱ_t/ᾱ_{t-1})
         let variance = (1.0 - a_prev) / (1.0 - a_t) * (1.0 - a_t / a_prev);
         let std_dev = self.config.eta * variance.sqrt();

@@ -53,10 +53,8 @@ impl Sampler for Ddpm<'_> {
         let beta_prod_prev = 1.0 - a_prev;
         let current_alpha_t = a_t / a_prev;
         let current_beta_t = 1.0 - current_alpha_t;
-        let (mut x0, _) = predict_x0_eps(self.config.prediction, model_output, x_t, a_t)?;
-        if self.config.clip_sample {
-            x0 = x0.clamp(-1f32, 1f32)?;
-        }
+        let (x0, _) = predict_x0_eps(self.config.prediction, model_output, x_t, a_t)?;
+        let x0 = self.config.process_x0(x0)?;
         // μ̃_t = √ᾱ_{t-1}·β_t/(1−ᾱ_t)·x0 + √α_t·(1−ᾱ_{t-1})/(1−ᾱ_t)·x_t  (eq. 7)
         let x0_coeff = a_prev.sqrt() * current_beta_t / beta_prod_t;
         let xt_coeff = current_alpha_t.sqrt() * beta_prod_prev / beta_prod_t;

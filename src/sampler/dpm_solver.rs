@@ -74,6 +74,7 @@ impl Sampler for DpmSolverPP {
         // convert_model_output: the data prediction x0 = (x − σ_t·ε)/α_t.
         let a_bar = alpha_s0 * alpha_s0;
         let x0 = predict_x0_eps(self.config.prediction, model_output, x_t, a_bar)?.0;
+        let x0 = self.config.process_x0(x0)?;
         // diffusers takes a first-order step at the start (no history) and, with
         // final_sigmas_type "zero", always at the last step; second order otherwise.
         let first_order = self.last_x0.is_none() || i == n - 1;

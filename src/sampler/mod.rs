@@ -91,6 +91,12 @@ pub struct SamplerConfig {
     pub set_alpha_to_one: bool,
     /// DPM-Solver++: use first order at the last step(s) when N < 15 (`lower_order_final`).
     pub lower_order_final: bool,
+    /// Dynamic thresholding of x0 (Saharia et al. 2022; every sampler, before `clip_sample`):
+    /// s = the `dynamic_thresholding_ratio` quantile of |x0| per image, held to
+    /// [1, `sample_max_value`]; x0 becomes clamp(x0, −s, s)/s.
+    pub thresholding: bool,
+    pub dynamic_thresholding_ratio: f64,
+    pub sample_max_value: f64,
     pub prediction: Prediction,
 }
 
@@ -109,9 +115,48 @@ impl SamplerConfig {
             eta: 0.0,
             set_alpha_to_one: true,
             lower_order_final: true,
+            thresholding: false,
+            dynamic_thresholding_ratio: 0.995,
+            sample_max_value: 1.0,
             prediction: Prediction::Epsilon,
         }
     }
+
+    /// diffusers' treatment of a predicted x0: `thresholding`, else `clip_sample` (which
+    /// DPM-Solver does not have).
+    pub(crate) fn process_x0(&self, x0: Tensor) -> Result<Tensor> {
+        if self.thresholding {
+            threshold_sample(&x0, self.dynamic_thresholding_ratio, self.sample_max_value)
+        } else if self.clip_sample && self.kind != SamplerKind::DpmSolverPP2M {
+            Ok(x0.clamp(-1f32, 1f32)?)
+        } else {
+            Ok(x0)
+        }
+    }
+}
+
+/// diffusers' `_threshold_sample`: per image, s = quantile(|x0|, ratio) (linear
+/// interpolation, as `torch.quantile`) clamped to [1, max_value]; returns clamp(x0, −s, s)/s.
+pub fn threshold_sample(x0: &Tensor, ratio: f64, max_value: f64) -> Result<Tensor> {
+    let dims = x0.dims().to_vec();
+    let b = dims[0];
+    let flat = x0.flatten_from(1)?; // [B, C·H·W]
+    let rows: Vec<Vec<f32>> = flat.to_vec2()?;
+    let s: Vec<f32> = rows
+        .into_iter()
+        .map(|row| {
+            let mut a: Vec<f32> = row.into_iter().map(f32::abs).collect();
+            a.sort_by(f32::total_cmp);
+            let pos = ratio * (a.len() - 1) as f64;
+            let lo = pos.floor() as usize;
+            let hi = (lo + 1).min(a.len() - 1);
+            let q = a[lo] as f64 + (pos - lo as f64) * (a[hi] as f64 - a[lo] as f64);
+            q.max(1.0).min(max_value) as f32
+        })
+        .collect();
+    let s = Tensor::from_vec(s, (b, 1), x0.device())?; // [B, 1]
+    let clamped = flat.broadcast_minimum(&s)?.broadcast_maximum(&s.neg()?)?;
+    Ok(clamped.broadcast_div(&s)?.reshape(dims)?) // [B, C, H, W]
 }
 
 /// One sampler over a fixed list of timesteps.

@@ -78,6 +78,11 @@ for name, make, kwargs in [
     ("dpm++2m", lambda sp: DPMSolverMultistepScheduler(timestep_spacing=sp), None),
     ("dpm++2m-v", lambda sp: DPMSolverMultistepScheduler(timestep_spacing=sp, prediction_type="v_prediction"), None),
     ("ddim-v", lambda sp: DDIMScheduler(timestep_spacing=sp, prediction_type="v_prediction"), {"eta": 0.0}),
+    # Dynamic thresholding: at diffusers' defaults (s held to 1, as diffuse's CLI uses it) and
+    # with a ratio and ceiling that make the per-image quantile matter.
+    ("dpm++2m-thresh", lambda sp: DPMSolverMultistepScheduler(timestep_spacing=sp, thresholding=True), None),
+    ("dpm++2m-thresh-q", lambda sp: DPMSolverMultistepScheduler(timestep_spacing=sp, thresholding=True, dynamic_thresholding_ratio=0.9, sample_max_value=3.0), None),
+    ("ddpm-thresh-q", lambda sp: DDPMScheduler(timestep_spacing=sp, thresholding=True, dynamic_thresholding_ratio=0.9, sample_max_value=3.0), None),
 ]:
     for spacing in ["leading", "trailing", "linspace"]:
         for n in [3, 10]:
