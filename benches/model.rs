@@ -1,11 +1,14 @@
-//! Criterion benches for the denoiser: each custom CPU op (forward and forward+backward,
-//! against candle's reference composition), the whole UNet forward, and a training step.
-//! Run: `cargo bench --bench model`. Workloads come from `diffuse::bench`.
+//! Criterion benches for the denoiser and the reverse process: each custom CPU op (forward
+//! and forward+backward, against candle's reference composition), the whole UNet forward, a
+//! training step, each sampler's own per-step cost, and end-to-end generation with frames
+//! off and on. Run: `cargo bench --bench model`. Workloads come from `diffuse::bench`, the
+//! same ones `diffuse bench` times.
 
 use candle_core::{Device, Tensor, Var};
 use criterion::{criterion_group, criterion_main, Criterion};
-use diffuse::bench::UNetCase;
+use diffuse::bench::{GenerateCase, SamplerCase, UNetCase};
 use diffuse::kernels::{conv, group_norm, upsample_nearest2x};
+use diffuse::sampler::SamplerKind;
 use diffuse::unet::UNetConfig;
 
 #[global_allocator]
@@ -84,5 +87,40 @@ fn unet(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, ops, unet);
+fn samplers(c: &mut Criterion) {
+    let mut g = c.benchmark_group("sampler_50_steps_b8");
+    for kind in [
+        SamplerKind::Ddpm,
+        SamplerKind::Ddim,
+        SamplerKind::DpmSolverPP2M,
+    ] {
+        let case = SamplerCase::new(kind, 50, 8, &Device::Cpu).unwrap();
+        g.bench_function(kind.to_string(), |b| b.iter(|| case.run().unwrap()));
+    }
+    g.finish();
+}
+
+fn generate(c: &mut Criterion) {
+    diffuse::alloc::keep_freed_memory();
+    let model = diffuse::embedded::load(None, &Device::Cpu).unwrap();
+    let out = std::env::temp_dir().join(format!("diffuse-criterion-{}", std::process::id()));
+    let case = GenerateCase {
+        model: &model,
+        model_bytes: diffuse::embedded::SHAPES32,
+        device: Device::Cpu,
+        images: 1,
+        steps: 10,
+        out: out.clone(),
+    };
+    let mut g = c.benchmark_group("generate_1_image_10_steps");
+    g.sample_size(10);
+    g.bench_function("no_frames", |b| b.iter(|| case.sample(1).unwrap()));
+    g.bench_function("all_frames_written", |b| {
+        b.iter(|| case.generate(1).unwrap())
+    });
+    g.finish();
+    let _ = std::fs::remove_dir_all(out);
+}
+
+criterion_group!(benches, ops, unet, samplers, generate);
 criterion_main!(benches);

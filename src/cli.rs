@@ -12,6 +12,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use diffuse::device::{self, DeviceChoice};
 use diffuse::forward::NoiseMode;
+use diffuse::jobs::generate;
 use diffuse::jobs::noise::{self, FrameChoice, NoiseOptions};
 use diffuse::load::{LoadOptions, Size, DEFAULT_MAX_SIDE};
 use diffuse::progress::Progress;
@@ -32,6 +33,10 @@ struct Cli {
     /// Where tensors live: auto, cpu, cuda or metal.
     #[arg(long, global = true, default_value = "auto", value_parser = parse_device)]
     device: DeviceChoice,
+
+    /// CPU threads for tensor math and encoding (default: one per core).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
 
     #[command(subcommand)]
     command: Command,
@@ -82,10 +87,10 @@ struct GenerateArgs {
     #[arg(long, default_value_t = 4)]
     num_images: usize,
     /// ddpm, ddim or dpm++2m (default measured best with `diffuse eval`: see README).
-    #[arg(long, default_value = "ddpm", value_parser = parse_sampler)]
+    #[arg(long, default_value_t = generate::DEFAULT_SAMPLER, value_parser = parse_sampler)]
     sampler: diffuse::sampler::SamplerKind,
     /// Denoising steps.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = generate::DEFAULT_STEPS)]
     steps: usize,
     /// DDIM's η (0 = deterministic).
     #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
@@ -94,7 +99,7 @@ struct GenerateArgs {
     #[arg(long, value_parser = parse_spacing)]
     timestep_spacing: Option<diffuse::sampler::TimestepSpacing>,
     /// Classifier-free guidance scale (1 = no guidance).
-    #[arg(long, default_value_t = 3.0, allow_hyphen_values = true)]
+    #[arg(long, default_value_t = generate::DEFAULT_GUIDANCE, allow_hyphen_values = true)]
     guidance: f64,
     /// Turn off dynamic thresholding of the x0 prediction (diffusers' `thresholding`, on by
     /// default as diffusers recommends for pixel-space models); DDPM and DDIM then clip x0.
@@ -148,14 +153,14 @@ struct EvalArgs {
     /// Samples per (colour, shape) prompt.
     #[arg(long, default_value_t = 8)]
     samples_per_prompt: usize,
-    /// ddpm, ddim or dpm++2m.
-    #[arg(long, default_value = "ddpm", value_parser = parse_sampler)]
+    /// ddpm, ddim or dpm++2m (default: generate's default).
+    #[arg(long, default_value_t = generate::DEFAULT_SAMPLER, value_parser = parse_sampler)]
     sampler: diffuse::sampler::SamplerKind,
-    /// Sampling steps (1000 with DDPM is the full chain).
-    #[arg(long, default_value_t = 1000)]
+    /// Sampling steps (1000 with DDPM is the full chain; default: generate's default).
+    #[arg(long, default_value_t = generate::DEFAULT_STEPS)]
     steps: usize,
-    /// Classifier-free guidance scale.
-    #[arg(long, default_value_t = 1.0)]
+    /// Classifier-free guidance scale (default: generate's default).
+    #[arg(long, default_value_t = generate::DEFAULT_GUIDANCE, allow_hyphen_values = true)]
     guidance: f64,
     /// Turn off dynamic thresholding of the x0 prediction (diffusers' `thresholding`, on by
     /// default as diffusers recommends for pixel-space models); DDPM and DDIM then clip x0.
@@ -262,16 +267,20 @@ struct TrainArgs {
 
 #[derive(Args)]
 struct BenchArgs {
-    /// Only the denoiser: forward latency per batch size and the training step.
-    #[arg(long)]
-    model_only: bool,
-    /// Fewer runs per figure, for a fast look.
+    /// Fewer cases and runs: the whole suite in under a minute.
     #[arg(long)]
     quick: bool,
     /// Print one JSON object instead of tables.
     #[arg(long)]
     json: bool,
-    /// Width of the benchmarked UNet's first level.
+    /// Model for the end-to-end figures (default: the built-in model).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Only the denoiser (forward at batch 1/16/64 and the training step), as
+    /// benches/pytorch_reference.py compares it.
+    #[arg(long)]
+    model_only: bool,
+    /// With --model-only: width of the benchmarked UNet's first level.
     #[arg(long, default_value_t = diffuse::unet::UNetConfig::default().base_channels)]
     base_channels: usize,
     /// Write weights, config and a fixed input/output pair for benches/pytorch_reference.py.
@@ -566,6 +575,102 @@ fn run_noise(args: &NoiseArgs, device: &candle_core::Device, bars: &Bars) -> Res
 }
 
 fn run_bench(args: &BenchArgs, device: &candle_core::Device, bars: &Bars) -> Result<()> {
+    if args.model_only || args.export_parity.is_some() {
+        return run_model_bench(args, device, bars);
+    }
+    let (model, _, bytes) = diffuse::embedded::load_named(args.model.as_deref(), device)?;
+    let opts = bench::suite::SuiteOptions {
+        quick: args.quick,
+        train_batch: diffuse::train::TrainConfig::default().batch_size,
+        scratch: std::env::temp_dir().join(format!("diffuse-bench-{}", std::process::id())),
+    };
+    let report = bench::suite::run(&model, &bytes, &opts, device, bars)?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string(&report)?)?;
+        return Ok(());
+    }
+    write!(out, "{}", bench_table(&report))?;
+    Ok(())
+}
+
+/// A duration in the unit that suits it.
+fn human_ms(ms: f64) -> String {
+    if ms >= 1000.0 {
+        format!("{:.2} s", ms / 1000.0)
+    } else if ms >= 1.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{:.1} µs", ms * 1000.0)
+    }
+}
+
+/// A rate with a k/M prefix.
+fn human_rate(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.2} M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.1} k", v / 1e3)
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+/// The `diffuse bench` table: a Markdown table, so it pastes into a README as it is.
+fn bench_table(r: &bench::suite::SuiteReport) -> String {
+    let m = &r.machine;
+    let mut s = format!(
+        "diffuse {} ({} build, features: {}) on {}, {} cores, {} threads, device {}, {}/{}\n",
+        r.build.version,
+        r.build.profile,
+        if r.build.features.is_empty() {
+            "none".to_string()
+        } else {
+            r.build.features.join(", ")
+        },
+        m.cpu,
+        m.cores,
+        m.threads,
+        m.device,
+        m.os,
+        m.arch
+    );
+    s += &format!(
+        "denoiser {} parameters, {:.3} GFLOP per image; GEMM peak {:.1} GFLOP/s; {} in {:.0} s\n\n",
+        r.parameters,
+        r.gflop_per_image,
+        r.peak_gflops,
+        if r.quick { "quick run" } else { "full run" },
+        r.seconds
+    );
+    s += "| part | case | median | min .. max | runs | throughput | GFLOP/s (of peak) | rayon speed-up | peak heap |\n";
+    s += "|---|---|---:|---:|---:|---:|---:|---:|---:|\n";
+    for row in &r.rows {
+        let t = &row.timing;
+        s += &format!(
+            "| {} | {} | {} | {} .. {} | {} | {} {} | {} | {} | {} |\n",
+            row.part,
+            row.case,
+            human_ms(t.median_ms),
+            human_ms(t.min_ms),
+            human_ms(t.max_ms),
+            t.runs,
+            human_rate(row.rate),
+            row.unit,
+            match (row.gflops, row.peak_fraction) {
+                (Some(g), Some(f)) => format!("{g:.1} ({:.0}%)", 100.0 * f),
+                _ => String::new(),
+            },
+            row.speedup.map_or(String::new(), |x| format!("{x:.2}x")),
+            row.peak_heap_mib
+                .map_or("n/a".to_string(), |mb| format!("{mb:.1} MiB")),
+        );
+    }
+    s
+}
+
+/// The denoiser-only report (`--model-only`), which benches/pytorch_reference.py reads.
+fn run_model_bench(args: &BenchArgs, device: &candle_core::Device, bars: &Bars) -> Result<()> {
     let config = diffuse::unet::UNetConfig {
         base_channels: args.base_channels,
         ..Default::default()
@@ -575,30 +680,6 @@ fn run_bench(args: &BenchArgs, device: &candle_core::Device, bars: &Bars) -> Res
         bars.note(&format!("parity files written to {}", dir.display()));
     }
     let mut out = std::io::stdout().lock();
-    let mut json = serde_json::Map::new();
-    json.insert("diffuse_version".into(), env!("CARGO_PKG_VERSION").into());
-    json.insert("features".into(), device::compiled_features().into());
-    if !args.model_only {
-        let forward = bench::bench_forward(args.quick, bars)?;
-        if args.json {
-            json.insert("forward_noising".into(), serde_json::to_value(&forward)?);
-        } else {
-            writeln!(out, "forward noising and frame output")?;
-            for row in &forward {
-                writeln!(
-                    out,
-                    "  {:<34} {:>10.3} ms  (min {:.3}, max {:.3})  {:>10.1} {}/s",
-                    row.name,
-                    row.timing.median_ms,
-                    row.timing.min_ms,
-                    row.timing.max_ms,
-                    row.per_second,
-                    row.unit
-                )?;
-            }
-            writeln!(out)?;
-        }
-    }
     let opts = bench::ModelBenchOptions {
         config,
         runs: if args.quick { 3 } else { 7 },
@@ -606,8 +687,12 @@ fn run_bench(args: &BenchArgs, device: &candle_core::Device, bars: &Bars) -> Res
     };
     let report = bench::bench_model(&opts, device, bars)?;
     if args.json {
-        json.insert("model".into(), serde_json::to_value(&report)?);
-        writeln!(out, "{}", serde_json::Value::Object(json))?;
+        let json = serde_json::json!({
+            "diffuse_version": env!("CARGO_PKG_VERSION"),
+            "features": device::compiled_features(),
+            "model": report,
+        });
+        writeln!(out, "{json}")?;
         return Ok(());
     }
     writeln!(
@@ -624,27 +709,35 @@ fn run_bench(args: &BenchArgs, device: &candle_core::Device, bars: &Bars) -> Res
         "  {:<22} {:>10} {:>18} {:>10} {:>8}",
         "", "median ms", "min..max ms", "GFLOP/s", "of peak"
     )?;
-    for r in &report.forward {
+    let train = &report.train;
+    let rows = report
+        .forward
+        .iter()
+        .map(|r| {
+            (
+                format!("forward, batch {}", r.batch),
+                r.timing,
+                r.gflops,
+                r.peak_fraction,
+            )
+        })
+        .chain(std::iter::once((
+            format!("train step, batch {}", train.batch),
+            train.timing,
+            train.gflops,
+            train.peak_fraction,
+        )));
+    for (name, t, gflops, frac) in rows {
         writeln!(
             out,
             "  {:<22} {:>10.1} {:>18} {:>10.1} {:>7.0}%",
-            format!("forward, batch {}", r.batch),
-            r.timing.median_ms,
-            format!("{:.1}..{:.1}", r.timing.min_ms, r.timing.max_ms),
-            r.gflops,
-            100.0 * r.peak_fraction
+            name,
+            t.median_ms,
+            format!("{:.1}..{:.1}", t.min_ms, t.max_ms),
+            gflops,
+            100.0 * frac
         )?;
     }
-    let r = &report.train;
-    writeln!(
-        out,
-        "  {:<22} {:>10.1} {:>18} {:>10.1} {:>7.0}%",
-        format!("train step, batch {}", r.batch),
-        r.timing.median_ms,
-        format!("{:.1}..{:.1}", r.timing.min_ms, r.timing.max_ms),
-        r.gflops,
-        100.0 * r.peak_fraction
-    )?;
     Ok(())
 }
 
@@ -900,6 +993,17 @@ fn run_generate(
 
 fn run(cli: Cli) -> Result<()> {
     let bars = Bars::new(cli.quiet);
+    if let Some(n) = cli.threads {
+        if n == 0 {
+            anyhow::bail!("--threads 0: need at least one thread");
+        }
+        // candle's own CPU kernels read the variable rayon reads.
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .context("--threads")?;
+    }
     match &cli.command {
         Command::Schedule(args) => run_schedule(args),
         Command::Noise(args) => {

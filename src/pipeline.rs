@@ -85,6 +85,19 @@ pub fn denoise_from(
     sampler: &mut dyn Sampler,
     rng: &mut Rng,
     start: usize,
+    x: Tensor,
+    on_step: impl FnMut(StepEvent),
+) -> Result<Tensor> {
+    denoise_with(|x, t| guided.predict(x, t), sampler, rng, start, x, on_step)
+}
+
+/// The reverse loop around any noise predictor `predict(x_t, t)`: per step, draw the
+/// sampler's noise (if it uses any) from `rng` and take the step.
+pub fn denoise_with(
+    mut predict: impl FnMut(&Tensor, usize) -> Result<Tensor>,
+    sampler: &mut dyn Sampler,
+    rng: &mut Rng,
+    start: usize,
     mut x: Tensor,
     mut on_step: impl FnMut(StepEvent),
 ) -> Result<Tensor> {
@@ -93,7 +106,7 @@ pub fn denoise_from(
     let timesteps = sampler.timesteps().to_vec();
     let n = timesteps.len();
     for (i, &t) in timesteps.iter().enumerate().skip(start) {
-        let eps = guided.predict(&x, t)?;
+        let eps = predict(&x, t)?;
         let noise = if sampler.uses_noise() {
             rng::randn(rng, shape.clone(), &device).map_err(candle_core::Error::wrap)?
         } else {

@@ -1,0 +1,272 @@
+//! The benchmark workloads: each is built once, then run repeatedly by `diffuse bench` and by
+//! the criterion benches.
+
+use candle_core::{Device, Tensor};
+use image::RgbImage;
+use rayon::prelude::*;
+
+use crate::checkpoint::LoadedModel;
+use crate::error::Result;
+use crate::forward;
+use crate::frames;
+use crate::pipeline::{self, Guided};
+use crate::rng;
+use crate::sampler::{self, SamplerConfig, SamplerKind};
+use crate::schedule::{NoiseSchedule, ScheduleConfig};
+
+/// Forward noising of a batch: `q_sample` on `[batch, 3, h, w]` with random timesteps.
+pub struct QSampleCase {
+    pub schedule: NoiseSchedule,
+    pub x0: Tensor,
+    pub noise: Tensor,
+    pub timesteps: Vec<usize>,
+}
+
+impl QSampleCase {
+    pub fn new(batch: usize, h: usize, w: usize, device: &Device) -> Result<Self> {
+        let schedule = NoiseSchedule::new(ScheduleConfig::default())?;
+        let mut r = rng::rng(0);
+        let x0 = rng::randn(&mut r, (batch, 3, h, w), device)?;
+        let noise = rng::randn(&mut r, (batch, 3, h, w), device)?;
+        let timesteps = (0..batch).map(|i| (i * 997) % schedule.len()).collect();
+        Ok(Self {
+            schedule,
+            x0,
+            noise,
+            timesteps,
+        })
+    }
+
+    /// Images in one run.
+    pub fn images(&self) -> usize {
+        self.timesteps.len()
+    }
+
+    pub fn run(&self) -> Result<Tensor> {
+        self.schedule
+            .q_sample(&self.x0, &self.timesteps, &self.noise)
+    }
+}
+
+/// Frame output: `n` noisy RGB frames of `h`×`w`, encoded to PNG and GIF in memory.
+pub struct FrameCase {
+    pub frames: Vec<RgbImage>,
+}
+
+impl FrameCase {
+    pub fn new(n: usize, h: usize, w: usize) -> Result<Self> {
+        let schedule = NoiseSchedule::new(ScheduleConfig::default())?;
+        let mut r = rng::rng(1);
+        let x0 = rng::randn(&mut r, (1, 3, h, w), &Device::Cpu)?.clamp(-1f32, 1f32)?;
+        let noise = rng::randn(&mut r, (1, 3, h, w), &Device::Cpu)?;
+        let frames = forward::evenly_spaced_timesteps(n, schedule.len())?
+            .into_iter()
+            .map(|t| frames::to_rgb8(&schedule.q_sample(&x0, &[t], &noise)?.squeeze(0)?))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { frames })
+    }
+
+    /// All frames to PNG bytes, in parallel on rayon's pool. Returns the total bytes.
+    pub fn encode_png(&self) -> Result<usize> {
+        let sizes = self
+            .frames
+            .par_iter()
+            .map(|f| frames::png_bytes(f).map(|b| b.len()))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(sizes.iter().sum())
+    }
+
+    /// All frames to one looping GIF. Returns its size in bytes.
+    pub fn encode_gif(&self) -> Result<usize> {
+        Ok(frames::gif_bytes(&self.frames, 12.0)?.len())
+    }
+}
+
+/// The denoiser on random inputs: forward passes and a full training step
+/// (forward + MSE on ε + backward + AdamW), the workload `diffuse bench --model-only` times.
+pub struct UNetCase {
+    pub model: crate::unet::UNet,
+    pub varmap: candle_nn::VarMap,
+    pub device: Device,
+}
+
+impl UNetCase {
+    pub fn new(config: &crate::unet::UNetConfig, device: &Device) -> Result<Self> {
+        let varmap = candle_nn::VarMap::new();
+        let vb = crate::params::SeededInit::var_builder(&varmap, 0, device);
+        let model = crate::unet::UNet::new(config, vb)?;
+        Ok(Self {
+            model,
+            varmap,
+            device: device.clone(),
+        })
+    }
+
+    /// Fixed random inputs for a batch: (x_t, t, cond, target ε).
+    pub fn inputs(&self, batch: usize) -> Result<(Tensor, Vec<f64>, Tensor, Tensor)> {
+        let cfg = &self.model.config;
+        let mut r = rng::rng(batch as u64);
+        let shape = (batch, cfg.in_channels, cfg.image_size, cfg.image_size);
+        let x = rng::randn(&mut r, shape, &self.device)?;
+        let eps = rng::randn(&mut r, shape, &self.device)?;
+        let t: Vec<f64> = (0..batch).map(|i| ((i * 379) % 1000) as f64).collect();
+        let ids: Vec<Vec<u32>> = (0..batch)
+            .map(|i| {
+                cfg.vocab
+                    .slots
+                    .iter()
+                    .map(|s| (i % (s.words.len() + 1)) as u32)
+                    .collect()
+            })
+            .collect();
+        let cond = crate::unet::cond_tensor(&ids, &self.device)?;
+        Ok((x, t, cond, eps))
+    }
+
+    /// One forward pass; returns the output so the work cannot be skipped.
+    pub fn forward(&self, x: &Tensor, t: &[f64], cond: &Tensor) -> Result<Tensor> {
+        Ok(self.model.forward(x, t, cond)?)
+    }
+
+    /// AdamW over the model's weights, as the trainer uses it.
+    pub fn optimizer(&self) -> Result<crate::optim::AdamW> {
+        let vars = self.varmap.data().lock().expect("varmap lock");
+        let named = vars.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+        Ok(crate::optim::AdamW::new(named, Default::default())?)
+    }
+
+    /// One training step (forward, MSE on ε, backward, AdamW at lr 1e-3); returns the loss.
+    pub fn train_step(
+        &self,
+        opt: &mut crate::optim::AdamW,
+        x: &Tensor,
+        t: &[f64],
+        cond: &Tensor,
+        eps: &Tensor,
+    ) -> Result<f32> {
+        let pred = self.model.forward(x, t, cond)?;
+        let loss = candle_nn::loss::mse(&pred, eps)?;
+        opt.step(&loss.backward()?, 1e-3, 1.0)?;
+        Ok(loss.to_scalar::<f32>()?)
+    }
+}
+
+/// A sampler's own work per step with a stand-in model (a fixed ε): x0 prediction,
+/// thresholding, noise draws and the update, exactly the reverse loop `generate` runs.
+pub struct SamplerCase {
+    pub schedule: NoiseSchedule,
+    pub config: SamplerConfig,
+    pub x: Tensor,
+    pub eps: Tensor,
+}
+
+impl SamplerCase {
+    pub fn new(kind: SamplerKind, steps: usize, batch: usize, device: &Device) -> Result<Self> {
+        let schedule = NoiseSchedule::new(ScheduleConfig::default())?;
+        let mut r = rng::rng(2);
+        let x = rng::randn(&mut r, (batch, 3, 32, 32), device)?;
+        let eps = rng::randn(&mut r, (batch, 3, 32, 32), device)?.affine(0.9, 0.0)?;
+        Ok(Self {
+            schedule,
+            config: SamplerConfig {
+                thresholding: true,
+                ..SamplerConfig::new(kind, steps)
+            },
+            x,
+            eps,
+        })
+    }
+
+    /// One whole reverse pass; returns the final sample.
+    pub fn run(&self) -> Result<Tensor> {
+        let mut s = sampler::build(&self.config, &self.schedule)?;
+        let mut r = rng::rng(3);
+        let predict = |_: &Tensor, _: usize| Ok(self.eps.clone());
+        Ok(pipeline::denoise_with(
+            predict,
+            s.as_mut(),
+            &mut r,
+            0,
+            self.x.clone(),
+            |_| {},
+        )?)
+    }
+}
+
+/// End-to-end generation with a trained model at `diffuse generate`'s default sampler and
+/// guidance: sampling alone, or the whole `generate` job writing every frame, the GIF, the
+/// strip and the samples into `out`.
+pub struct GenerateCase<'a> {
+    pub model: &'a LoadedModel,
+    pub model_bytes: &'a [u8],
+    pub device: Device,
+    pub images: usize,
+    pub steps: usize,
+    pub out: std::path::PathBuf,
+}
+
+impl GenerateCase<'_> {
+    fn sampler_config(&self) -> SamplerConfig {
+        SamplerConfig {
+            thresholding: true,
+            prediction: self.model.meta.unet.prediction,
+            ..SamplerConfig::new(crate::jobs::generate::DEFAULT_SAMPLER, self.steps)
+        }
+    }
+
+    /// Sampling only: noise to final images (as 8-bit pictures), nothing written.
+    pub fn sample(&self, seed: u64) -> Result<Vec<RgbImage>> {
+        let device = &self.device;
+        let vocab = &self.model.meta.unet.vocab;
+        // The first word of every slot, as `generate` below prompts.
+        let ids: Vec<u32> = vec![0; vocab.slots.len()];
+        let guided = Guided {
+            model: &self.model.unet,
+            scale: crate::jobs::generate::DEFAULT_GUIDANCE,
+            cond: crate::unet::cond_tensor(&vec![ids; self.images], device)?,
+            uncond: crate::unet::cond_tensor(&vec![vocab.null_ids(); self.images], device)?,
+        };
+        let schedule = NoiseSchedule::new(self.model.meta.schedule)?;
+        let mut s = sampler::build(&self.sampler_config(), &schedule)?;
+        let x = pipeline::sample(&guided, s.as_mut(), &mut rng::rng(seed), |_, _| {})?;
+        (0..self.images)
+            .map(|i| frames::to_rgb8(&x.get(i)?))
+            .collect()
+    }
+
+    /// The `generate` job with every frame written; returns its report.
+    pub fn generate(&self, seed: u64) -> Result<crate::jobs::generate::GenerateReport> {
+        use crate::jobs::generate::{self, FrameCount, GenerateOptions};
+        let vocab = &self.model.meta.unet.vocab;
+        let prompt = vocab
+            .slots
+            .iter()
+            .map(|s| s.words[0].as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let opts = GenerateOptions {
+            prompt,
+            negative_prompt: None,
+            num_images: self.images,
+            sampler: self.sampler_config(),
+            guidance: generate::DEFAULT_GUIDANCE,
+            seed,
+            out: self.out.clone(),
+            frames: FrameCount::All,
+            x0_row: true,
+            scale: None,
+            fps: 10.0,
+            save_tensors: false,
+            force: true,
+            init_image: None,
+        };
+        generate::run(
+            self.model,
+            "bench",
+            self.model_bytes,
+            &opts,
+            &self.device,
+            &crate::progress::Silent,
+        )
+    }
+}
