@@ -1,31 +1,68 @@
 #!/usr/bin/env bash
 # Re-renders the pictures the README shows. Run from the repository root:
 #   bash assets/make.sh
-# Each picture is written by the exact `diffuse` command echoed before it.
+# Each picture is written by the exact `diffuse` command the README shows under it (with
+# `diffuse` spelled $bin); tests/readme_pictures.rs checks that every README picture command
+# appears here and runs each one at a tiny setting.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
 bin=target/release/diffuse
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+pics=assets/readme
 
 # assets/scene.png itself is drawn by a small program of ours (examples/scene.rs).
 cargo run --release --quiet --example scene -- assets/scene.png
 
-# Forward diffusion of the scene: strip + GIF.
+rm -rf out/red-circle out/forward out/markov out/schedules.png out/prompts.png out/seeds \
+  out/guidance-0 out/guidance-1 out/guidance-3 out/guidance-7 out/ddpm-10 out/ddim-10 \
+  out/dpm-10 out/sweep.png
 set -x
-$bin noise --image assets/scene.png --out "$tmp/forward" --size 128x128 --frames 25 --seed 0 --quiet
-cp "$tmp/forward/strip.png" assets/readme/forward-strip.png
-cp "$tmp/forward/noising.gif" assets/readme/forward.gif
+
+# Reverse diffusion of "a red circle" with the built-in model: strip + GIF.
+$bin generate --prompt "a red circle" --seed 1 --out out/red-circle --quiet
+cp out/red-circle/strip.png $pics/generate-strip.png
+cp out/red-circle/denoising.gif $pics/generate.gif
+
+# Forward diffusion of the scene: strip + GIF.
+$bin noise --image assets/scene.png --out out/forward --size 128x128 --frames 25 --seed 0 --quiet
+cp out/forward/strip.png $pics/forward-strip.png
+cp out/forward/noising.gif $pics/forward.gif
 
 # The same, run as a Markov chain with fresh noise each step.
-$bin noise --image assets/scene.png --out "$tmp/markov" --size 128x128 --frames 25 --markov --seed 0 --quiet
-cp "$tmp/markov/strip.png" assets/readme/forward-markov-strip.png
-
-# Reverse diffusion of "a red circle" with the built-in model.
-$bin generate --prompt "a red circle" --seed 1 --out "$tmp/red-circle" --quiet
-cp "$tmp/red-circle/strip.png" assets/readme/generate-strip.png
-cp "$tmp/red-circle/denoising.gif" assets/readme/generate.gif
+$bin noise --image assets/scene.png --out out/markov --size 128x128 --frames 25 --markov --seed 0 --quiet
+cp out/markov/strip.png $pics/forward-markov-strip.png
 
 # The four schedules: ᾱ_t and log-SNR.
-$bin schedule --beta-schedule all --plot assets/readme/schedules.png --force > /dev/null
+$bin schedule --beta-schedule all --plot out/schedules.png > /dev/null
+cp out/schedules.png $pics/schedules.png
+
+# All 36 prompts, one sample each.
+$bin eval --samples-per-prompt 1 --seed 0 --grid out/prompts.png --quiet > /dev/null
+cp out/prompts.png $pics/prompts.png
+
+# One prompt, eight samples from eight noise draws.
+$bin generate --prompt "a blue star" --num-images 8 --seed 7 --frames 2 --out out/seeds --quiet
+cp out/seeds/grid.png $pics/seeds.png
+
+# One prompt across guidance scales.
+$bin generate --prompt "a green triangle" --guidance 0 --seed 3 --frames 2 --out out/guidance-0 --quiet
+$bin generate --prompt "a green triangle" --guidance 1 --seed 3 --frames 2 --out out/guidance-1 --quiet
+$bin generate --prompt "a green triangle" --guidance 3 --seed 3 --frames 2 --out out/guidance-3 --quiet
+$bin generate --prompt "a green triangle" --guidance 7 --seed 3 --frames 2 --out out/guidance-7 --quiet
+for w in 0 1 3 7; do cp out/guidance-$w/grid.png $pics/guidance-$w.png; done
+
+# The three samplers at 10 steps, from the same noise.
+$bin generate --prompt "a yellow diamond" --sampler ddpm --steps 10 --num-images 2 --seed 5 --out out/ddpm-10 --quiet
+$bin generate --prompt "a yellow diamond" --sampler ddim --steps 10 --num-images 2 --seed 5 --out out/ddim-10 --quiet
+$bin generate --prompt "a yellow diamond" --sampler dpm++2m --steps 10 --num-images 2 --seed 5 --out out/dpm-10 --quiet
+cp out/ddpm-10/strip.png $pics/sampler-ddpm-10.png
+cp out/ddim-10/strip.png $pics/sampler-ddim-10.png
+cp out/dpm-10/strip.png $pics/sampler-dpm-10.png
+
+# The judge's accuracy against sampling steps for each sampler (36 prompts x 8 samples).
+$bin eval --sweep out/sweep.png --samples-per-prompt 8 --quiet
+cp out/sweep.png $pics/sweep.png
+
+# The loss curve is drawn by the training run itself (its command is in the README and in
+# runs/shapes32/commands.txt); training again would take hours, so copy the committed one.
+cp runs/shapes32/loss.png $pics/loss.png

@@ -175,10 +175,13 @@ struct EvalArgs {
     /// Measure accuracy against step count for each sampler; print a table and plot it here.
     #[arg(long, value_name = "PLOT.png")]
     sweep: Option<PathBuf>,
+    /// Also save every sample as one labelled picture here (6×6 for one sample per prompt).
+    #[arg(long, value_name = "GRID.png")]
+    grid: Option<PathBuf>,
     /// Step counts for --sweep.
     #[arg(long, value_delimiter = ',', default_value = "5,10,20,50")]
     sweep_steps: Vec<usize>,
-    /// Overwrite an existing sweep plot.
+    /// Overwrite an existing sweep plot or grid.
     #[arg(long)]
     force: bool,
     /// Print one JSON object.
@@ -885,7 +888,14 @@ fn run_eval(args: &EvalArgs, device: &candle_core::Device, bars: &Bars) -> Resul
         writeln!(out, "plot written to {}", plot.display())?;
         return Ok(());
     }
+    if let Some(grid) = &args.grid {
+        fsutil::check_overwrite(grid, args.force)?;
+    }
     let report = eval::evaluate(&model, &opts, device, bars)?;
+    if let Some(grid) = &args.grid {
+        eval::save_grid(&report, grid)?;
+        bars.note(&format!("samples written to {}", grid.display()));
+    }
     if args.json {
         writeln!(out, "{}", serde_json::to_string(&report)?)?;
         return Ok(());

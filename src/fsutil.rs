@@ -30,6 +30,10 @@ pub fn write_atomic_with(
 ) -> Result<()> {
     let tmp = temp_path(path);
     let result = (|| {
+        // A single-file output (a plot, a grid) may name a folder that does not exist yet.
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent)?;
+        }
         let mut f = fs::File::create(&tmp)?;
         write(&mut f)?;
         f.flush()?;

@@ -52,6 +52,9 @@ pub struct EvalReport {
     pub total: usize,
     pub prompts: Vec<PromptRow>,
     pub seconds: f64,
+    /// Every sample, prompt by prompt (colour-major), `samples_per_prompt` each.
+    #[serde(skip)]
+    pub samples: Vec<(String, image::RgbImage)>,
 }
 
 /// Images sampled per forward batch.
@@ -103,6 +106,7 @@ pub fn evaluate(
         })
         .collect();
     let mut all = Tally::default();
+    let mut samples = Vec::with_capacity(jobs.len());
     progress.stage("sampling", (jobs.len().div_ceil(CHUNK) * opts.steps) as u64);
     for chunk in jobs.chunks(CHUNK) {
         let ids: Vec<Vec<u32>> = chunk
@@ -122,9 +126,11 @@ pub fn evaluate(
             progress.advance(1)
         })?;
         for (i, &(c, s)) in chunk.iter().enumerate() {
-            let v = judge(&frames::to_rgb8(&x.get(i)?)?);
+            let img = frames::to_rgb8(&x.get(i)?)?;
+            let v = judge(&img);
             rows[c * 6 + s].tally.add(&v, Some(c), Some(s));
             all.add(&v, Some(c), Some(s));
+            samples.push((rows[c * 6 + s].prompt.clone(), img));
         }
     }
     progress.finish();
@@ -141,6 +147,7 @@ pub fn evaluate(
         no_clear_object: all.no_clear_object,
         total: all.total,
         prompts: rows,
+        samples,
         seconds: start.elapsed().as_secs_f64(),
     })
 }
@@ -182,6 +189,28 @@ pub fn self_test(count: usize, seed: u64, sigmas: &[f64]) -> Result<Vec<SelfTest
         });
     }
     Ok(out)
+}
+
+/// Saves the samples of `report` as one labelled picture: for one sample per prompt a 6×6
+/// grid (a row per colour, a column per shape), else a row per prompt; cells upscaled 4×.
+pub fn save_grid(report: &EvalReport, path: &std::path::Path) -> Result<()> {
+    let k = report.samples_per_prompt;
+    let cols = if k == 1 { 6 } else { k };
+    let cells: Vec<image::RgbImage> = report
+        .samples
+        .iter()
+        .map(|(_, img)| {
+            image::imageops::resize(
+                img,
+                img.width() * 4,
+                img.height() * 4,
+                image::imageops::FilterType::Nearest,
+            )
+        })
+        .collect();
+    let refs: Vec<&image::RgbImage> = cells.iter().collect();
+    let labels: Vec<String> = report.samples.iter().map(|(p, _)| p.clone()).collect();
+    frames::save_png(&frames::grid(&refs, cols, 4, Some(&labels)), path)
 }
 
 /// One point of a sweep: a sampler at a step count.

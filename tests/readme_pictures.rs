@@ -1,0 +1,190 @@
+//! Every picture command in the README's "What it makes" section runs, at a tiny setting, and
+//! writes what it names; `assets/make.sh` runs the same commands, so neither can drift from the
+//! program.
+
+use std::path::Path;
+use std::process::Command;
+
+/// The `diffuse …` lines of the README section that shows the pictures.
+fn picture_commands() -> Vec<String> {
+    let readme = include_str!("../README.md");
+    let start = readme
+        .find("## What it makes")
+        .expect("README has a 'What it makes' section");
+    let rest = &readme[start + 3..];
+    let section = &rest[..rest.find("\n## ").unwrap_or(rest.len())];
+    section
+        .lines()
+        .filter(|l| l.starts_with("diffuse "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Splits a shell command line on spaces, keeping "double-quoted" words whole.
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let (mut quoted, mut any) = (false, false);
+    for c in line.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                any = true;
+            }
+            ' ' if !quoted => {
+                if any {
+                    words.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                any = true;
+            }
+        }
+    }
+    if any {
+        words.push(cur);
+    }
+    words
+}
+
+/// The command at a tiny setting: few steps, few samples, small batches.
+fn tiny(words: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut it = words[1..].iter();
+    while let Some(w) = it.next() {
+        let small = match w.as_str() {
+            "--steps" => Some("3"),
+            "--samples-per-prompt" => Some("1"),
+            "--sweep-steps" => Some("2,3"),
+            "--batch-size" => Some("4"),
+            "--checkpoint-every" => Some("2"),
+            _ => None,
+        };
+        out.push(w.clone());
+        if let Some(v) = small {
+            it.next();
+            out.push(v.into());
+        }
+    }
+    let command = out[0].clone();
+    if matches!(command.as_str(), "generate" | "eval" | "train")
+        && !out.iter().any(|w| w == "--steps")
+    {
+        out.extend(["--steps".into(), "3".into()]);
+    }
+    if command == "train" && !out.iter().any(|w| w == "--preview-steps") {
+        out.extend(["--preview-steps".into(), "2".into()]);
+    }
+    if command == "eval" && out.iter().any(|w| w == "--sweep") {
+        out.extend(["--sweep-steps".into(), "2,3".into()]);
+    }
+    out.push("--quiet".into());
+    out
+}
+
+/// The files or folders a command names as its outputs.
+fn outputs(words: &[String]) -> Vec<String> {
+    words
+        .windows(2)
+        .filter(|w| {
+            matches!(
+                w[0].as_str(),
+                "--out" | "--plot" | "--grid" | "--sweep" | "--run-dir"
+            )
+        })
+        .map(|w| w[1].clone())
+        .collect()
+}
+
+#[test]
+fn readme_lists_the_pictures_the_issue_asks_for() {
+    let cmds = picture_commands().join("\n");
+    for needle in [
+        "diffuse generate --prompt \"a red circle\"",
+        "diffuse noise --image assets/scene.png",
+        "diffuse schedule --beta-schedule all --plot",
+        "diffuse eval --samples-per-prompt 1",
+        "--num-images 8",
+        "--guidance 0",
+        "--guidance 1",
+        "--guidance 3",
+        "--guidance 7",
+        "--sampler ddpm --steps 10",
+        "--sampler ddim --steps 10",
+        "--sampler dpm++2m --steps 10",
+        "diffuse eval --sweep",
+        "diffuse train",
+    ] {
+        assert!(cmds.contains(needle), "README pictures lack {needle}");
+    }
+}
+
+#[test]
+fn every_readme_picture_command_is_in_make_sh() {
+    let make = include_str!("../assets/make.sh");
+    for cmd in picture_commands() {
+        // Training is not rerun by make.sh; it copies the committed run's loss curve.
+        if cmd.starts_with("diffuse train ") {
+            continue;
+        }
+        let line = cmd.replacen("diffuse ", "$bin ", 1);
+        assert!(make.contains(&line), "assets/make.sh does not run: {cmd}");
+    }
+}
+
+#[test]
+fn every_readme_picture_command_runs_at_a_tiny_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::create_dir_all(dir.path().join("assets")).unwrap();
+    std::fs::copy(
+        root.join("assets/scene.png"),
+        dir.path().join("assets/scene.png"),
+    )
+    .unwrap();
+    let cmds = picture_commands();
+    assert!(cmds.len() >= 14, "only {} picture commands", cmds.len());
+    for cmd in cmds {
+        let args = tiny(&shell_words(&cmd));
+        let o = Command::new(env!("CARGO_BIN_EXE_diffuse"))
+            .args(&args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{cmd} (run as {args:?}) failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        for out in outputs(&args) {
+            let p = dir.path().join(&out);
+            let written = if p.is_dir() {
+                std::fs::read_dir(&p).unwrap().count() > 0
+            } else {
+                p.metadata().map(|m| m.len() > 0).unwrap_or(false)
+            };
+            assert!(written, "{cmd}: nothing written at {out}");
+        }
+    }
+}
+
+#[test]
+fn shell_words_keeps_quoted_prompts_whole() {
+    assert_eq!(
+        shell_words("diffuse generate --prompt \"a red circle\" --seed 1"),
+        [
+            "diffuse",
+            "generate",
+            "--prompt",
+            "a red circle",
+            "--seed",
+            "1"
+        ]
+    );
+    assert_eq!(
+        shell_words("diffuse eval --prompt \"\""),
+        ["diffuse", "eval", "--prompt", ""]
+    );
+}
