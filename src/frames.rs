@@ -55,6 +55,19 @@ pub fn save_png(img: &RgbImage, path: &Path) -> Result<()> {
     fsutil::write_atomic(path, &png_bytes(img)?)
 }
 
+/// Paths of written frames as `frames/<name>`, the way run.json lists them.
+pub fn frame_file_names(written: &[PathBuf]) -> Vec<String> {
+    written
+        .iter()
+        .map(|p| {
+            format!(
+                "frames/{}",
+                p.file_name().unwrap_or_default().to_string_lossy()
+            )
+        })
+        .collect()
+}
+
 /// The name of frame `i`: `frame_0000.png`.
 pub fn frame_name(i: usize) -> String {
     format!("frame_{i:04}.png")

@@ -167,14 +167,14 @@ fn data_shapes_writes_labelled_images_and_a_preview() {
 fn trains_on_a_folder_of_class_subfolders() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("pics");
-    for (class, rgb) in [("apples", [200u8, 30, 30]), ("leaves", [30, 160, 40])] {
+    for (class, rgb) in [("apples", [200u8, 30, 30]), ("Green Leaves", [30, 160, 40])] {
         std::fs::create_dir_all(data.join(class)).unwrap();
         for i in 0..3u8 {
             let img = image::RgbImage::from_pixel(40 + i as u32, 36, image::Rgb(rgb));
             img.save(data.join(class).join(format!("{i}.png"))).unwrap();
         }
     }
-    std::fs::write(data.join("leaves").join("broken.jpg"), b"no").unwrap();
+    std::fs::write(data.join("Green Leaves").join("broken.jpg"), b"no").unwrap();
     let model = dir.path().join("m.safetensors");
     let o = diffuse(&[
         "train",
@@ -199,5 +199,24 @@ fn trains_on_a_folder_of_class_subfolders() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("skipped 1 unreadable file(s)"));
     let m = diffuse::checkpoint::load_model(&model, &candle_core::Device::Cpu).unwrap();
     let words = &m.meta.unet.vocab.slots[0].words;
-    assert_eq!(words, &["apples".to_string(), "leaves".to_string()]);
+    // Folder names, in sorted order, become prompt words: lower case, spaces as hyphens.
+    assert_eq!(words, &["green-leaves".to_string(), "apples".to_string()]);
+    let o = diffuse(&[
+        "generate",
+        "--model",
+        s(&model),
+        "--prompt",
+        "green-leaves",
+        "--steps",
+        "2",
+        "--num-images",
+        "1",
+        "--seed",
+        "0",
+        "--out",
+        s(&dir.path().join("gen")),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(dir.path().join("gen/sample_00.png").exists());
 }

@@ -76,12 +76,16 @@ impl FolderDataset {
             ));
         } else {
             for (i, d) in subdirs.iter().enumerate() {
-                classes.push(
-                    d.file_name()
-                        .unwrap_or_default()
-                        .to_string_lossy()
-                        .into_owned(),
-                );
+                // The prompt word: lower case, spaces and commas as hyphens, because prompts
+                // are lower-cased and split there ("Red apple" is prompted as "red-apple").
+                let name = d.file_name().unwrap_or_default().to_string_lossy();
+                let word: String = name
+                    .to_lowercase()
+                    .split(|c: char| c.is_whitespace() || c == ',')
+                    .filter(|w| !w.is_empty())
+                    .collect::<Vec<_>>()
+                    .join("-");
+                classes.push(word);
                 let files = sorted_entries(d)?
                     .into_iter()
                     .filter(|p| p.is_file())

@@ -296,15 +296,7 @@ pub fn run(
         &frames::grid(&strip_imgs, strip_imgs.len(), 2, Some(&strip_labels)),
         &opts.out.join("strip.png"),
     )?;
-    let mut files: Vec<String> = written
-        .iter()
-        .map(|p| {
-            format!(
-                "frames/{}",
-                p.file_name().unwrap_or_default().to_string_lossy()
-            )
-        })
-        .collect();
+    let mut files = frames::frame_file_names(&written);
     files.extend(["denoising.gif".into(), "strip.png".into()]);
     let mut finals = Vec::with_capacity(k);
     for i in 0..k {

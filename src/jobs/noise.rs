@@ -188,15 +188,7 @@ pub fn run(opts: &NoiseOptions, device: &Device, progress: &dyn Progress) -> Res
     let strip_ms = ms(t0);
 
     let t0 = Instant::now();
-    let mut files: Vec<String> = written
-        .iter()
-        .map(|p| {
-            format!(
-                "frames/{}",
-                p.file_name().unwrap_or_default().to_string_lossy()
-            )
-        })
-        .collect();
+    let mut files = frames::frame_file_names(&written);
     files.extend(["noising.gif".to_string(), "strip.png".to_string()]);
     if opts.save_tensors {
         save_trajectory(&traj, &opts.out.join("trajectory.safetensors"))?;

@@ -136,7 +136,26 @@ struct GroupNormBwd {
     silu: bool,
 }
 
+/// The storage and layout of one custom-op input.
+type Input<'a> = (&'a CpuStorage, &'a Layout);
+
 impl GroupNormBwd {
+    /// The backward ops' shared inputs: dims, x, dy, γ and β as contiguous slices.
+    #[allow(clippy::type_complexity)]
+    fn inputs<'a>(
+        &self,
+        x: Input<'a>,
+        gamma_beta: Input<'a>,
+        dy: Input<'a>,
+    ) -> Result<(Dims, &'a [f32], &'a [f32], &'a [f32], &'a [f32])> {
+        let d = Dims::new(x.1.shape(), self.groups)?;
+        let x = contiguous_f32(x.0, x.1, "group_norm")?;
+        let gb = contiguous_f32(gamma_beta.0, gamma_beta.1, "group_norm")?;
+        let dy = contiguous_f32(dy.0, dy.1, "group_norm")?;
+        let (gamma, beta) = gb.split_at(d.c);
+        Ok((d, x, dy, gamma, beta))
+    }
+
     /// For one group: fills `dz` with ∂L/∂z (z = γ·x̂ + β) and `xhat` with x̂; returns rstd.
     #[allow(clippy::too_many_arguments)]
     fn group(
@@ -188,13 +207,7 @@ impl CustomOp3 for GroupNormGradX {
         dyl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let op = self.0;
-        let d = Dims::new(xl.shape(), op.groups)?;
-        let (x, gb, dy) = (
-            contiguous_f32(xs, xl, "group_norm")?,
-            contiguous_f32(gs, gl, "group_norm")?,
-            contiguous_f32(dys, dyl, "group_norm")?,
-        );
-        let (gamma, beta) = gb.split_at(d.c);
+        let (d, x, dy, gamma, beta) = op.inputs((xs, xl), (gs, gl), (dys, dyl))?;
         let mut dx = vec![0f32; x.len()];
         dx.par_chunks_mut(d.group_len())
             .zip(
@@ -246,13 +259,7 @@ impl CustomOp3 for GroupNormGradAffine {
         dyl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let op = self.0;
-        let d = Dims::new(xl.shape(), op.groups)?;
-        let (x, gb, dy) = (
-            contiguous_f32(xs, xl, "group_norm")?,
-            contiguous_f32(gs, gl, "group_norm")?,
-            contiguous_f32(dys, dyl, "group_norm")?,
-        );
-        let (gamma, beta) = gb.split_at(d.c);
+        let (d, x, dy, gamma, beta) = op.inputs((xs, xl), (gs, gl), (dys, dyl))?;
         // Per group of each sample: its channels' (Σ dz·x̂, Σ dz); summed in sample order.
         let per_group: Vec<Vec<(f64, f64)>> = x
             .par_chunks(d.group_len())

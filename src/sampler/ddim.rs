@@ -3,38 +3,25 @@
 
 use candle_core::Tensor;
 
-use super::{ddim_timesteps, predict_x0_eps, Sampler, SamplerConfig};
+use super::{predict_x0_eps, DiscreteGrid, Sampler, SamplerConfig};
 use crate::error::Result;
 use crate::schedule::NoiseSchedule;
 
-pub struct Ddim<'a> {
-    schedule: &'a NoiseSchedule,
-    timesteps: Vec<usize>,
-    config: SamplerConfig,
-}
+pub struct Ddim<'a>(DiscreteGrid<'a>);
 
 impl<'a> Ddim<'a> {
     pub fn new(schedule: &'a NoiseSchedule, config: &SamplerConfig) -> Self {
-        Self {
-            schedule,
-            timesteps: ddim_timesteps(
-                schedule.len(),
-                config.steps,
-                config.timestep_spacing,
-                config.steps_offset,
-            ),
-            config: *config,
-        }
+        Self(DiscreteGrid::new(schedule, config))
     }
 }
 
 impl Sampler for Ddim<'_> {
     fn timesteps(&self) -> &[usize] {
-        &self.timesteps
+        &self.0.timesteps
     }
 
     fn uses_noise(&self) -> bool {
-        self.config.eta > 0.0
+        self.0.config.eta > 0.0
     }
 
     fn step(
@@ -44,10 +31,10 @@ impl Sampler for Ddim<'_> {
         x_t: &Tensor,
         noise: &Tensor,
     ) -> Result<(Tensor, Tensor)> {
-        let ac = &self.schedule.alphas_cumprod;
-        let t = self.timesteps[i];
-        let prev = t as i64 - (self.schedule.len() / self.config.steps) as i64;
-        let final_alpha = if self.config.set_alpha_to_one {
+        let ac = &self.0.schedule.alphas_cumprod;
+        let t = self.0.timesteps[i];
+        let prev = t as i64 - (self.0.schedule.len() / self.0.config.steps) as i64;
+        let final_alpha = if self.0.config.set_alpha_to_one {
             1.0
         } else {
             ac[0]
@@ -58,14 +45,14 @@ impl Sampler for Ddim<'_> {
         } else {
             final_alpha
         };
-        let (x0, eps) = predict_x0_eps(self.config.prediction, model_output, x_t, a_t)?;
-        let x0 = self.config.process_x0(x0)?;
+        let (x0, eps) = predict_x0_eps(self.0.config.prediction, model_output, x_t, a_t)?;
+        let x0 = self.0.config.process_x0(x0)?;
         // σ_t = η·√((1−ᾱ_{t-1})/(1−ᾱ_t))·√(1−ᾱ_t/ᾱ_{t-1})
         let variance = (1.0 - a_prev) / (1.0 - a_t) * (1.0 - a_t / a_prev);
-        let std_dev = self.config.eta * variance.sqrt();
+        let std_dev = self.0.config.eta * variance.sqrt();
         let direction = eps.affine((1.0 - a_prev - std_dev * std_dev).max(0.0).sqrt(), 0.0)?;
         let mut x_prev = (x0.affine(a_prev.sqrt(), 0.0)? + direction)?;
-        if self.config.eta > 0.0 {
+        if self.0.config.eta > 0.0 {
             x_prev = (x_prev + noise.affine(std_dev, 0.0)?)?;
         }
         Ok((x_prev, x0))

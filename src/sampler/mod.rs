@@ -159,6 +159,29 @@ pub fn threshold_sample(x0: &Tensor, ratio: f64, max_value: f64) -> Result<Tenso
     Ok(clamped.broadcast_div(&s)?.reshape(dims)?) // [B, C, H, W]
 }
 
+/// What DDPM and DDIM share: the schedule, the `set_timesteps` grid of DDPMScheduler and
+/// DDIMScheduler, and the options.
+pub(crate) struct DiscreteGrid<'a> {
+    pub schedule: &'a NoiseSchedule,
+    pub timesteps: Vec<usize>,
+    pub config: SamplerConfig,
+}
+
+impl<'a> DiscreteGrid<'a> {
+    pub fn new(schedule: &'a NoiseSchedule, config: &SamplerConfig) -> Self {
+        Self {
+            schedule,
+            timesteps: ddim_timesteps(
+                schedule.len(),
+                config.steps,
+                config.timestep_spacing,
+                config.steps_offset,
+            ),
+            config: *config,
+        }
+    }
+}
+
 /// One sampler over a fixed list of timesteps.
 pub trait Sampler {
     /// Timesteps from noisiest to cleanest.
