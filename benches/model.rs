@@ -79,6 +79,20 @@ fn unet(c: &mut Criterion) {
             bn.iter(|| case.forward(&x, &t, &cond).unwrap())
         });
     }
+    for b in [1usize, 8] {
+        // Guidance 3: one forward of 2B images and the combination, as generate runs it.
+        let (x, t, cond, _) = case.inputs(b).unwrap();
+        let nulls = vec![case.model.config.vocab.null_ids(); b];
+        let guided = diffuse::pipeline::Guided {
+            model: &case.model,
+            scale: 3.0,
+            cond,
+            uncond: diffuse::unet::cond_tensor(&nulls, &Device::Cpu).unwrap(),
+        };
+        g.bench_function(format!("guided_b{b}"), |bn| {
+            bn.iter(|| guided.predict(&x, t[0] as usize).unwrap())
+        });
+    }
     let (x, t, cond, eps) = case.inputs(64).unwrap();
     let mut opt = case.optimizer().unwrap();
     g.bench_function("train_step_b64", |bn| {

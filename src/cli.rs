@@ -586,6 +586,7 @@ fn run_bench(args: &BenchArgs, device: &candle_core::Device, bars: &Bars) -> Res
         quick: args.quick,
         train_batch: diffuse::train::TrainConfig::default().batch_size,
         scratch: std::env::temp_dir().join(format!("diffuse-bench-{}", std::process::id())),
+        exe: std::env::current_exe().ok(),
     };
     let report = bench::suite::run(&model, &bytes, &opts, device, bars)?;
     let mut out = std::io::stdout().lock();

@@ -23,6 +23,8 @@ pub struct SuiteOptions {
     pub train_batch: usize,
     /// A scratch folder for `generate` with frames; it is removed afterwards.
     pub scratch: std::path::PathBuf,
+    /// The `diffuse` executable, to time whole `generate` processes (start-up included).
+    pub exe: Option<std::path::PathBuf>,
 }
 
 /// Where the suite ran.
@@ -268,7 +270,7 @@ pub fn run(
     } else {
         (&[1, 8, 64], &[10, 25, 50, 1000])
     };
-    progress.stage("generate", (2 * images.len() * steps.len()) as u64);
+    progress.stage("generate", (2 * images.len() * steps.len()) as u64 + 1);
     let scratch = &opts.scratch;
     let result = (|| -> Result<()> {
         for &k in images {
@@ -317,6 +319,10 @@ pub fn run(
         }
         Ok(())
     })();
+    let result = result.and_then(|()| match &opts.exe {
+        Some(exe) => whole_process(exe, scratch, runs, long_ms).map(|r| rows.extend(r)),
+        None => Ok(()),
+    });
     let _ = std::fs::remove_dir_all(scratch);
     result?;
     progress.finish();
@@ -387,6 +393,50 @@ pub fn run(
         rows,
         seconds: began.elapsed().as_secs_f64(),
     })
+}
+
+/// Wall time of whole `diffuse generate` processes, start-up and model loading included:
+/// one image, 20 steps, guidance 3 (the speed target), with all frames and with two.
+fn whole_process(
+    exe: &std::path::Path,
+    scratch: &std::path::Path,
+    runs: usize,
+    long_ms: f64,
+) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for frames in ["all", "2"] {
+        let out = scratch.join("process");
+        let (t, _) = measure(1, runs, long_ms, || {
+            let status = std::process::Command::new(exe)
+                .args(["generate", "--prompt", "a red circle", "--num-images", "1"])
+                .args([
+                    "--steps",
+                    "20",
+                    "--guidance",
+                    "3",
+                    "--seed",
+                    "0",
+                    "--frames",
+                    frames,
+                ])
+                .arg("--out")
+                .arg(&out)
+                .args(["--force", "--quiet"])
+                .stdout(std::process::Stdio::null())
+                .status()
+                .map_err(|e| Error::invalid(format!("cannot run {}: {e}", exe.display())))?;
+            if !status.success() {
+                return Err(Error::invalid(format!(
+                    "{} generate failed ({status})",
+                    exe.display()
+                )));
+            }
+            Ok(())
+        })?;
+        let name = format!("whole process: 1 image, 20 steps, guidance 3, --frames {frames}");
+        rows.push(row("generate", name, t, 1.0, "images/s"));
+    }
+    Ok(rows)
 }
 
 /// One short run of a generate case, so the timed runs start warm.
