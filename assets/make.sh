@@ -15,7 +15,10 @@ cargo run --release --quiet --example scene -- assets/scene.png
 
 rm -rf out/red-circle out/forward out/markov out/schedules.png out/prompts.png out/seeds \
   out/guidance-0 out/guidance-1 out/guidance-3 out/guidance-7 out/ddpm-10 out/ddim-10 \
-  out/dpm-10 out/sweep.png
+  out/dpm-10
+# The sweep takes about 12 minutes on 2 cores; KEEP_SWEEP=1 reuses an out/sweep.png made by
+# the same command.
+[ -n "${KEEP_SWEEP:-}" ] || rm -f out/sweep.png
 set -x
 
 # Reverse diffusion of "a red circle" with the built-in model: strip + GIF.
@@ -60,7 +63,7 @@ cp out/ddim-10/strip.png $pics/sampler-ddim-10.png
 cp out/dpm-10/strip.png $pics/sampler-dpm-10.png
 
 # The judge's accuracy against sampling steps for each sampler (36 prompts x 8 samples).
-$bin eval --sweep out/sweep.png --samples-per-prompt 8 --quiet
+[ -n "${KEEP_SWEEP:-}" ] || $bin eval --sweep out/sweep.png --samples-per-prompt 8 --quiet
 cp out/sweep.png $pics/sweep.png
 
 # The loss curve is drawn by the training run itself (its command is in the README and in
