@@ -233,3 +233,46 @@ fn img2img_starts_part_way_with_diffusers_semantics() {
     ]);
     assert_fails_with(&o, "none.png");
 }
+
+#[test]
+fn a_non_empty_out_needs_force_and_keeps_the_users_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("mine");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("notes.txt"), b"keep me").unwrap();
+    assert_fails_with(&generate(&out, "1", &[]), "--force");
+    assert_eq!(std::fs::read(out.join("notes.txt")).unwrap(), b"keep me");
+    assert!(
+        !out.join("grid.png").exists(),
+        "a refused run writes nothing"
+    );
+    let o = generate(&out, "1", &["--force"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.join("grid.png").exists());
+}
+
+#[test]
+fn dpm_solver_takes_a_single_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("one");
+    let o = diffuse(&[
+        "generate",
+        "--prompt",
+        "red",
+        "--sampler",
+        "dpm++2m",
+        "--steps",
+        "1",
+        "--num-images",
+        "1",
+        "--seed",
+        "0",
+        "--out",
+        s(&out),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["timesteps"], serde_json::json!([999]));
+}
