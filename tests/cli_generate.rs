@@ -1,7 +1,7 @@
 //! `diffuse generate` end to end with the built-in model: outputs, determinism, errors.
 
 mod common;
-use common::{assert_fails_with, diffuse, s};
+use common::{assert_fails_with, diffuse, run_json, s};
 
 use std::path::Path;
 use std::process::Output;
@@ -66,8 +66,7 @@ fn generate_writes_every_output() {
         n += 1;
     }
     assert_eq!(n, 4);
-    let run: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    let run = run_json(&out);
     assert_eq!(run["seed"], 5);
     assert_eq!(run["sampler"]["kind"], "ddim");
     assert_eq!(run["timesteps"], serde_json::json!([666, 333, 0]));
@@ -199,8 +198,7 @@ fn img2img_starts_part_way_with_diffusers_semantics() {
         "--quiet",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let run: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    let run = run_json(&out);
     // init = min(int(10·0.5), 10) = 5 steps, from timesteps[5] of DDIM-leading [900 … 0].
     assert_eq!(run["timesteps"], serde_json::json!([400, 300, 200, 100, 0]));
     // input, noised input, then one frame per step.
@@ -272,7 +270,6 @@ fn dpm_solver_takes_a_single_step() {
         "--quiet",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let run: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    let run = run_json(&out);
     assert_eq!(run["timesteps"], serde_json::json!([999]));
 }

@@ -1,7 +1,7 @@
 //! `diffuse noise` and `diffuse schedule` end to end, through the real binary.
 
 mod common;
-use common::{assert_fails_with, diffuse, s};
+use common::{assert_fails_with, diffuse, run_json, s};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -78,8 +78,7 @@ fn noise_writes_frames_gif_strip_runjson_and_tensors() {
 
     assert!(image::open(out.join("strip.png")).unwrap().width() > 4 * 32);
 
-    let run: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    let run = run_json(&out);
     assert_eq!(run["timesteps"], serde_json::json!([0, 100, 250, 999]));
     assert_eq!(run["seed"], 3);
     assert_eq!(run["size"], serde_json::json!([32, 24]));
@@ -137,8 +136,7 @@ fn default_run_has_fifty_evenly_spaced_frames() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(frames_in(&out).len(), 50);
-    let run: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    let run = run_json(&out);
     let ts = run["timesteps"].as_array().unwrap();
     assert_eq!(ts.first().unwrap(), 0);
     assert_eq!(ts.last().unwrap(), 999);

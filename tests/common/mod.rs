@@ -29,3 +29,8 @@ pub fn assert_fails_with(o: &Output, needle: &str) {
     assert!(err.contains(needle), "stderr {err:?} lacks {needle:?}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// The `run.json` a command wrote into `dir`.
+pub fn run_json(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("run.json")).unwrap()).unwrap()
+}
