@@ -34,6 +34,8 @@ pub struct Panel {
     pub x_label: String,
     pub y_label: String,
     pub series: Vec<Series>,
+    /// The x values are log10 of the quantity; ticks are labelled with the quantity itself.
+    pub log_x: bool,
 }
 
 const PALETTE: [RGBColor; 6] = [
@@ -85,7 +87,18 @@ pub fn render(panels: &[Panel], width: u32, height: u32) -> Result<image::RgbIma
             chart
                 .configure_mesh()
                 .x_desc(&panel.x_label)
-                .x_label_formatter(&|v| format!("{v:.0}"))
+                .x_label_formatter(&|v| {
+                    if panel.log_x {
+                        let q = 10f64.powf(*v);
+                        if q < 10.0 {
+                            format!("{q:.1}")
+                        } else {
+                            format!("{q:.0}")
+                        }
+                    } else {
+                        format!("{v:.0}")
+                    }
+                })
                 .y_desc(&panel.y_label)
                 .label_style(("sans-serif", 14))
                 .draw()
@@ -136,12 +149,14 @@ pub fn schedule_panels(schedules: &[NoiseSchedule]) -> [Panel; 2] {
             x_label: "timestep t".into(),
             y_label: "ᾱ_t".into(),
             series: series(&|s, t| s.alphas_cumprod[t]),
+            log_x: false,
         },
         Panel {
             title: "log SNR(t) = ln(ᾱ_t / (1-ᾱ_t))".into(),
             x_label: "timestep t".into(),
             y_label: "log SNR".into(),
             series: series(&|s, t| s.log_snr(t)),
+            log_x: false,
         },
     ]
 }

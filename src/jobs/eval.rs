@@ -273,9 +273,10 @@ pub fn save_sweep_plot(points: &[SweepPoint], path: &std::path::Path) -> Result<
         .collect();
     let panel = Panel {
         title: "judge accuracy (colour and shape correct) against sampling steps".into(),
-        x_label: "log10(steps)".into(),
+        x_label: "sampling steps (log scale)".into(),
         y_label: "both correct, %".into(),
         series,
+        log_x: true,
     };
     frames::save_png(&crate::plot::render(&[panel], 900, 480)?, path)
 }

@@ -27,7 +27,7 @@ use crate::unet::cond_tensor;
 /// The defaults of `diffuse generate` (and of `diffuse eval`, which measures them): the
 /// settings that scored best with `diffuse eval` for the shipped model (see its model card).
 pub const DEFAULT_SAMPLER: sampler::SamplerKind = sampler::SamplerKind::Ddpm;
-pub const DEFAULT_STEPS: usize = 50;
+pub const DEFAULT_STEPS: usize = 20;
 pub const DEFAULT_GUIDANCE: f64 = 3.0;
 
 /// How many of the sampling states become frames.

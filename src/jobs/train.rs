@@ -102,6 +102,7 @@ pub fn save_loss_plot(points: &[(f64, f64)], path: &Path) -> Result<()> {
                 points: smooth(&log, 0.02),
             },
         ],
+        log_x: false,
     };
     let img = plot::render(&[panel], 900, 480)?;
     frames::save_png(&img, path)
