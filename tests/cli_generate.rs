@@ -273,3 +273,18 @@ fn dpm_solver_takes_a_single_step() {
     let run = run_json(&out);
     assert_eq!(run["timesteps"], serde_json::json!([999]));
 }
+
+#[test]
+fn threads_flag_is_checked_and_one_thread_is_deterministic() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_fails_with(
+        &generate(&dir.path().join("z"), "1", &["--threads", "0"]),
+        "--threads 0",
+    );
+    let a = dir.path().join("a");
+    let b = dir.path().join("b");
+    assert!(generate(&a, "4", &["--threads", "1"]).status.success());
+    assert!(generate(&b, "4", &["--threads", "1"]).status.success());
+    assert_eq!(read_all(&a), read_all(&b));
+    assert_eq!(run_json(&a)["threads"], 1);
+}
