@@ -7,7 +7,7 @@
 use candle_core::{Device, Tensor, Var};
 use criterion::{criterion_group, criterion_main, Criterion};
 use diffuse::bench::{GenerateCase, SamplerCase, UNetCase};
-use diffuse::kernels::{conv, group_norm, upsample_nearest2x};
+use diffuse::nn::{conv, group_norm, upsample_nearest2x};
 use diffuse::sampler::SamplerKind;
 use diffuse::unet::UNetConfig;
 
@@ -81,14 +81,10 @@ fn unet(c: &mut Criterion) {
     }
     for b in [1usize, 8] {
         // Guidance 3: one forward of 2B images and the combination, as generate runs it.
-        let (x, t, cond, _) = case.inputs(b).unwrap();
+        let (x, t, _, _) = case.inputs(b).unwrap();
         let nulls = vec![case.model.config.vocab.null_ids(); b];
-        let guided = diffuse::pipeline::Guided {
-            model: &case.model,
-            scale: 3.0,
-            cond,
-            uncond: diffuse::unet::cond_tensor(&nulls, &Device::Cpu).unwrap(),
-        };
+        let guided =
+            diffuse::pipeline::Guided::new(&case.model, 3.0, &case.cond_ids(b), &nulls).unwrap();
         g.bench_function(format!("guided_b{b}"), |bn| {
             bn.iter(|| guided.predict(&x, t[0] as usize).unwrap())
         });
@@ -116,12 +112,10 @@ fn samplers(c: &mut Criterion) {
 
 fn generate(c: &mut Criterion) {
     diffuse::alloc::keep_freed_memory();
-    let model = diffuse::embedded::load(None, &Device::Cpu).unwrap();
+    let model = diffuse::model::load(None, &Device::Cpu).unwrap();
     let out = std::env::temp_dir().join(format!("diffuse-criterion-{}", std::process::id()));
     let case = GenerateCase {
         model: &model,
-        model_bytes: diffuse::embedded::SHAPES32,
-        device: Device::Cpu,
         images: 1,
         steps: 10,
         out: out.clone(),

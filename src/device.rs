@@ -27,9 +27,11 @@ impl FromStr for DeviceChoice {
             "cpu" => Ok(DeviceChoice::Cpu),
             "cuda" => Ok(DeviceChoice::Cuda),
             "metal" => Ok(DeviceChoice::Metal),
-            _ => Err(Error::invalid(format!(
-                "unknown device '{s}' (expected one of: auto, cpu, cuda, metal)"
-            ))),
+            _ => Err(Error::unknown(
+                "device",
+                s,
+                &["auto", "cpu", "cuda", "metal"],
+            )),
         }
     }
 }

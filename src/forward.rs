@@ -41,12 +41,14 @@ impl Trajectory {
 /// `n` timesteps spaced evenly from 0 to T-1 inclusive (rounded), in increasing order.
 pub fn evenly_spaced_timesteps(n: usize, train_timesteps: usize) -> Result<Vec<usize>> {
     if n == 0 {
-        return Err(Error::invalid("--frames 0: at least one frame is needed"));
+        return Err(Error::option("frames", 0, "at least one frame is needed"));
     }
     if n > train_timesteps {
-        return Err(Error::invalid(format!(
-            "--frames {n} is more than the {train_timesteps} training timesteps"
-        )));
+        return Err(Error::option_is(
+            "frames",
+            n,
+            format!("is more than the {train_timesteps} training timesteps"),
+        ));
     }
     if n == 1 {
         return Ok(vec![0]);
@@ -60,7 +62,7 @@ pub fn evenly_spaced_timesteps(n: usize, train_timesteps: usize) -> Result<Vec<u
 /// Checks user timesteps against the schedule, then sorts them and drops repeats.
 pub fn checked_timesteps(schedule: &NoiseSchedule, raw: &[i64]) -> Result<Vec<usize>> {
     if raw.is_empty() {
-        return Err(Error::invalid("--timesteps: the list is empty"));
+        return Err(Error::option("timesteps", "''", "the list is empty"));
     }
     let mut ts = raw
         .iter()
@@ -71,7 +73,7 @@ pub fn checked_timesteps(schedule: &NoiseSchedule, raw: &[i64]) -> Result<Vec<us
     Ok(ts)
 }
 
-/// Diffuses `x0` (`[3, H, W]`) to each of `timesteps` (sorted, unique).
+/// Diffuses `x0` (`[3, H, W]`) to each of `timesteps` (sorted, unique), keeping every frame.
 ///
 /// `on_step` is called after each unit of work with (done, total): frames for `Shared`,
 /// chain steps for `Markov`.
@@ -81,45 +83,73 @@ pub fn diffuse(
     timesteps: &[usize],
     mode: NoiseMode,
     rng: &mut Rng,
-    mut on_step: impl FnMut(usize, usize),
+    on_step: impl FnMut(usize, usize),
 ) -> Result<Trajectory> {
-    let device = x0.device();
-    let shape = x0.shape().clone(); // [3, H, W]
-    let x0_b = x0.unsqueeze(0)?; // [1, 3, H, W]
     let mut x_t = Vec::with_capacity(timesteps.len());
-    let noise = match mode {
-        NoiseMode::Shared => {
-            let eps = rng::randn(rng, shape.clone(), device)?; // [3, H, W]
-            let eps_b = eps.unsqueeze(0)?; // [1, 3, H, W]
-            for (i, &t) in timesteps.iter().enumerate() {
-                let xt = schedule.q_sample(&x0_b, &[t], &eps_b)?; // [1, 3, H, W]
-                x_t.push(xt.squeeze(0)?);
-                on_step(i + 1, timesteps.len());
-            }
-            eps
-        }
-        NoiseMode::Markov => {
-            let t_max = *timesteps.last().expect("timesteps are non-empty");
-            let mut x = x0.clone(); // [3, H, W]
-            let mut wanted = timesteps.iter().peekable();
-            for t in 0..=t_max {
-                let eps = rng::randn(rng, shape.clone(), device)?;
-                x = schedule.q_step(&x, t, &eps)?;
-                if wanted.peek() == Some(&&t) {
-                    x_t.push(x.clone());
-                    wanted.next();
-                }
-                on_step(t + 1, t_max + 1);
-            }
-            let a = schedule.alphas_cumprod[t_max];
-            // ε that reaches the last frame in closed form.
-            ((&x - x0.affine(a.sqrt(), 0.0)?)?.affine(1.0 / (1.0 - a).sqrt(), 0.0))?
-        }
-    };
+    let noise = diffuse_observed(
+        schedule,
+        x0,
+        timesteps,
+        mode,
+        rng,
+        |_, x| {
+            x_t.push(x.clone());
+            Ok(())
+        },
+        on_step,
+    )?;
     Ok(Trajectory {
         x0: x0.clone(),
         noise,
         x_t,
         timesteps: timesteps.to_vec(),
     })
+}
+
+/// Like [`diffuse`], but hands each frame `x_t` `[3, H, W]` to `on_frame(index, x_t)` as it
+/// is made instead of keeping it, so memory does not grow with the frame count. Returns the
+/// noise ε (see [`Trajectory::noise`]).
+pub fn diffuse_observed(
+    schedule: &NoiseSchedule,
+    x0: &Tensor,
+    timesteps: &[usize],
+    mode: NoiseMode,
+    rng: &mut Rng,
+    mut on_frame: impl FnMut(usize, &Tensor) -> Result<()>,
+    mut on_step: impl FnMut(usize, usize),
+) -> Result<Tensor> {
+    let Some(&t_max) = timesteps.last() else {
+        return Err(Error::option("timesteps", "''", "the list is empty"));
+    };
+    let device = x0.device();
+    let shape = x0.shape().clone(); // [3, H, W]
+    match mode {
+        NoiseMode::Shared => {
+            let eps = rng::randn(rng, shape, device)?; // [3, H, W]
+            let x0_b = x0.unsqueeze(0)?; // [1, 3, H, W]
+            let eps_b = eps.unsqueeze(0)?; // [1, 3, H, W]
+            for (i, &t) in timesteps.iter().enumerate() {
+                let xt = schedule.q_sample(&x0_b, &[t], &eps_b)?; // [1, 3, H, W]
+                on_frame(i, &xt.squeeze(0)?)?;
+                on_step(i + 1, timesteps.len());
+            }
+            Ok(eps)
+        }
+        NoiseMode::Markov => {
+            let mut x = x0.clone(); // [3, H, W]
+            let mut wanted = timesteps.iter().enumerate().peekable();
+            for t in 0..=t_max {
+                let eps = rng::randn(rng, shape.clone(), device)?;
+                x = schedule.q_step(&x, t, &eps)?;
+                if let Some(&(i, _)) = wanted.peek().filter(|(_, &w)| w == t) {
+                    on_frame(i, &x)?;
+                    wanted.next();
+                }
+                on_step(t + 1, t_max + 1);
+            }
+            let a = schedule.alphas_cumprod[t_max];
+            // ε that reaches the last frame in closed form.
+            Ok(((&x - x0.affine(a.sqrt(), 0.0)?)?.affine(1.0 / (1.0 - a).sqrt(), 0.0))?)
+        }
+    }
 }

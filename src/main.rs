@@ -1,6 +1,9 @@
-//! The `diffuse` binary: parse flags, run the command, print any error as one line.
+//! The `diffuse` binary: the counting allocator, then [`cli::main`], which parses flags, runs
+//! the command and prints any error as one line.
 
 use std::process::ExitCode;
+
+mod cli;
 
 // mimalloc reuses freed memory instead of returning large tensor buffers to the OS, which
 // removes most of the page faults a CPU training step otherwise takes. `Counting` tracks the
@@ -10,8 +13,5 @@ static GLOBAL: diffuse::alloc::Counting<mimalloc::MiMalloc> =
     diffuse::alloc::Counting(mimalloc::MiMalloc);
 
 fn main() -> ExitCode {
-    diffuse_cli::main()
+    cli::main()
 }
-
-#[path = "cli.rs"]
-mod diffuse_cli;

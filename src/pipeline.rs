@@ -1,11 +1,14 @@
-//! Sampling a trained denoiser: classifier-free guidance around the UNet, and the DDPM
-//! reverse chain from seeded noise. Tensor work only; no files, no printing.
+//! Sampling a trained denoiser: classifier-free guidance around the UNet ([`Guided`]), and the
+//! observed reverse loop (any [`Sampler`] from seeded noise or from a given `x_t`, with a
+//! callback per step that sees x_t and the x0 prediction). Tensor work only; no files, no
+//! printing.
 
-use candle_core::{Result, Tensor};
+use candle_core::Tensor;
 
+use crate::error::Result;
 use crate::rng::{self, Rng};
 use crate::sampler::Sampler;
-use crate::unet::UNet;
+use crate::unet::{cond_tensor, UNet};
 
 /// The UNet with classifier-free guidance: ε = ε_u + w·(ε_c − ε_u), computed as one batched
 /// forward of 2B images. With w = 1, or a conditional batch equal to the unconditional one,
@@ -15,12 +18,29 @@ pub struct Guided<'a> {
     /// Guidance scale w.
     pub scale: f64,
     /// Condition ids `[B, slots]`.
-    pub cond: Tensor,
+    cond: Tensor,
     /// The unconditional (or negative-prompt) ids `[B, slots]`.
-    pub uncond: Tensor,
+    uncond: Tensor,
 }
 
-impl Guided<'_> {
+impl<'a> Guided<'a> {
+    /// Guidance at `scale` for condition ids (one `Vec` per image) against `uncond_ids`;
+    /// the id tensors are made on the model's device.
+    pub fn new(
+        model: &'a UNet,
+        scale: f64,
+        cond_ids: &[Vec<u32>],
+        uncond_ids: &[Vec<u32>],
+    ) -> Result<Self> {
+        let device = model.device();
+        Ok(Self {
+            model,
+            scale,
+            cond: cond_tensor(cond_ids, device)?, // [B, slots]
+            uncond: cond_tensor(uncond_ids, device)?, // [B, slots]
+        })
+    }
+
     fn skip_uncond(&self) -> Result<bool> {
         if (self.scale - 1.0).abs() < 1e-12 {
             return Ok(true);
@@ -39,13 +59,13 @@ impl Guided<'_> {
     pub fn predict(&self, x_t: &Tensor, t: usize) -> Result<Tensor> {
         let b = x_t.dim(0)?;
         if self.skip_uncond()? {
-            return self.model.forward(x_t, &vec![t as f64; b], &self.cond);
+            return Ok(self.model.forward(x_t, &vec![t as f64; b], &self.cond)?);
         }
         let x2 = Tensor::cat(&[x_t, x_t], 0)?; // [2B, 3, H, W]
         let c2 = Tensor::cat(&[&self.cond, &self.uncond], 0)?; // [2B, slots]
         let out = self.model.forward(&x2, &vec![t as f64; 2 * b], &c2)?;
         let (cond, uncond) = (out.narrow(0, 0, b)?, out.narrow(0, b, b)?);
-        &uncond + (cond - &uncond)?.affine(self.scale, 0.0)?
+        Ok((&uncond + (cond - &uncond)?.affine(self.scale, 0.0)?)?)
     }
 }
 
@@ -62,6 +82,14 @@ pub struct StepEvent<'a> {
     pub x0: &'a Tensor,
 }
 
+/// Pure noise x_T `[B, C, H, W]` for the guided batch, drawn from `rng` on the model's device.
+pub fn initial_noise(guided: &Guided, rng: &mut Rng) -> Result<Tensor> {
+    let cfg = &guided.model.config;
+    let b = guided.cond.dim(0)?;
+    let shape = (b, cfg.in_channels, cfg.image_size, cfg.image_size);
+    rng::randn(rng, shape, guided.model.device())
+}
+
 /// Runs `sampler` from noise drawn from `rng`; returns the final sample `[B, 3, H, W]` in
 /// model space. `on_start` sees the initial noise; `on_step` sees every step.
 pub fn sample_observed(
@@ -71,10 +99,7 @@ pub fn sample_observed(
     on_start: impl FnOnce(&Tensor),
     on_step: impl FnMut(StepEvent),
 ) -> Result<Tensor> {
-    let cfg = &guided.model.config;
-    let b = guided.cond.dim(0)?;
-    let shape = (b, cfg.in_channels, cfg.image_size, cfg.image_size);
-    let x = rng::randn(rng, shape, guided.cond.device()).map_err(candle_core::Error::wrap)?;
+    let x = initial_noise(guided, rng)?; // [B, C, H, W]
     on_start(&x);
     denoise_from(guided, sampler, rng, 0, x, on_step)
 }
@@ -108,13 +133,11 @@ pub fn denoise_with(
     for (i, &t) in timesteps.iter().enumerate().skip(start) {
         let eps = predict(&x, t)?;
         let noise = if sampler.uses_noise() {
-            rng::randn(rng, shape.clone(), &device).map_err(candle_core::Error::wrap)?
+            rng::randn(rng, shape.clone(), &device)?
         } else {
             x.zeros_like()?
         };
-        let (next, x0) = sampler
-            .step(&eps, i, &x, &noise)
-            .map_err(candle_core::Error::wrap)?;
+        let (next, x0) = sampler.step(&eps, i, &x, &noise)?;
         x = next;
         on_step(StepEvent {
             i,

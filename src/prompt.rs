@@ -26,16 +26,20 @@ pub fn parse(text: &str, vocab: &Vocabulary) -> Result<Vec<u32>> {
             .enumerate()
             .find_map(|(s, slot)| slot.words.iter().position(|x| x == w).map(|p| (s, p)));
         let Some((slot, pos)) = found else {
-            return Err(Error::invalid(format!(
-                "unknown word '{w}' in prompt '{text}' (valid words: {})",
-                valid_words(vocab)
-            )));
+            return Err(Error::UnknownWord {
+                word: w.clone(),
+                prompt: text.to_string(),
+                valid: valid_words(vocab),
+            });
         };
         if filled[slot] {
-            return Err(Error::invalid(format!(
-                "prompt '{text}' names two {} words; use at most one",
-                vocab.slots[slot].name
-            )));
+            return Err(Error::Prompt {
+                prompt: text.to_string(),
+                reason: format!(
+                    "names two {} words; use at most one",
+                    vocab.slots[slot].name
+                ),
+            });
         }
         filled[slot] = true;
         ids[slot] = pos as u32;

@@ -63,9 +63,47 @@ impl FromStr for BetaSchedule {
             "scaled-linear" | "scaled_linear" => Ok(BetaSchedule::ScaledLinear),
             "cosine" | "squaredcos_cap_v2" => Ok(BetaSchedule::Cosine),
             "sigmoid" => Ok(BetaSchedule::Sigmoid),
-            _ => Err(Error::invalid(format!(
-                "unknown beta schedule '{s}' (expected one of: linear, scaled-linear, cosine, sigmoid)"
-            ))),
+            _ => Err(Error::unknown(
+                "beta schedule",
+                s,
+                &["linear", "scaled-linear", "cosine", "sigmoid"],
+            )),
+        }
+    }
+}
+
+/// `--beta-schedule` where several may be shown at once: one schedule, or all four.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScheduleChoice {
+    All,
+    One(BetaSchedule),
+}
+
+impl ScheduleChoice {
+    /// The schedules chosen, in [`BetaSchedule::ALL`] order for `All`.
+    pub fn schedules(self) -> Vec<BetaSchedule> {
+        match self {
+            ScheduleChoice::All => BetaSchedule::ALL.to_vec(),
+            ScheduleChoice::One(k) => vec![k],
+        }
+    }
+}
+
+impl FromStr for ScheduleChoice {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "all" => Ok(ScheduleChoice::All),
+            _ => s.parse().map(ScheduleChoice::One),
+        }
+    }
+}
+
+impl fmt::Display for ScheduleChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ScheduleChoice::All => f.write_str("all"),
+            ScheduleChoice::One(k) => k.fmt(f),
         }
     }
 }
@@ -141,21 +179,27 @@ impl NoiseSchedule {
             beta_end: b1,
         } = config;
         if t == 0 || t > MAX_TRAIN_TIMESTEPS {
-            return Err(Error::invalid(format!(
-                "--train-timesteps {t} is out of range (1..={MAX_TRAIN_TIMESTEPS})"
-            )));
+            return Err(Error::out_of_range(
+                "train-timesteps",
+                t,
+                format!("(1..={MAX_TRAIN_TIMESTEPS})"),
+            ));
         }
-        for (flag, b) in [("--beta-start", b0), ("--beta-end", b1)] {
+        for (option, b) in [("beta-start", b0), ("beta-end", b1)] {
             if !(b > 0.0 && b < 1.0) {
-                return Err(Error::invalid(format!(
-                    "{flag} {b} is outside (0, 1): a β is a variance fraction"
-                )));
+                return Err(Error::option_is(
+                    option,
+                    b,
+                    "is outside (0, 1): a β is a variance fraction",
+                ));
             }
         }
         if b0 >= b1 {
-            return Err(Error::invalid(format!(
-                "--beta-start {b0} must be smaller than --beta-end {b1}"
-            )));
+            return Err(Error::option_is(
+                "beta-start",
+                b0,
+                format!("must be smaller than --beta-end {b1}"),
+            ));
         }
         let betas = match beta_schedule {
             BetaSchedule::Linear => linspace(b0, b1, t),
@@ -199,10 +243,11 @@ impl NoiseSchedule {
     pub fn check_timestep(&self, t: i64) -> Result<usize> {
         let last = self.len() - 1;
         if t < 0 || t as usize > last {
-            return Err(Error::invalid(format!(
-                "timestep {t} is out of range 0..={last} (the schedule has {} training timesteps)",
-                self.len()
-            )));
+            return Err(Error::Timestep {
+                timestep: t,
+                last,
+                len: self.len(),
+            });
         }
         Ok(t as usize)
     }
@@ -225,10 +270,11 @@ impl NoiseSchedule {
     pub fn q_sample(&self, x0: &Tensor, t: &[usize], noise: &Tensor) -> Result<Tensor> {
         let b = x0.dim(0)?;
         if t.len() != b {
-            return Err(Error::invalid(format!(
-                "q_sample got {} timesteps for a batch of {b}",
-                t.len()
-            )));
+            return Err(Error::BatchMismatch {
+                what: "q_sample",
+                got: t.len(),
+                batch: b,
+            });
         }
         let mut coef_shape = vec![1usize; x0.rank()];
         coef_shape[0] = b;

@@ -8,13 +8,14 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::Device;
-use diffuse::checkpoint::{self, ModelMeta, MODEL_KEY};
+use diffuse::io::safetensors;
+use diffuse::model::{ModelMeta, MODEL_KEY};
 use diffuse::train::{TrainConfig, Trainer};
 use diffuse::unet::UNetConfig;
 
 #[test]
 fn the_built_in_model_loads_with_a_valid_config() {
-    let m = diffuse::embedded::load(None, &Device::Cpu).unwrap();
+    let m = diffuse::model::load(None, &Device::Cpu).unwrap();
     assert_eq!(m.meta.unet.image_size, 32);
     assert_eq!(m.meta.unet.vocab, diffuse::unet::Vocabulary::shapes());
     assert!(m.meta.unet.validate().is_ok());
@@ -57,14 +58,7 @@ fn broken_model_files_give_one_line_errors() {
     assert_fails_with(&eval(&text), "not a valid safetensors file");
 
     let tiny = TrainConfig {
-        unet: UNetConfig {
-            base_channels: 8,
-            channel_mult: vec![1, 2],
-            attention_resolutions: vec![16],
-            groups: 4,
-            num_heads: 2,
-            ..Default::default()
-        },
+        unet: common::tiny_unet(),
         batch_size: 1,
         ..Default::default()
     };
@@ -84,7 +78,7 @@ fn broken_model_files_give_one_line_errors() {
         schedule: Default::default(),
         trained_steps: 1,
     };
-    checkpoint::save_with_meta(&mismatched, &t.ema, MODEL_KEY, &meta).unwrap();
+    safetensors::save_with_meta(&mismatched, &t.ema, MODEL_KEY, &meta).unwrap();
     assert_fails_with(&eval(&mismatched), "weights do not match the config");
 
     let no_meta = dir.path().join("nometa.safetensors");
@@ -92,7 +86,7 @@ fn broken_model_files_give_one_line_errors() {
     assert_fails_with(&eval(&no_meta), "has no 'diffuse_model' metadata");
 
     let bad_meta = dir.path().join("badmeta.safetensors");
-    checkpoint::save_with_meta(
+    safetensors::save_with_meta(
         &bad_meta,
         &HashMap::from([("x".to_string(), t.ema.values().next().unwrap().clone())]),
         MODEL_KEY,

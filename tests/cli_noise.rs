@@ -106,17 +106,10 @@ fn noise_writes_frames_gif_strip_runjson_and_tensors() {
     let want =
         ((&t["x0"] * a.sqrt()).unwrap() + (&t["noise"] * (1.0 - a).sqrt()).unwrap()).unwrap();
     let got = t["x_t"].get(2).unwrap();
-    let diff: f32 = (want - &got)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap();
+    let diff = common::max_abs_diff(&want, &got);
     assert!(diff < 1e-5, "x_t[2] differs from the closed form by {diff}");
     let png = image::open(&frames[2]).unwrap().to_rgb8();
-    let from_tensor = diffuse::frames::to_rgb8(&got).unwrap();
+    let from_tensor = diffuse::render::to_rgb8(&got).unwrap();
     assert_eq!(png.as_raw(), from_tensor.as_raw());
 }
 

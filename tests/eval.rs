@@ -2,7 +2,7 @@
 //! and "no clear object" on blank or pure-noise images.
 
 use diffuse::data::shapes;
-use diffuse::eval::{judge, Tally};
+use diffuse::judge::{judge, Tally};
 use image::RgbImage;
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};

@@ -1,21 +1,16 @@
 //! The custom CPU kernels against candle's reference compositions: values and gradients,
 //! on random inputs with odd sizes, batch 1, and channel counts that are not multiples of 8.
 
+mod common;
+
 use candle_core::{DType, Device, Tensor, Var};
-use diffuse::kernels::{conv, group_norm, upsample_nearest2x};
+use diffuse::nn::{conv, group_norm, upsample_nearest2x};
 use diffuse::rng;
 
 /// max|a - b| / max(max|b|, 1e-3): the relative error the issue bounds by 1e-4.
 fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims());
-    let diff: f32 = (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap();
+    let diff = common::max_abs_diff(a, b);
     let scale: f32 = b.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
     diff / scale.max(1e-3)
 }

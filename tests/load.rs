@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use candle_core::Device;
-use diffuse::load::{load_image, LoadOptions, Size};
+use diffuse::io::image::{load_image, LoadOptions, Size};
 use image::{DynamicImage, ImageFormat, Luma, LumaA, Rgb, Rgba};
 
 fn pixel(x: &candle_core::Tensor, c: usize, y: usize, xx: usize) -> f32 {
@@ -17,7 +17,7 @@ fn pixel(x: &candle_core::Tensor, c: usize, y: usize, xx: usize) -> f32 {
         .unwrap()
 }
 
-fn load(path: &Path) -> diffuse::load::LoadedImage {
+fn load(path: &Path) -> diffuse::io::image::LoadedImage {
     load_image(path, &LoadOptions::default(), &Device::Cpu).unwrap()
 }
 

@@ -3,6 +3,8 @@
 //! `tests/data/diffusers_samplers.json` comes from `tests/reference/gen_samplers.py`, which
 //! says how it was made; the inputs below are the same closed forms it uses.
 
+mod common;
+
 use candle_core::{Device, Tensor};
 use diffuse::sampler::{
     self, ddim_timesteps, dpm_timesteps, SamplerConfig, SamplerKind, TimestepSpacing,
@@ -190,14 +192,7 @@ fn ddim_with_an_oracle_model_recovers_x0() {
                 .unwrap();
             x = s.step(&eps, i, &x, &eps).unwrap().0;
         }
-        let err: f32 = (&x - &x0)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let err = common::max_abs_diff(&x, &x0);
         assert!(err < 1e-4, "{spacing:?} {steps}: |x - x0| = {err}");
     }
 }

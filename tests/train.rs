@@ -1,22 +1,17 @@
 //! Training: exact resume, learning on a fixed batch, checkpoint and model round trips,
 //! dataset determinism, and the errors for bad settings and foreign files.
 
+mod common;
+
 use candle_core::Device;
-use diffuse::checkpoint::{self, ModelMeta, MODEL_KEY};
 use diffuse::data::shapes::{self, ShapeSpec};
+use diffuse::io::safetensors;
+use diffuse::model::{ModelMeta, MODEL_KEY};
 use diffuse::train::{TrainConfig, Trainer};
-use diffuse::unet::UNetConfig;
 
 fn tiny(steps: u64) -> TrainConfig {
     TrainConfig {
-        unet: UNetConfig {
-            base_channels: 8,
-            channel_mult: vec![1, 2],
-            attention_resolutions: vec![16],
-            groups: 4,
-            num_heads: 2,
-            ..Default::default()
-        },
+        unet: common::tiny_unet(),
         steps,
         batch_size: 4,
         warmup_steps: 2,
@@ -104,7 +99,7 @@ fn model_file_round_trips_with_its_config() {
     let path = dir.path().join("m.safetensors");
     t.save_model(&path).unwrap();
     let (meta, tensors): (ModelMeta, _) =
-        checkpoint::load_with_meta(&path, MODEL_KEY, &dev).unwrap();
+        safetensors::load_with_meta(&path, MODEL_KEY, &dev).unwrap();
     assert_eq!(meta.unet, t.config.unet);
     assert_eq!(meta.trained_steps, 1);
     let vb = candle_nn::VarBuilder::from_tensors(tensors, candle_core::DType::F32, &dev);
@@ -112,20 +107,8 @@ fn model_file_round_trips_with_its_config() {
     let model = t.ema_model().unwrap();
     let x = diffuse::rng::randn(&mut diffuse::rng::rng(1), (2, 3, 32, 32), &dev).unwrap();
     let cond = diffuse::unet::cond_tensor(&[vec![0, 1], vec![6, 6]], &dev).unwrap();
-    let a: Vec<f32> = model
-        .forward(&x, &[10.0, 500.0], &cond)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
-    let b: Vec<f32> = loaded
-        .forward(&x, &[10.0, 500.0], &cond)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
+    let a = common::to_vec(&model.forward(&x, &[10.0, 500.0], &cond).unwrap());
+    let b = common::to_vec(&loaded.forward(&x, &[10.0, 500.0], &cond).unwrap());
     assert_eq!(a, b);
 }
 

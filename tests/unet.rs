@@ -1,9 +1,11 @@
 //! The UNet: shapes, parameter count, FLOP count, determinism of seeded init, conditioning,
 //! save/load round trip through safetensors, and a gradient that reaches every weight.
 
+mod common;
+
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use diffuse::params::SeededInit;
+use diffuse::nn::init::SeededInit;
 use diffuse::unet::{cond_tensor, parameter_count, Prediction, UNet, UNetConfig};
 
 fn tiny() -> UNetConfig {
@@ -61,14 +63,7 @@ fn output_shape_and_batch_independence() {
             &cond.narrow(0, 1, 1).unwrap(),
         )
         .unwrap();
-    let d: f32 = (y.narrow(0, 1, 1).unwrap() - y1)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap();
+    let d = common::max_abs_diff(&y.narrow(0, 1, 1).unwrap(), &y1);
     assert!(d < 1e-5, "{d}");
 }
 
@@ -78,12 +73,7 @@ fn seeded_init_is_deterministic_and_seed_dependent() {
     let (x, t, cond) = inputs(&cfg, 2);
     let out = |seed| {
         let (m, _) = build(&cfg, seed);
-        m.forward(&x, &t, &cond)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap()
+        common::to_vec(&m.forward(&x, &t, &cond).unwrap())
     };
     assert_eq!(out(5), out(5));
     assert_ne!(out(5), out(6));
@@ -96,16 +86,7 @@ fn condition_and_timestep_change_the_output() {
     let (x, t, cond) = inputs(&cfg, 2);
     let base = model.forward(&x, &t, &cond).unwrap();
     let other = cond_tensor(&[vec![6, 6], vec![6, 6]], &Device::Cpu).unwrap();
-    let diff = |y: Tensor| -> f32 {
-        (&base - y)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap()
-    };
+    let diff = |y: Tensor| -> f32 { common::max_abs_diff(&base, &y) };
     assert!(diff(model.forward(&x, &t, &other).unwrap()) > 1e-4);
     assert!(diff(model.forward(&x, &[5.0, 900.0], &cond).unwrap()) > 1e-4);
     let bad = cond_tensor(&[vec![0], vec![1]], &Device::Cpu).unwrap();
@@ -130,20 +111,8 @@ fn weights_round_trip_through_safetensors() {
         unsafe { VarBuilder::from_mmaped_safetensors(&[&path], DType::F32, &Device::Cpu).unwrap() };
     let loaded = UNet::new(&cfg, vb).unwrap();
     let (x, t, cond) = inputs(&cfg, 2);
-    let a = model
-        .forward(&x, &t, &cond)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
-    let b = loaded
-        .forward(&x, &t, &cond)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
+    let a = common::to_vec(&model.forward(&x, &t, &cond).unwrap());
+    let b = common::to_vec(&loaded.forward(&x, &t, &cond).unwrap());
     assert_eq!(a, b);
     let json = serde_json::to_string(&cfg).unwrap();
     assert!(json.contains("\"prediction\":\"v_prediction\""));

@@ -5,11 +5,12 @@ use candle_core::{Device, Tensor};
 use image::RgbImage;
 use rayon::prelude::*;
 
-use crate::checkpoint::LoadedModel;
 use crate::error::Result;
 use crate::forward;
-use crate::frames;
-use crate::pipeline::{self, Guided};
+use crate::jobs::generate;
+use crate::model::LoadedModel;
+use crate::pipeline;
+use crate::render::{self, animation::FrameCount};
 use crate::rng;
 use crate::sampler::{self, SamplerConfig, SamplerKind};
 use crate::schedule::{NoiseSchedule, ScheduleConfig};
@@ -61,7 +62,7 @@ impl FrameCase {
         let noise = rng::randn(&mut r, (1, 3, h, w), &Device::Cpu)?;
         let frames = forward::evenly_spaced_timesteps(n, schedule.len())?
             .into_iter()
-            .map(|t| frames::to_rgb8(&schedule.q_sample(&x0, &[t], &noise)?.squeeze(0)?))
+            .map(|t| render::to_rgb8(&schedule.q_sample(&x0, &[t], &noise)?.squeeze(0)?))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self { frames })
     }
@@ -71,14 +72,14 @@ impl FrameCase {
         let sizes = self
             .frames
             .par_iter()
-            .map(|f| frames::png_bytes(f).map(|b| b.len()))
+            .map(|f| render::png_bytes(f).map(|b| b.len()))
             .collect::<Result<Vec<_>>>()?;
         Ok(sizes.iter().sum())
     }
 
     /// All frames to one looping GIF. Returns its size in bytes.
     pub fn encode_gif(&self) -> Result<usize> {
-        Ok(frames::gif_bytes(&self.frames, 12.0)?.len())
+        Ok(render::animation::gif_bytes(&self.frames, 12.0)?.len())
     }
 }
 
@@ -93,7 +94,7 @@ pub struct UNetCase {
 impl UNetCase {
     pub fn new(config: &crate::unet::UNetConfig, device: &Device) -> Result<Self> {
         let varmap = candle_nn::VarMap::new();
-        let vb = crate::params::SeededInit::var_builder(&varmap, 0, device);
+        let vb = crate::nn::init::SeededInit::var_builder(&varmap, 0, device);
         let model = crate::unet::UNet::new(config, vb)?;
         Ok(Self {
             model,
@@ -110,17 +111,23 @@ impl UNetCase {
         let x = rng::randn(&mut r, shape, &self.device)?;
         let eps = rng::randn(&mut r, shape, &self.device)?;
         let t: Vec<f64> = (0..batch).map(|i| ((i * 379) % 1000) as f64).collect();
-        let ids: Vec<Vec<u32>> = (0..batch)
+        let cond = crate::unet::cond_tensor(&self.cond_ids(batch), &self.device)?;
+        Ok((x, t, cond, eps))
+    }
+
+    /// The condition ids of [`inputs`](Self::inputs): image i takes word i of every slot
+    /// (cycling through the null token).
+    pub fn cond_ids(&self, batch: usize) -> Vec<Vec<u32>> {
+        let vocab = &self.model.config.vocab;
+        (0..batch)
             .map(|i| {
-                cfg.vocab
+                vocab
                     .slots
                     .iter()
                     .map(|s| (i % (s.words.len() + 1)) as u32)
                     .collect()
             })
-            .collect();
-        let cond = crate::unet::cond_tensor(&ids, &self.device)?;
-        Ok((x, t, cond, eps))
+            .collect()
     }
 
     /// One forward pass; returns the output so the work cannot be skipped.
@@ -129,16 +136,15 @@ impl UNetCase {
     }
 
     /// AdamW over the model's weights, as the trainer uses it.
-    pub fn optimizer(&self) -> Result<crate::optim::AdamW> {
-        let vars = self.varmap.data().lock().expect("varmap lock");
-        let named = vars.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
-        Ok(crate::optim::AdamW::new(named, Default::default())?)
+    pub fn optimizer(&self) -> Result<crate::train::optim::AdamW> {
+        let named = crate::train::named_vars(&self.varmap)?;
+        Ok(crate::train::optim::AdamW::new(named, Default::default())?)
     }
 
     /// One training step (forward, MSE on ε, backward, AdamW at lr 1e-3); returns the loss.
     pub fn train_step(
         &self,
-        opt: &mut crate::optim::AdamW,
+        opt: &mut crate::train::optim::AdamW,
         x: &Tensor,
         t: &[f64],
         cond: &Tensor,
@@ -182,14 +188,7 @@ impl SamplerCase {
         let mut s = sampler::build(&self.config, &self.schedule)?;
         let mut r = rng::rng(3);
         let predict = |_: &Tensor, _: usize| Ok(self.eps.clone());
-        Ok(pipeline::denoise_with(
-            predict,
-            s.as_mut(),
-            &mut r,
-            0,
-            self.x.clone(),
-            |_| {},
-        )?)
+        pipeline::denoise_with(predict, s.as_mut(), &mut r, 0, self.x.clone(), |_| {})
     }
 }
 
@@ -198,8 +197,6 @@ impl SamplerCase {
 /// strip and the samples into `out`.
 pub struct GenerateCase<'a> {
     pub model: &'a LoadedModel,
-    pub model_bytes: &'a [u8],
-    pub device: Device,
     pub images: usize,
     pub steps: usize,
     pub out: std::path::PathBuf,
@@ -209,34 +206,34 @@ impl GenerateCase<'_> {
     fn sampler_config(&self) -> SamplerConfig {
         SamplerConfig {
             thresholding: true,
-            prediction: self.model.meta.unet.prediction,
-            ..SamplerConfig::new(crate::jobs::generate::DEFAULT_SAMPLER, self.steps)
+            ..self
+                .model
+                .sampler_config(generate::DEFAULT_SAMPLER, self.steps)
         }
+    }
+
+    /// The first word of every slot, as one condition id list.
+    fn prompt_ids(&self) -> Vec<u32> {
+        vec![0; self.model.meta.unet.vocab.slots.len()]
     }
 
     /// Sampling only: noise to final images (as 8-bit pictures), nothing written.
     pub fn sample(&self, seed: u64) -> Result<Vec<RgbImage>> {
-        let device = &self.device;
         let vocab = &self.model.meta.unet.vocab;
-        // The first word of every slot, as `generate` below prompts.
-        let ids: Vec<u32> = vec![0; vocab.slots.len()];
-        let guided = Guided {
-            model: &self.model.unet,
-            scale: crate::jobs::generate::DEFAULT_GUIDANCE,
-            cond: crate::unet::cond_tensor(&vec![ids; self.images], device)?,
-            uncond: crate::unet::cond_tensor(&vec![vocab.null_ids(); self.images], device)?,
-        };
-        let schedule = NoiseSchedule::new(self.model.meta.schedule)?;
-        let mut s = sampler::build(&self.sampler_config(), &schedule)?;
+        let guided = self.model.guided(
+            generate::DEFAULT_GUIDANCE,
+            &vec![self.prompt_ids(); self.images],
+            &vec![vocab.null_ids(); self.images],
+        )?;
+        let mut s = self.model.sampler(self.sampler_config())?;
         let x = pipeline::sample(&guided, s.as_mut(), &mut rng::rng(seed), |_, _| {})?;
         (0..self.images)
-            .map(|i| frames::to_rgb8(&x.get(i)?))
+            .map(|i| render::to_rgb8(&x.get(i)?))
             .collect()
     }
 
     /// The `generate` job with every frame written; returns its report.
-    pub fn generate(&self, seed: u64) -> Result<crate::jobs::generate::GenerateReport> {
-        use crate::jobs::generate::{self, FrameCount, GenerateOptions};
+    pub fn generate(&self, seed: u64) -> Result<generate::GenerateReport> {
         let vocab = &self.model.meta.unet.vocab;
         let prompt = vocab
             .slots
@@ -244,7 +241,7 @@ impl GenerateCase<'_> {
             .map(|s| s.words[0].as_str())
             .collect::<Vec<_>>()
             .join(" ");
-        let opts = GenerateOptions {
+        let opts = generate::GenerateOptions {
             prompt,
             negative_prompt: None,
             num_images: self.images,
@@ -255,18 +252,11 @@ impl GenerateCase<'_> {
             frames: FrameCount::All,
             x0_row: true,
             scale: None,
-            fps: 10.0,
+            fps: generate::DEFAULT_FPS,
             save_tensors: false,
             force: true,
             init_image: None,
         };
-        generate::run(
-            self.model,
-            "bench",
-            self.model_bytes,
-            &opts,
-            &self.device,
-            &crate::progress::Silent,
-        )
+        generate::run(self.model, &opts, &crate::progress::Silent)
     }
 }

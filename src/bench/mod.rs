@@ -25,6 +25,9 @@ impl Timing {
     /// Median, minimum and maximum of the samples (in ms).
     pub fn from_samples(mut ms: Vec<f64>) -> Timing {
         ms.sort_by(|a, b| a.total_cmp(b));
+        if ms.is_empty() {
+            ms.push(0.0);
+        }
         Timing {
             median_ms: ms[ms.len() / 2],
             min_ms: ms[0],
@@ -45,18 +48,41 @@ impl Timing {
     }
 }
 
-/// Times `f` `runs` times after `warmup` untimed calls.
-pub fn time_it(warmup: usize, runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<Timing> {
+/// The timing loop: `warmup` untimed calls, then `f` timed `runs` times, or once when a
+/// single call already takes `long_ms` or more.
+pub fn time_loop(
+    warmup: usize,
+    runs: usize,
+    long_ms: f64,
+    mut f: impl FnMut() -> Result<()>,
+) -> Result<Timing> {
     for _ in 0..warmup {
         f()?;
     }
     let mut ms = Vec::with_capacity(runs);
-    for _ in 0..runs.max(1) {
+    loop {
         let start = std::time::Instant::now();
         f()?;
         ms.push(start.elapsed().as_secs_f64() * 1e3);
+        if ms.len() >= runs.max(1) || ms[0] >= long_ms {
+            break;
+        }
     }
     Ok(Timing::from_samples(ms))
+}
+
+/// Times `f` `runs` times after `warmup` untimed calls.
+pub fn time_it(warmup: usize, runs: usize, f: impl FnMut() -> Result<()>) -> Result<Timing> {
+    time_loop(warmup, runs, f64::INFINITY, f)
+}
+
+/// Waits for the device by reading one value of `t` (the one device sync of every timing).
+pub fn sync(t: &Tensor) -> Result<()> {
+    t.flatten_all()?
+        .get(0)?
+        .to_dtype(candle_core::DType::F32)?
+        .to_scalar::<f32>()?;
+    Ok(())
 }
 
 /// The throughput of a large f32 GEMM on every thread: the practical peak the denoiser's
@@ -69,7 +95,7 @@ pub fn gemm_peak_gflops() -> Result<f64> {
     let t = time_it(1, 5, || {
         // SAFETY: three distinct n×n row-major buffers.
         unsafe {
-            crate::kernels::sgemm(
+            crate::nn::sgemm(
                 (n, n, n),
                 c.as_mut_ptr(),
                 (n as isize, 1),
@@ -150,14 +176,6 @@ pub fn bench_model(
     progress.stage("GEMM peak", 1);
     let peak = gemm_peak_gflops()?;
     progress.finish();
-    let sync = |t: &Tensor| -> Result<()> {
-        // Reading one value waits for the device.
-        t.flatten_all()?
-            .get(0)?
-            .to_dtype(candle_core::DType::F32)?
-            .to_scalar::<f32>()?;
-        Ok(())
-    };
     progress.stage("forward", opts.forward_batches.len() as u64);
     let mut forward = Vec::new();
     for &b in &opts.forward_batches {
@@ -208,15 +226,18 @@ pub fn bench_model(
 /// (`weights.safetensors`), the config (`config.json`) and a fixed input with the denoiser's
 /// output (`parity.safetensors`: x [2,3,H,W], t [2] f32, cond [2,slots] i64, out [2,3,H,W]).
 pub fn export_parity(config: &crate::unet::UNetConfig, dir: &std::path::Path) -> Result<()> {
-    use crate::fsutil;
-    fsutil::create_dir(dir)?;
+    use crate::io::fs;
+    fs::create_dir(dir)?;
     let case = UNetCase::new(config, &Device::Cpu)?;
     let weights = dir.join("weights.safetensors");
-    fsutil::write_atomic_via(&weights, |tmp| {
+    fs::write_atomic_via(&weights, |tmp| {
         case.varmap.save(tmp).map_err(crate::Error::from)
     })?;
-    let json = serde_json::to_vec_pretty(config).expect("config serialises");
-    fsutil::write_atomic(&dir.join("config.json"), &json)?;
+    let json = serde_json::to_vec_pretty(config).map_err(|e| crate::Error::Encode {
+        format: "JSON",
+        reason: e.to_string(),
+    })?;
+    fs::write_atomic(&dir.join("config.json"), &json)?;
     let (x, t, cond, _) = case.inputs(2)?;
     let out = case.forward(&x, &t, &cond)?;
     let tensors = std::collections::HashMap::from([
@@ -232,5 +253,5 @@ pub fn export_parity(config: &crate::unet::UNetConfig, dir: &std::path::Path) ->
         ("cond".to_string(), cond.to_dtype(candle_core::DType::I64)?),
         ("out".to_string(), out),
     ]);
-    fsutil::save_tensors(&dir.join("parity.safetensors"), &tensors)
+    crate::io::safetensors::save(&dir.join("parity.safetensors"), &tensors)
 }

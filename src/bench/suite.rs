@@ -3,14 +3,13 @@
 //! rayon speed-up, and a training step; each figure a median with its spread and the part's
 //! peak heap, plus the machine and the build it ran on.
 
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use serde::Serialize;
 
 use super::cases::{FrameCase, GenerateCase, QSampleCase, SamplerCase, UNetCase};
-use super::{gemm_peak_gflops, Timing};
-use crate::checkpoint::LoadedModel;
+use super::{gemm_peak_gflops, sync, time_loop, Timing};
 use crate::error::{Error, Result};
-use crate::pipeline::Guided;
+use crate::model::LoadedModel;
 use crate::progress::Progress;
 use crate::sampler::SamplerKind;
 
@@ -25,6 +24,17 @@ pub struct SuiteOptions {
     pub scratch: std::path::PathBuf,
     /// The `diffuse` executable, to time whole `generate` processes (start-up included).
     pub exe: Option<std::path::PathBuf>,
+}
+
+impl Default for SuiteOptions {
+    fn default() -> Self {
+        Self {
+            quick: false,
+            train_batch: crate::train::TrainConfig::default().batch_size,
+            scratch: std::env::temp_dir().join(format!("diffuse-bench-{}", std::process::id())),
+            exe: None,
+        }
+    }
 }
 
 /// Where the suite ran.
@@ -115,42 +125,21 @@ pub fn build() -> Build {
     }
 }
 
-/// Times `f` after `warmup` calls: `runs` times, or once when a single call already takes
-/// `long_ms`; returns the timing and the peak heap above the start, in MiB.
+/// Times `f` with the one timing loop ([`time_loop`]); returns the timing and the peak heap
+/// above the start, in MiB.
 fn measure(
     warmup: usize,
     runs: usize,
     long_ms: f64,
-    mut f: impl FnMut() -> Result<()>,
+    f: impl FnMut() -> Result<()>,
 ) -> Result<(Timing, Option<f64>)> {
     let base = crate::alloc::reset_peak();
-    for _ in 0..warmup {
-        f()?;
-    }
-    let mut ms = Vec::with_capacity(runs);
-    loop {
-        let start = std::time::Instant::now();
-        f()?;
-        ms.push(start.elapsed().as_secs_f64() * 1e3);
-        if ms.len() >= runs.max(1) || ms[0] >= long_ms {
-            break;
-        }
-    }
-    let timing = Timing::from_samples(ms);
+    let timing = time_loop(warmup, runs, long_ms, f)?;
     let peak = match (base, crate::alloc::peak_bytes()) {
         (Some(b), Some(p)) => Some(p.saturating_sub(b) as f64 / (1024.0 * 1024.0)),
         _ => None,
     };
     Ok((timing, peak))
-}
-
-/// Waits for the device by reading one value.
-fn sync(t: &Tensor) -> Result<()> {
-    t.flatten_all()?
-        .get(0)?
-        .to_dtype(candle_core::DType::F32)?
-        .to_scalar::<f32>()?;
-    Ok(())
 }
 
 fn row(part: &'static str, case: String, timing: Timing, work: f64, unit: &'static str) -> Row {
@@ -167,32 +156,65 @@ fn row(part: &'static str, case: String, timing: Timing, work: f64, unit: &'stat
     }
 }
 
-/// Runs the suite with `model` (and its file's bytes) for the end-to-end figures.
+/// How many runs and how long a run may take, from `--quick`.
+#[derive(Clone, Copy)]
+struct Budget {
+    quick: bool,
+    runs: usize,
+    /// A single call this long is not repeated.
+    long_ms: f64,
+}
+
+/// Runs the suite with `model` for the end-to-end figures, on the model's device.
 pub fn run(
     model: &LoadedModel,
-    model_bytes: &[u8],
     opts: &SuiteOptions,
-    device: &Device,
     progress: &dyn Progress,
 ) -> Result<SuiteReport> {
     let began = std::time::Instant::now();
-    let quick = opts.quick;
-    let runs = if quick { 3 } else { 7 };
-    // A single call this long is not repeated.
-    let long_ms = if quick { 1_500.0 } else { 10_000.0 };
-    let mut rows = Vec::new();
-
+    let device = model.device();
+    let budget = Budget {
+        quick: opts.quick,
+        runs: if opts.quick { 3 } else { 7 },
+        long_ms: if opts.quick { 1_500.0 } else { 10_000.0 },
+    };
     progress.stage("GEMM peak", 1);
     let peak = gemm_peak_gflops()?;
     progress.finish();
+    // A trainable copy (random weights) for the inputs and the training step.
+    let unet = UNetCase::new(&model.meta.unet, device)?;
+    let mut rows = forward_noising(budget, device, progress)?;
+    rows.extend(denoiser(model, &unet, peak, budget, progress)?);
+    rows.extend(samplers(budget, device, progress)?);
+    rows.extend(generate(model, opts, budget, progress)?);
+    rows.extend(frame_output(budget, progress)?);
+    rows.push(training_step(
+        &unet,
+        opts.train_batch,
+        peak,
+        budget,
+        progress,
+    )?);
+    Ok(SuiteReport {
+        machine: machine(device),
+        build: build(),
+        quick: opts.quick,
+        peak_gflops: peak,
+        parameters: crate::unet::parameter_count(&unet.varmap),
+        gflop_per_image: model.meta.unet.flops_per_image() / 1e9,
+        rows,
+        seconds: began.elapsed().as_secs_f64(),
+    })
+}
 
-    // Forward noising.
+/// `q_sample` on a batch of small images and on one large one.
+fn forward_noising(b: Budget, device: &Device, progress: &dyn Progress) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
     progress.stage("forward noising", 2);
     for (batch, side) in [(64, 32), (1, 512)] {
         let case = QSampleCase::new(batch, side, side, device)?;
-        let (t, mem) = measure(2, if quick { 5 } else { 20 }, long_ms, || {
-            sync(&case.run()?)
-        })?;
+        let runs = if b.quick { 5 } else { 20 };
+        let (t, mem) = measure(2, runs, b.long_ms, || sync(&case.run()?))?;
         let name = format!("q_sample {side}x{side}, batch {batch}");
         rows.push(Row {
             peak_heap_mib: mem,
@@ -201,157 +223,169 @@ pub fn run(
         progress.advance(1);
     }
     progress.finish();
+    Ok(rows)
+}
 
-    // The denoiser (the trained model, as generate runs it), alone and guided.
-    let config = model.meta.unet.clone();
-    let flop = config.flops_per_image();
-    // A trainable copy (random weights) for the inputs and the training step.
-    let unet = UNetCase::new(&config, device)?;
+/// The trained denoiser as generate runs it, alone and guided, at batches 1, 8 and 64.
+fn denoiser(
+    model: &LoadedModel,
+    unet: &UNetCase,
+    peak: f64,
+    b: Budget,
+    progress: &dyn Progress,
+) -> Result<Vec<Row>> {
+    let flop = model.meta.unet.flops_per_image();
     let batches = [1usize, 8, 64];
+    let mut rows = Vec::new();
     progress.stage("denoiser", 2 * batches.len() as u64);
     for guided in [false, true] {
-        for &b in &batches {
-            let (x, t, cond, _) = unet.inputs(b)?;
-            let nulls = vec![config.vocab.null_ids(); b];
-            let g = Guided {
-                model: &model.unet,
-                scale: if guided { 3.0 } else { 1.0 },
-                cond,
-                uncond: crate::unet::cond_tensor(&nulls, device)?,
-            };
-            let (timing, mem) = measure(1, runs, long_ms, || sync(&g.predict(&x, t[0] as usize)?))?;
-            let images = if guided { 2 * b } else { b };
+        for &n in &batches {
+            let (x, t, _, _) = unet.inputs(n)?;
+            let ids = unet.cond_ids(n);
+            let nulls = vec![model.meta.unet.vocab.null_ids(); n];
+            let g = model.guided(if guided { 3.0 } else { 1.0 }, &ids, &nulls)?;
+            let (timing, mem) = measure(1, b.runs, b.long_ms, || {
+                sync(&g.predict(&x, t[0] as usize)?)
+            })?;
+            let images = if guided { 2 * n } else { n };
             let gflops = flop * images as f64 / (timing.median_ms * 1e-3) / 1e9;
             let name = if guided {
-                format!("guided, batch {b} ({} images)", 2 * b)
+                format!("guided, batch {n} ({} images)", 2 * n)
             } else {
-                format!("forward, batch {b}")
+                format!("forward, batch {n}")
             };
             rows.push(Row {
                 gflops: Some(gflops),
                 peak_fraction: Some(gflops / peak),
                 peak_heap_mib: mem,
-                ..row("denoiser", name, timing, b as f64, "images/s")
+                ..row("denoiser", name, timing, n as f64, "images/s")
             });
             progress.advance(1);
         }
     }
     progress.finish();
+    Ok(rows)
+}
 
-    // Each sampler's own per-step work.
-    let kinds = [
-        SamplerKind::Ddpm,
-        SamplerKind::Ddim,
-        SamplerKind::DpmSolverPP2M,
-    ];
-    let sampler_steps = 50;
-    progress.stage("samplers", kinds.len() as u64);
-    for kind in kinds {
-        let case = SamplerCase::new(kind, sampler_steps, 8, device)?;
-        let (t, mem) = measure(1, runs, long_ms, || sync(&case.run()?))?;
-        let per_step = t.per(sampler_steps);
+/// Each sampler's own per-step work (a stand-in model), batch 8, 50 steps.
+fn samplers(b: Budget, device: &Device, progress: &dyn Progress) -> Result<Vec<Row>> {
+    let steps = 50;
+    let mut rows = Vec::new();
+    progress.stage("samplers", SamplerKind::ALL.len() as u64);
+    for kind in SamplerKind::ALL {
+        let case = SamplerCase::new(kind, steps, 8, device)?;
+        let (t, mem) = measure(1, b.runs, b.long_ms, || sync(&case.run()?))?;
+        let name = format!("{kind}, batch 8, per step");
         rows.push(Row {
             peak_heap_mib: mem,
-            ..row(
-                "sampler step",
-                format!("{kind}, batch 8, per step"),
-                per_step,
-                1.0,
-                "steps/s",
-            )
+            ..row("sampler step", name, t.per(steps), 1.0, "steps/s")
         });
         progress.advance(1);
     }
     progress.finish();
+    Ok(rows)
+}
 
-    // End-to-end generation.
-    let (images, steps): (&[usize], &[usize]) = if quick {
+/// End-to-end generation with and without frames, then whole processes; the scratch
+/// folder is removed whatever happens.
+fn generate(
+    model: &LoadedModel,
+    opts: &SuiteOptions,
+    b: Budget,
+    progress: &dyn Progress,
+) -> Result<Vec<Row>> {
+    let (images, steps): (&[usize], &[usize]) = if b.quick {
         (&[1, 8], &[10, 25])
     } else {
         (&[1, 8, 64], &[10, 25, 50, 1000])
     };
     progress.stage("generate", (2 * images.len() * steps.len()) as u64 + 1);
     let scratch = &opts.scratch;
+    let mut rows = Vec::new();
     let result = (|| -> Result<()> {
         for &k in images {
             for &n in steps {
                 let case = GenerateCase {
                     model,
-                    model_bytes,
-                    device: device.clone(),
                     images: k,
                     steps: n,
                     out: scratch.join("generate"),
                 };
-                let warm = GenerateCase {
-                    steps: 2,
-                    device: device.clone(),
-                    out: scratch.join("generate"),
-                    ..case
-                };
                 for frames in [false, true] {
-                    let mut seed = 0;
-                    warm_up(&warm, frames)?;
-                    let (t, mem) = measure(0, runs.min(5), long_ms, || {
-                        seed += 1;
-                        if frames {
-                            case.generate(seed).map(|_| ())
-                        } else {
-                            case.sample(seed).map(|_| ())
-                        }
-                    })?;
-                    let name = format!(
-                        "{k} image{}, {n} steps, {}",
-                        if k == 1 { "" } else { "s" },
-                        if frames {
-                            "all frames written"
-                        } else {
-                            "no frames"
-                        }
-                    );
-                    rows.push(Row {
-                        peak_heap_mib: mem,
-                        ..row("generate", name, t, k as f64, "images/s")
-                    });
+                    rows.push(generate_row(&case, frames, b)?);
                     progress.advance(1);
                 }
             }
         }
+        if let Some(exe) = &opts.exe {
+            rows.extend(whole_process(exe, scratch, b.runs, b.long_ms)?);
+        }
         Ok(())
     })();
-    let result = result.and_then(|()| match &opts.exe {
-        Some(exe) => whole_process(exe, scratch, runs, long_ms).map(|r| rows.extend(r)),
-        None => Ok(()),
-    });
     let _ = std::fs::remove_dir_all(scratch);
     result?;
     progress.finish();
+    Ok(rows)
+}
 
-    // Frame output: PNG and GIF on rayon's pool and on one thread.
-    let (n_frames, side) = if quick { (10, 256) } else { (50, 512) };
+/// One end-to-end case, warmed up by a 2-step run: sampling only, or all frames written.
+fn generate_row(case: &GenerateCase, frames: bool, b: Budget) -> Result<Row> {
+    let run = |c: &GenerateCase, seed: u64| match frames {
+        true => c.generate(seed).map(|_| ()),
+        false => c.sample(seed).map(|_| ()),
+    };
+    let warm = GenerateCase {
+        steps: 2,
+        out: case.out.clone(),
+        ..*case
+    };
+    run(&warm, 0)?;
+    let mut seed = 0;
+    let (t, mem) = measure(0, b.runs.min(5), b.long_ms, || {
+        seed += 1;
+        run(case, seed)
+    })?;
+    let (k, n) = (case.images, case.steps);
+    let name = format!(
+        "{k} image{}, {n} steps, {}",
+        if k == 1 { "" } else { "s" },
+        if frames {
+            "all frames written"
+        } else {
+            "no frames"
+        }
+    );
+    Ok(Row {
+        peak_heap_mib: mem,
+        ..row("generate", name, t, k as f64, "images/s")
+    })
+}
+
+/// PNG and GIF encoding on rayon's pool and on one thread.
+fn frame_output(b: Budget, progress: &dyn Progress) -> Result<Vec<Row>> {
+    let (n_frames, side) = if b.quick { (10, 256) } else { (50, 512) };
     progress.stage("frame output", 4);
     let frames = FrameCase::new(n_frames, side, side)?;
     let one = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
         .build()
-        .map_err(|e| Error::invalid(format!("cannot start a one-thread pool: {e}")))?;
-    let frame_runs = if quick { 2 } else { 5 };
+        .map_err(|e| Error::Process {
+            what: "a one-thread pool".into(),
+            reason: e.to_string(),
+        })?;
+    let frame_runs = if b.quick { 2 } else { 5 };
+    let mut rows = Vec::new();
     for gif in [false, true] {
-        let encode = || {
-            if gif {
-                frames.encode_gif().map(|_| ())
-            } else {
-                frames.encode_png().map(|_| ())
-            }
+        let encode = || match gif {
+            true => frames.encode_gif().map(|_| ()),
+            false => frames.encode_png().map(|_| ()),
         };
-        let (t, mem) = measure(1, frame_runs, long_ms, encode)?;
+        let (t, mem) = measure(1, frame_runs, b.long_ms, encode)?;
         progress.advance(1);
-        let (t1, _) = one.install(|| measure(1, frame_runs, long_ms, encode))?;
+        let (t1, _) = one.install(|| measure(1, frame_runs, b.long_ms, encode))?;
         progress.advance(1);
-        let name = format!(
-            "{n_frames} frames {side}x{side} -> {}",
-            if gif { "GIF" } else { "PNG" }
-        );
+        let format = if gif { "GIF" } else { "PNG" };
+        let name = format!("{n_frames} frames {side}x{side} -> {format}");
         rows.push(Row {
             speedup: Some(t1.median_ms / t.median_ms),
             peak_heap_mib: mem,
@@ -359,39 +393,37 @@ pub fn run(
         });
     }
     progress.finish();
+    Ok(rows)
+}
 
-    // A training step.
+/// One training step (forward, backward, AdamW) at the trainer's batch size.
+fn training_step(
+    unet: &UNetCase,
+    batch: usize,
+    peak: f64,
+    b: Budget,
+    progress: &dyn Progress,
+) -> Result<Row> {
     progress.stage("training step", 1);
-    let b = opts.train_batch;
-    let (x, t, cond, eps) = unet.inputs(b)?;
+    let (x, t, cond, eps) = unet.inputs(batch)?;
     let mut opt = unet.optimizer()?;
-    let (timing, mem) = measure(1, runs.div_ceil(2).max(3), long_ms, || {
+    let (timing, mem) = measure(1, b.runs.div_ceil(2).max(3), b.long_ms, || {
         unet.train_step(&mut opt, &x, &t, &cond, &eps).map(|_| ())
     })?;
-    let gflops = 3.0 * flop * b as f64 / (timing.median_ms * 1e-3) / 1e9;
-    rows.push(Row {
+    progress.finish();
+    let flop = unet.model.config.flops_per_image();
+    let gflops = 3.0 * flop * batch as f64 / (timing.median_ms * 1e-3) / 1e9;
+    Ok(Row {
         gflops: Some(gflops),
         peak_fraction: Some(gflops / peak),
         peak_heap_mib: mem,
         ..row(
             "training",
-            format!("step, batch {b} (forward, backward, AdamW)"),
+            format!("step, batch {batch} (forward, backward, AdamW)"),
             timing,
-            b as f64,
+            batch as f64,
             "images/s",
         )
-    });
-    progress.finish();
-
-    Ok(SuiteReport {
-        machine: machine(device),
-        build: build(),
-        quick,
-        peak_gflops: peak,
-        parameters: crate::unet::parameter_count(&unet.varmap),
-        gflop_per_image: flop / 1e9,
-        rows,
-        seconds: began.elapsed().as_secs_f64(),
     })
 }
 
@@ -424,12 +456,15 @@ fn whole_process(
                 .args(["--force", "--quiet"])
                 .stdout(std::process::Stdio::null())
                 .status()
-                .map_err(|e| Error::invalid(format!("cannot run {}: {e}", exe.display())))?;
+                .map_err(|e| Error::Process {
+                    what: format!("cannot run {}", exe.display()),
+                    reason: e.to_string(),
+                })?;
             if !status.success() {
-                return Err(Error::invalid(format!(
-                    "{} generate failed ({status})",
-                    exe.display()
-                )));
+                return Err(Error::Process {
+                    what: format!("{} generate", exe.display()),
+                    reason: format!("failed ({status})"),
+                });
             }
             Ok(())
         })?;
@@ -437,13 +472,4 @@ fn whole_process(
         rows.push(row("generate", name, t, 1.0, "images/s"));
     }
     Ok(rows)
-}
-
-/// One short run of a generate case, so the timed runs start warm.
-fn warm_up(case: &GenerateCase, frames: bool) -> Result<()> {
-    if frames {
-        case.generate(0).map(|_| ())
-    } else {
-        case.sample(0).map(|_| ())
-    }
 }

@@ -10,8 +10,8 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::error::{Error, Result};
-use crate::load;
+use crate::error::{Error, Reason, Result};
+use crate::io::image::{decode, flatten_over_white, to_model_space};
 use crate::unet::{Slot, Vocabulary};
 
 /// Pictures in memory, in model space.
@@ -30,8 +30,10 @@ pub struct FolderDataset {
 }
 
 fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
-    let rd = std::fs::read_dir(dir)
-        .map_err(|e| Error::invalid(format!("cannot read data folder '{}': {e}", dir.display())))?;
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::DataFolder {
+        path: dir.to_path_buf(),
+        reason: Reason::Because(format!("cannot read it: {e}")),
+    })?;
     let mut v: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
     v.sort();
     Ok(v)
@@ -39,7 +41,7 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// Resizes the shorter side to `size` and crops the centre square, in model space.
 fn prepare(path: &Path, size: usize) -> Result<Vec<f32>> {
-    let img = load::flatten_over_white(load::decode(path)?);
+    let img = flatten_over_white(decode(path)?);
     let (w, h) = (img.width() as f64, img.height() as f64);
     let scale = size as f64 / w.min(h);
     let (nw, nh) = (
@@ -49,7 +51,7 @@ fn prepare(path: &Path, size: usize) -> Result<Vec<f32>> {
     let resized = img.resize_exact(nw, nh, FilterType::Lanczos3);
     let (x0, y0) = ((nw - size as u32) / 2, (nh - size as u32) / 2);
     let cropped = resized.crop_imm(x0, y0, size as u32, size as u32);
-    let t = load::to_model_space(&cropped, &candle_core::Device::Cpu)?;
+    let t = to_model_space(&cropped, &candle_core::Device::Cpu)?;
     Ok(t.flatten_all()?.to_vec1()?)
 }
 
@@ -57,13 +59,15 @@ impl FolderDataset {
     /// Scans `root`: subfolders are classes; with none, the files in `root` are one
     /// unconditional set.
     pub fn load(root: &Path, size: usize) -> Result<Self> {
-        let meta = std::fs::metadata(root)
-            .map_err(|e| Error::invalid(format!("data folder '{}': {e}", root.display())))?;
+        let meta = std::fs::metadata(root).map_err(|e| Error::DataFolder {
+            path: root.to_path_buf(),
+            reason: Reason::Because(e.to_string()),
+        })?;
         if !meta.is_dir() {
-            return Err(Error::invalid(format!(
-                "data folder '{}' is not a folder",
-                root.display()
-            )));
+            return Err(Error::DataFolder {
+                path: root.to_path_buf(),
+                reason: Reason::Is("is not a folder".into()),
+            });
         }
         let entries = sorted_entries(root)?;
         let subdirs: Vec<&PathBuf> = entries.iter().filter(|p| p.is_dir()).collect();
@@ -113,11 +117,13 @@ impl FolderDataset {
             }
         }
         if ds.images.is_empty() {
-            return Err(Error::invalid(format!(
-                "data folder '{}' has no usable image ({} files skipped)",
-                root.display(),
-                ds.skipped.len()
-            )));
+            return Err(Error::DataFolder {
+                path: root.to_path_buf(),
+                reason: Reason::Is(format!(
+                    "has no usable image ({} files skipped)",
+                    ds.skipped.len()
+                )),
+            });
         }
         Ok(ds)
     }

@@ -1,23 +1,31 @@
 //! `diffuse eval`: samples every (colour, shape) prompt from a model and lets the judge score
 //! them; `--self-test` scores the judge itself on fresh dataset images under added noise.
 
-use candle_core::Device;
 use serde::Serialize;
 
-use crate::checkpoint::LoadedModel;
 use crate::data::shapes::{self, Shape, COLOURS};
 use crate::error::{Error, Result};
-use crate::eval::{judge, Tally};
-use crate::frames;
-use crate::pipeline::{self, Guided};
+use crate::judge::{judge, Tally};
+use crate::model::LoadedModel;
+use crate::pipeline;
 use crate::progress::Progress;
+use crate::render;
 use crate::rng;
-use crate::sampler::{self, SamplerConfig, SamplerKind};
-use crate::schedule::NoiseSchedule;
-use crate::unet::cond_tensor;
+use crate::sampler::{SamplerConfig, SamplerKind};
+
+/// Samples per prompt by default (36 prompts × 8 = 288 samples).
+pub const DEFAULT_SAMPLES_PER_PROMPT: usize = 8;
+/// Seed of the sampling noise by default.
+pub const DEFAULT_SEED: u64 = 0;
+/// Step counts of `--sweep` by default.
+pub const DEFAULT_SWEEP_STEPS: [usize; 4] = [5, 10, 20, 50];
+/// The self-test: this many fresh dataset images, from this seed, at these noise levels.
+pub const SELF_TEST_COUNT: usize = 1000;
+pub const SELF_TEST_SEED: u64 = 4242;
+pub const SELF_TEST_SIGMAS: [f64; 5] = [0.0, 0.05, 0.1, 0.2, 0.3];
 
 /// Settings of a model evaluation.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize)]
 pub struct EvalOptions {
     pub samples_per_prompt: usize,
     pub sampler: SamplerKind,
@@ -39,12 +47,9 @@ pub struct PromptRow {
 /// The result of `diffuse eval`.
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalReport {
-    pub samples_per_prompt: usize,
-    pub sampler: SamplerKind,
-    pub steps: usize,
-    pub guidance: f64,
-    pub thresholding: bool,
-    pub seed: u64,
+    /// The settings, flattened into the JSON object.
+    #[serde(flatten)]
+    pub options: EvalOptions,
     pub colour_accuracy: f64,
     pub shape_accuracy: f64,
     pub both_accuracy: f64,
@@ -60,44 +65,48 @@ pub struct EvalReport {
 /// Images sampled per forward batch.
 const CHUNK: usize = 72;
 
-/// Samples K images for each of the 36 prompts and judges them.
-pub fn evaluate(
-    model: &LoadedModel,
-    opts: &EvalOptions,
-    device: &Device,
-    progress: &dyn Progress,
-) -> Result<EvalReport> {
+/// Checks the options and that the model is a shapes model, before any sampling.
+fn check(model: &LoadedModel, opts: &EvalOptions) -> Result<SamplerConfig> {
     if opts.samples_per_prompt == 0 {
-        return Err(Error::invalid(
-            "--samples-per-prompt 0: need at least one sample",
+        return Err(Error::option(
+            "samples-per-prompt",
+            0,
+            "need at least one sample",
         ));
     }
-    let schedule = NoiseSchedule::new(model.meta.schedule)?;
-    if opts.steps == 0 || opts.steps > schedule.len() {
-        return Err(Error::invalid(format!(
-            "--steps {} is out of range 1..={}",
-            opts.steps,
-            schedule.len()
-        )));
+    let t = model.schedule.len();
+    if opts.steps == 0 || opts.steps > t {
+        return Err(Error::out_of_range("steps", opts.steps, format!("1..={t}")));
     }
     let vocab = &model.meta.unet.vocab;
     if vocab.slots.len() != 2 || vocab.slots[0].words.len() != 6 || vocab.slots[1].words.len() != 6
     {
-        return Err(Error::invalid(
-            "diffuse eval judges shapes models (a colour and a shape slot of six words each)",
+        return Err(Error::Unsupported(
+            "diffuse eval judges shapes models (a colour and a shape slot of six words each)"
+                .into(),
         ));
     }
+    let config = SamplerConfig {
+        thresholding: opts.thresholding,
+        ..model.sampler_config(opts.sampler, opts.steps)
+    };
+    model.sampler(config)?; // checks the sampler options once, up front
+    Ok(config)
+}
+
+/// Samples K images for each of the 36 prompts and judges them.
+pub fn evaluate(
+    model: &LoadedModel,
+    opts: &EvalOptions,
+    progress: &dyn Progress,
+) -> Result<EvalReport> {
+    let config = check(model, opts)?;
     let start = std::time::Instant::now();
     let jobs: Vec<(usize, usize)> = (0..COLOURS.len())
         .flat_map(|c| (0..Shape::ALL.len()).map(move |s| (c, s)))
         .flat_map(|p| std::iter::repeat_n(p, opts.samples_per_prompt))
         .collect();
-    let config = SamplerConfig {
-        prediction: model.meta.unet.prediction,
-        thresholding: opts.thresholding,
-        ..SamplerConfig::new(opts.sampler, opts.steps)
-    };
-    sampler::build(&config, &schedule)?; // checks the options once, up front
+    let nulls = model.meta.unet.vocab.null_ids();
     let mut rng = rng::rng(opts.seed);
     let mut rows: Vec<PromptRow> = (0..36)
         .map(|i| PromptRow {
@@ -113,20 +122,13 @@ pub fn evaluate(
             .iter()
             .map(|&(c, s)| vec![c as u32, s as u32])
             .collect();
-        let cond = cond_tensor(&ids, device)?;
-        let uncond = cond_tensor(&vec![vocab.null_ids(); chunk.len()], device)?;
-        let guided = Guided {
-            model: &model.unet,
-            scale: opts.guidance,
-            cond,
-            uncond,
-        };
-        let mut sampler = sampler::build(&config, &schedule)?;
+        let guided = model.guided(opts.guidance, &ids, &vec![nulls.clone(); chunk.len()])?;
+        let mut sampler = model.sampler(config)?;
         let x = pipeline::sample(&guided, sampler.as_mut(), &mut rng, |_, _| {
             progress.advance(1)
         })?;
         for (i, &(c, s)) in chunk.iter().enumerate() {
-            let img = frames::to_rgb8(&x.get(i)?)?;
+            let img = render::to_rgb8(&x.get(i)?)?;
             let v = judge(&img);
             rows[c * 6 + s].tally.add(&v, Some(c), Some(s));
             all.add(&v, Some(c), Some(s));
@@ -135,12 +137,7 @@ pub fn evaluate(
     }
     progress.finish();
     Ok(EvalReport {
-        samples_per_prompt: opts.samples_per_prompt,
-        sampler: opts.sampler,
-        steps: opts.steps,
-        guidance: opts.guidance,
-        thresholding: opts.thresholding,
-        seed: opts.seed,
+        options: *opts,
         colour_accuracy: all.colour_accuracy(),
         shape_accuracy: all.shape_accuracy(),
         both_accuracy: all.both_accuracy(),
@@ -167,7 +164,8 @@ pub fn self_test(count: usize, seed: u64, sigmas: &[f64]) -> Result<Vec<SelfTest
     let mut out = Vec::new();
     for &sigma in sigmas {
         let mut r = rng::rng(seed ^ 0x5eed);
-        let normal = Normal::new(0.0, (sigma * 127.5).max(1e-12)).expect("valid sigma");
+        let normal = Normal::new(0.0, (sigma * 127.5).max(1e-12))
+            .map_err(|e| Error::option_is("sigma", sigma, format!("is not a noise level: {e}")))?;
         let mut tally = Tally::default();
         for (spec, img) in &images {
             let noisy = image::RgbImage::from_fn(img.width(), img.height(), |x, y| {
@@ -194,7 +192,7 @@ pub fn self_test(count: usize, seed: u64, sigmas: &[f64]) -> Result<Vec<SelfTest
 /// Saves the samples of `report` as one labelled picture: for one sample per prompt a 6×6
 /// grid (a row per colour, a column per shape), else a row per prompt; cells upscaled 4×.
 pub fn save_grid(report: &EvalReport, path: &std::path::Path) -> Result<()> {
-    let k = report.samples_per_prompt;
+    let k = report.options.samples_per_prompt;
     let cols = if k == 1 { 6 } else { k };
     let cells: Vec<image::RgbImage> = report
         .samples
@@ -210,7 +208,7 @@ pub fn save_grid(report: &EvalReport, path: &std::path::Path) -> Result<()> {
         .collect();
     let refs: Vec<&image::RgbImage> = cells.iter().collect();
     let labels: Vec<String> = report.samples.iter().map(|(p, _)| p.clone()).collect();
-    frames::save_png(&frames::grid(&refs, cols, 4, Some(&labels)), path)
+    render::save_png(&render::grid(&refs, cols, 4, Some(&labels)), path)
 }
 
 /// One point of a sweep: a sampler at a step count.
@@ -230,7 +228,6 @@ pub fn sweep(
     samplers: &[SamplerKind],
     steps: &[usize],
     base: &EvalOptions,
-    device: &Device,
     progress: &dyn Progress,
 ) -> Result<Vec<SweepPoint>> {
     let mut out = Vec::new();
@@ -241,7 +238,7 @@ pub fn sweep(
                 steps: n,
                 ..*base
             };
-            let r = evaluate(model, &opts, device, progress)?;
+            let r = evaluate(model, &opts, progress)?;
             out.push(SweepPoint {
                 sampler: kind,
                 steps: n,
@@ -257,7 +254,7 @@ pub fn sweep(
 
 /// Plots both-correct accuracy against steps (log axis of step counts as plain numbers).
 pub fn save_sweep_plot(points: &[SweepPoint], path: &std::path::Path) -> Result<()> {
-    use crate::plot::{Panel, Series};
+    use crate::render::plot::{Panel, Series};
     let mut kinds: Vec<SamplerKind> = points.iter().map(|p| p.sampler).collect();
     kinds.dedup();
     let series = kinds
@@ -278,5 +275,5 @@ pub fn save_sweep_plot(points: &[SweepPoint], path: &std::path::Path) -> Result<
         series,
         log_x: true,
     };
-    frames::save_png(&crate::plot::render(&[panel], 900, 480)?, path)
+    render::save_png(&crate::render::plot::render(&[panel], 900, 480)?, path)
 }

@@ -1,7 +1,30 @@
-//! Whole commands as library calls: each wires the math to image I/O and reports progress
-//! through [`crate::progress::Progress`], so the CLI only parses flags and draws bars.
+//! Whole commands as library calls, one file per verb: each checks its options, wires the
+//! math to image I/O, and reports progress through [`crate::progress::Progress`], so the CLI
+//! only parses flags and draws bars.
 
+pub mod data;
 pub mod eval;
 pub mod generate;
 pub mod noise;
 pub mod train;
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::io::fs;
+
+/// Writes a job's report as `run.json` in `out`, atomically (pretty-printed JSON).
+pub fn write_run_json<R: Serialize>(out: &Path, report: &R) -> Result<()> {
+    let json = serde_json::to_vec_pretty(report).map_err(|e| Error::Encode {
+        format: "JSON",
+        reason: e.to_string(),
+    })?;
+    fs::write_atomic(&out.join("run.json"), &json)
+}
+
+/// Milliseconds since `since`.
+pub(crate) fn ms(since: std::time::Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1e3
+}

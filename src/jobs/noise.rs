@@ -1,20 +1,20 @@
 //! `diffuse noise`: forward diffusion of a chosen picture, written as frames, a GIF,
-//! a labelled strip, `run.json` and optionally the raw trajectory.
+//! a labelled strip, `run.json` and optionally the raw trajectory. Frames stream to disk
+//! as they are made.
 
-use std::collections::HashMap;
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::forward::{self, NoiseMode};
-use crate::frames;
-use crate::fsutil;
-use crate::load::{self, LoadOptions};
+use crate::io::image::{self, LoadOptions, LoadedImage};
+use crate::io::{fs, safetensors};
+use crate::jobs::{ms, write_run_json};
 use crate::progress::Progress;
+use crate::render::{self, animation};
 use crate::rng;
 use crate::schedule::{NoiseSchedule, ScheduleConfig};
 
@@ -22,8 +22,8 @@ use crate::schedule::{NoiseSchedule, ScheduleConfig};
 pub const DEFAULT_FRAMES: usize = 50;
 /// Default GIF speed.
 pub const DEFAULT_FPS: f64 = 12.0;
-/// Frames shown on the contact strip.
-pub const STRIP_FRAMES: usize = 8;
+/// Default seed of the noise.
+pub const DEFAULT_SEED: u64 = 0;
 
 /// Which timesteps become frames.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,44 +89,9 @@ pub struct NoiseReport {
     pub timings: NoiseTimings,
 }
 
-fn ms(since: Instant) -> f64 {
-    since.elapsed().as_secs_f64() * 1e3
-}
-
-/// Removes frames left by an earlier run (only called with `--force`).
-fn clear_old_frames(dir: &Path) -> Result<()> {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return Ok(());
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with("frame_") && name.ends_with(".png") {
-            fs::remove_file(e.path()).map_err(|reason| Error::Write {
-                path: e.path(),
-                reason,
-            })?;
-        }
-    }
-    Ok(())
-}
-
-/// Runs `diffuse noise`. Validates every input before it writes anything.
-pub fn run(opts: &NoiseOptions, device: &Device, progress: &dyn Progress) -> Result<NoiseReport> {
-    let start = Instant::now();
-    let schedule = NoiseSchedule::new(opts.schedule)?;
-    let timesteps = match &opts.frames {
-        FrameChoice::Even(n) => forward::evenly_spaced_timesteps(*n, schedule.len())?,
-        FrameChoice::List(ts) => forward::checked_timesteps(&schedule, ts)?,
-    };
-    if !(opts.fps > 0.0 && opts.fps <= 100.0) {
-        return Err(Error::invalid(format!(
-            "--fps {} is out of range (0, 100]",
-            opts.fps
-        )));
-    }
-
-    let t0 = Instant::now();
-    let img = load::load_image(&opts.image, &opts.load, device)?;
+/// Loads the picture, noting when it was scaled down.
+fn load(opts: &NoiseOptions, device: &Device, progress: &dyn Progress) -> Result<LoadedImage> {
+    let img = image::load_image(&opts.image, &opts.load, device)?;
     if img.downscaled {
         progress.note(&format!(
             "scaled {} down from {}x{} to {}x{} (longest side {}; change with --max-side or --size)",
@@ -138,66 +103,96 @@ pub fn run(opts: &NoiseOptions, device: &Device, progress: &dyn Progress) -> Res
             opts.load.max_side
         ));
     }
+    Ok(img)
+}
+
+/// Runs `diffuse noise`. Validates every input before it writes anything.
+pub fn run(opts: &NoiseOptions, device: &Device, progress: &dyn Progress) -> Result<NoiseReport> {
+    let start = Instant::now();
+    let schedule = NoiseSchedule::new(opts.schedule)?;
+    let timesteps = match &opts.frames {
+        FrameChoice::Even(n) => forward::evenly_spaced_timesteps(*n, schedule.len())?,
+        FrameChoice::List(ts) => forward::checked_timesteps(&schedule, ts)?,
+    };
+    animation::check_fps(opts.fps)?;
+    let t0 = Instant::now();
+    let img = load(opts, device, progress)?;
     let load_ms = ms(t0);
 
-    fsutil::prepare_output_dir(&opts.out, opts.force)?;
-    let frames_dir = opts.out.join("frames");
-    if opts.force {
-        clear_old_frames(&frames_dir)?;
-    }
-
+    fs::prepare_output_dir(&opts.out, opts.force)?;
+    let mut frames = animation::AnimationWriter::new(
+        &opts.out,
+        "noising.gif",
+        timesteps.len(),
+        opts.fps,
+        opts.force,
+    )?;
     let t0 = Instant::now();
     let mut rng = rng::rng(opts.seed);
     let total_steps = match opts.mode {
         NoiseMode::Shared => timesteps.len(),
         NoiseMode::Markov => timesteps.last().map_or(0, |t| t + 1),
     };
+    let mut kept: Vec<Tensor> = Vec::new();
     progress.stage("diffusing", total_steps as u64);
-    let traj = forward::diffuse(
+    let noise = forward::diffuse_observed(
         &schedule,
         &img.x0,
         &timesteps,
         opts.mode,
         &mut rng,
+        |i, x_t| {
+            if opts.save_tensors {
+                kept.push(x_t.clone());
+            }
+            frames.push(render::to_rgb8(x_t)?, || format!("t={}", timesteps[i]))
+        },
         |_, _| progress.advance(1),
     )?;
     progress.finish();
-    let diffuse_ms = ms(t0);
+    let written_before = frames.busy_ms();
+    let diffuse_ms = ms(t0) - written_before;
+    let animation = frames.finish()?;
 
     let t0 = Instant::now();
-    let images = traj
-        .x_t
-        .iter()
-        .map(frames::to_rgb8)
-        .collect::<Result<Vec<_>>>()?;
-    progress.stage("writing frames", images.len() as u64);
-    let written = frames::write_frames(&images, &frames_dir, &|| progress.advance(1))?;
-    progress.finish();
-    let frames_ms = ms(t0);
-
-    let t0 = Instant::now();
-    progress.stage("encoding GIF", 1);
-    let gif = frames::gif_bytes(&images, opts.fps)?;
-    fsutil::write_atomic(&opts.out.join("noising.gif"), &gif)?;
-    progress.finish();
-    let gif_ms = ms(t0);
-
-    let t0 = Instant::now();
-    let strip = frames::contact_strip(&images, &timesteps, STRIP_FRAMES);
-    frames::save_png(&strip, &opts.out.join("strip.png"))?;
-    let strip_ms = ms(t0);
-
-    let t0 = Instant::now();
-    let mut files = frames::frame_file_names(&written);
-    files.extend(["noising.gif".to_string(), "strip.png".to_string()]);
+    let mut files = animation.files.clone();
     if opts.save_tensors {
-        save_trajectory(&traj, &opts.out.join("trajectory.safetensors"))?;
+        let x_t = Tensor::stack(&kept, 0)?; // [N, 3, H, W]
+        let tensors = vec![("x0", img.x0.clone()), ("noise", noise), ("x_t", x_t)];
+        safetensors::save_trajectory(
+            &opts.out.join("trajectory.safetensors"),
+            tensors,
+            &timesteps,
+        )?;
         files.push("trajectory.safetensors".into());
     }
     let tensors_ms = ms(t0);
     files.push("run.json".into());
+    let timings = NoiseTimings {
+        load_ms,
+        diffuse_ms,
+        frames_ms: animation.frames_ms,
+        gif_ms: animation.gif_ms,
+        strip_ms: animation.strip_ms,
+        tensors_ms,
+        total_ms: ms(start),
+    };
+    let report = report(opts, &img, &schedule, timesteps, files, device, timings);
+    write_run_json(&opts.out, &report)?;
+    Ok(report)
+}
 
-    let report = NoiseReport {
+/// What was done, for `run.json`.
+fn report(
+    opts: &NoiseOptions,
+    img: &LoadedImage,
+    schedule: &NoiseSchedule,
+    timesteps: Vec<usize>,
+    files: Vec<String>,
+    device: &Device,
+    timings: NoiseTimings,
+) -> NoiseReport {
+    NoiseReport {
         command: "noise",
         diffuse_version: env!("CARGO_PKG_VERSION"),
         image: opts.image.clone(),
@@ -223,31 +218,6 @@ pub fn run(opts: &NoiseOptions, device: &Device, progress: &dyn Progress) -> Res
         files,
         device: crate::device::device_name(device),
         threads: rayon::current_num_threads(),
-        timings: NoiseTimings {
-            load_ms,
-            diffuse_ms,
-            frames_ms,
-            gif_ms,
-            strip_ms,
-            tensors_ms,
-            total_ms: ms(start),
-        },
-    };
-    let json = serde_json::to_vec_pretty(&report).expect("report serialises");
-    fsutil::write_atomic(&opts.out.join("run.json"), &json)?;
-    Ok(report)
-}
-
-/// Writes `x0` [3,H,W], `noise` [3,H,W], `x_t` [N,3,H,W] and `timesteps` [N] (i64).
-pub fn save_trajectory(traj: &forward::Trajectory, path: &Path) -> Result<()> {
-    let device = traj.x0.device();
-    let ts: Vec<i64> = traj.timesteps.iter().map(|&t| t as i64).collect();
-    let n = ts.len();
-    let tensors: HashMap<String, Tensor> = HashMap::from([
-        ("x0".to_string(), traj.x0.to_dtype(DType::F32)?),
-        ("noise".to_string(), traj.noise.to_dtype(DType::F32)?),
-        ("x_t".to_string(), traj.stacked()?.to_dtype(DType::F32)?),
-        ("timesteps".to_string(), Tensor::from_vec(ts, n, device)?),
-    ]);
-    fsutil::save_tensors(path, &tensors)
+        timings,
+    }
 }

@@ -7,15 +7,29 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use candle_core::Device;
+use image::RgbImage;
 
 use crate::error::{Error, Result};
-use crate::frames;
-use crate::fsutil;
-use crate::plot::{self, Panel, Series};
+use crate::io::fs;
 use crate::progress::Progress;
+use crate::render;
+use crate::render::plot::{self, Panel, Series};
 use crate::rng;
 use crate::sampler::{self, SamplerConfig, SamplerKind};
 use crate::train::{TrainConfig, Trainer};
+
+/// Checkpoint, plot and preview every this many steps by default.
+pub const DEFAULT_CHECKPOINT_EVERY: u64 = 500;
+/// DDPM steps of the preview grids by default.
+pub const DEFAULT_PREVIEW_STEPS: usize = 50;
+
+/// The run folder of a model file by default: `runs/<file stem>`.
+pub fn default_run_dir(out: &Path) -> PathBuf {
+    let stem = out
+        .file_stem()
+        .map_or("run".into(), |s| s.to_string_lossy().into_owned());
+    PathBuf::from("runs").join(stem)
+}
 
 /// What `diffuse train` was asked to do.
 pub struct TrainOptions {
@@ -105,7 +119,7 @@ pub fn save_loss_plot(points: &[(f64, f64)], path: &Path) -> Result<()> {
         log_x: false,
     };
     let img = plot::render(&[panel], 900, 480)?;
-    frames::save_png(&img, path)
+    render::save_png(&img, path)
 }
 
 /// Every combination of the vocabulary's words (one image per prompt, at most 64), or 16
@@ -131,42 +145,42 @@ fn preview_prompts(vocab: &crate::unet::Vocabulary) -> Vec<Vec<u32>> {
     prompts
 }
 
-/// Samples one image per prompt with the EMA weights and saves the grid. For the shapes
-/// vocabulary, also returns the judge's tally of those samples.
-pub fn save_preview(
-    trainer: &Trainer,
-    steps: usize,
-    path: &Path,
-) -> Result<Option<crate::eval::Tally>> {
-    let vocab = &trainer.config.unet.vocab;
-    let ids = preview_prompts(vocab);
-    let cond = crate::unet::cond_tensor(&ids, &Device::Cpu)?;
+/// One unguided DDPM sample per prompt id list with the EMA weights, seed 0. The inputs are
+/// made on the model's device (through [`Guided::new`](crate::pipeline::Guided::new)).
+pub fn preview_samples(trainer: &Trainer, ids: &[Vec<u32>], steps: usize) -> Result<Vec<RgbImage>> {
     let model = trainer.ema_model()?;
     let config = SamplerConfig {
         prediction: trainer.config.unet.prediction,
         ..SamplerConfig::new(SamplerKind::Ddpm, steps)
     };
     let mut sampler = sampler::build(&config, &trainer.schedule)?;
-    let guided = crate::pipeline::Guided {
-        model: &model,
-        scale: 1.0,
-        uncond: cond.clone(),
-        cond,
-    };
+    let guided = crate::pipeline::Guided::new(&model, 1.0, ids, ids)?;
     let x = crate::pipeline::sample(&guided, sampler.as_mut(), &mut rng::rng(0), |_, _| {})?;
-    let images = (0..ids.len())
-        .map(|i| frames::to_rgb8(&x.get(i)?))
-        .collect::<Result<Vec<_>>>()?;
+    (0..ids.len())
+        .map(|i| render::to_rgb8(&x.get(i)?))
+        .collect()
+}
+
+/// Samples one image per prompt with the EMA weights and saves the grid. For the shapes
+/// vocabulary, also returns the judge's tally of those samples.
+pub fn save_preview(
+    trainer: &Trainer,
+    steps: usize,
+    path: &Path,
+) -> Result<Option<crate::judge::Tally>> {
+    let vocab = &trainer.config.unet.vocab;
+    let ids = preview_prompts(vocab);
+    let images = preview_samples(trainer, &ids, steps)?;
     let refs: Vec<&image::RgbImage> = images.iter().collect();
     let cols = vocab.slots.last().map_or(4, |s| s.words.len().min(8));
-    frames::save_png(&frames::grid(&refs, cols, 2, None), path)?;
+    render::save_png(&render::grid(&refs, cols, 2, None), path)?;
     if *vocab != crate::unet::Vocabulary::shapes() {
         return Ok(None);
     }
-    let mut tally = crate::eval::Tally::default();
+    let mut tally = crate::judge::Tally::default();
     for (img, id) in images.iter().zip(&ids) {
         tally.add(
-            &crate::eval::judge(img),
+            &crate::judge::judge(img),
             Some(id[0] as usize),
             Some(id[1] as usize),
         );
@@ -175,7 +189,7 @@ pub fn save_preview(
 }
 
 /// Appends the judge's accuracy on a preview grid to `eval_log.csv`.
-fn append_eval_log(path: &Path, step: u64, t: &crate::eval::Tally) -> Result<()> {
+fn append_eval_log(path: &Path, step: u64, t: &crate::judge::Tally) -> Result<()> {
     let mut text = std::fs::read_to_string(path).unwrap_or_else(|_| {
         "step,colour_accuracy,shape_accuracy,both_accuracy,no_clear_object\n".into()
     });
@@ -186,24 +200,19 @@ fn append_eval_log(path: &Path, step: u64, t: &crate::eval::Tally) -> Result<()>
         t.both_accuracy(),
         t.no_clear_object
     ));
-    fsutil::write_atomic(path, text.as_bytes())
+    fs::write_atomic(path, text.as_bytes())
 }
 
-/// Runs (or continues) training until the step count is reached or `stop` is set.
-pub fn run(
-    opts: &TrainOptions,
-    device: &Device,
-    progress: &dyn Progress,
-    stop: &AtomicBool,
-) -> Result<TrainOutcome> {
+/// A fresh trainer, or the one a checkpoint continues; notes skipped data files.
+fn open_trainer(opts: &TrainOptions, device: &Device, progress: &dyn Progress) -> Result<Trainer> {
     if opts.every == 0 {
-        return Err(Error::invalid("--checkpoint-every 0: must be at least 1"));
+        return Err(Error::option("checkpoint-every", 0, "must be at least 1"));
     }
-    let mut trainer = match &opts.resume {
+    let trainer = match &opts.resume {
         Some(ckpt) => Trainer::resume(ckpt, opts.steps_override, device)?,
         None => {
             opts.config.validate()?;
-            fsutil::check_overwrite(&opts.out, opts.force)?;
+            fs::check_overwrite(&opts.out, opts.force)?;
             Trainer::new(opts.config.clone(), device)?
         }
     };
@@ -217,45 +226,87 @@ pub fn run(
             ));
         }
     }
-    fsutil::create_dir(&opts.run_dir)?;
+    Ok(trainer)
+}
+
+/// The run folder's `train_log.csv`, cut back to the trainer's step (a resumed run replays
+/// nothing twice), open for appending, and its (step, loss) points for the plot.
+struct RunLog {
+    path: PathBuf,
+    file: std::fs::File,
+    points: Vec<(f64, f64)>,
+}
+
+impl RunLog {
+    fn open(run_dir: &Path, step: u64) -> Result<Self> {
+        let path = run_dir.join("train_log.csv");
+        let (rows, points) = read_log(&path, step);
+        let mut text = format!("{CSV_HEADER}\n");
+        for r in rows {
+            text.push_str(&r);
+            text.push('\n');
+        }
+        fs::write_atomic(&path, text.as_bytes())?;
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(|reason| Error::Write {
+                path: path.clone(),
+                reason,
+            })?;
+        Ok(Self { path, file, points })
+    }
+
+    fn append(&mut self, s: &crate::train::StepStats, elapsed_s: f64) -> Result<()> {
+        writeln!(
+            self.file,
+            "{},{},{:.6e},{:.4},{:.2}",
+            s.step, s.loss, s.lr, s.grad_norm, elapsed_s
+        )
+        .map_err(|reason| Error::Write {
+            path: self.path.clone(),
+            reason,
+        })?;
+        self.points.push((s.step as f64, s.loss as f64));
+        Ok(())
+    }
+}
+
+/// Appends this invocation to the run folder's `commands.txt`.
+fn record_command(opts: &TrainOptions) -> Result<()> {
+    fs::create_dir(&opts.run_dir)?;
     if let Some(parent) = opts.out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fsutil::create_dir(parent)?;
+        fs::create_dir(parent)?;
     }
     let history = opts.run_dir.join("commands.txt");
     let mut text = std::fs::read_to_string(&history).unwrap_or_default();
     text.push_str(&opts.command_line);
     text.push('\n');
-    fsutil::write_atomic(&history, text.as_bytes())?;
-    let ckpt_path = opts.run_dir.join("checkpoint.safetensors");
-    let log_path = opts.run_dir.join("train_log.csv");
-    let (rows, mut points) = read_log(&log_path, trainer.step);
-    let mut log_text = format!("{CSV_HEADER}\n");
-    for r in rows {
-        log_text.push_str(&r);
-        log_text.push('\n');
-    }
-    fsutil::write_atomic(&log_path, log_text.as_bytes())?;
-    let mut log = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&log_path)
-        .map_err(|e| Error::Write {
-            path: log_path.clone(),
-            reason: e,
-        })?;
+    fs::write_atomic(&history, text.as_bytes())
+}
 
+/// Runs (or continues) training until the step count is reached or `stop` is set.
+pub fn run(
+    opts: &TrainOptions,
+    device: &Device,
+    progress: &dyn Progress,
+    stop: &AtomicBool,
+) -> Result<TrainOutcome> {
+    let mut trainer = open_trainer(opts, device, progress)?;
+    record_command(opts)?;
+    let ckpt_path = opts.run_dir.join("checkpoint.safetensors");
+    let mut log = RunLog::open(&opts.run_dir, trainer.step)?;
     let total = trainer.config.steps;
     let start = Instant::now();
     let elapsed = |t: &Trainer| t.elapsed_before_s + start.elapsed().as_secs_f64();
-    progress.stage("training", total);
-    progress.advance(trainer.step);
-    let mut loss_ema: Option<f64> = None;
-    let mut last_loss = f32::NAN;
-    let mut interrupted = false;
     let checkpoint = |t: &Trainer, points: &[(f64, f64)]| -> Result<()> {
         t.save_checkpoint(&ckpt_path, elapsed(t))?;
         t.save_model(&opts.out)?;
         save_loss_plot(points, &opts.run_dir.join("loss.png"))
     };
+    progress.stage("training", total);
+    progress.advance(trainer.step);
+    let (mut loss_ema, mut last_loss, mut interrupted) = (None::<f64>, f32::NAN, false);
     while trainer.step < total {
         if stop.load(Ordering::SeqCst) {
             interrupted = true;
@@ -263,27 +314,13 @@ pub fn run(
         }
         let s = trainer.train_step()?;
         last_loss = s.loss;
-        let l = s.loss as f64;
-        let ema = loss_ema.map_or(l, |e| 0.98 * e + 0.02 * l);
+        let ema = loss_ema.map_or(s.loss as f64, |e| 0.98 * e + 0.02 * s.loss as f64);
         loss_ema = Some(ema);
-        writeln!(
-            log,
-            "{},{},{:.6e},{:.4},{:.2}",
-            s.step,
-            s.loss,
-            s.lr,
-            s.grad_norm,
-            elapsed(&trainer)
-        )
-        .map_err(|e| Error::Write {
-            path: log_path.clone(),
-            reason: e,
-        })?;
-        points.push((s.step as f64, l));
+        log.append(&s, elapsed(&trainer))?;
         progress.advance(1);
         progress.status(&format!("loss {ema:.4}"));
         if s.step % opts.every == 0 || s.step == total {
-            checkpoint(&trainer, &points)?;
+            checkpoint(&trainer, &log.points)?;
             let preview = opts.run_dir.join(format!("preview_{:06}.png", s.step));
             if let Some(tally) = save_preview(&trainer, opts.preview_steps, &preview)? {
                 append_eval_log(&opts.run_dir.join("eval_log.csv"), s.step, &tally)?;
@@ -291,7 +328,7 @@ pub fn run(
         }
     }
     if interrupted {
-        checkpoint(&trainer, &points)?;
+        checkpoint(&trainer, &log.points)?;
     }
     progress.finish();
     Ok(TrainOutcome {
@@ -302,35 +339,4 @@ pub fn run(
         interrupted,
         checkpoint: ckpt_path,
     })
-}
-
-/// `diffuse data shapes`: writes `count` images named `{index}_{colour}_{shape}.png` and a
-/// preview grid of the first 64.
-pub fn write_shapes(
-    seed: u64,
-    count: usize,
-    out: &Path,
-    force: bool,
-    progress: &dyn Progress,
-) -> Result<usize> {
-    if count == 0 {
-        return Err(Error::invalid("--count 0: write at least one image"));
-    }
-    fsutil::prepare_output_dir(out, force)?;
-    progress.stage("drawing shapes", count as u64);
-    let items = crate::data::shapes::render_range(seed, 0, count);
-    use rayon::prelude::*;
-    items
-        .par_iter()
-        .enumerate()
-        .try_for_each(|(i, (spec, img))| {
-            let (c, s) = spec.label();
-            frames::save_png(img, &out.join(format!("{i:06}_{c}_{s}.png")))?;
-            progress.advance(1);
-            Ok::<_, Error>(())
-        })?;
-    progress.finish();
-    let refs: Vec<&image::RgbImage> = items.iter().take(64).map(|(_, i)| i).collect();
-    frames::save_png(&frames::grid(&refs, 8, 2, None), &out.join("preview.png"))?;
-    Ok(count)
 }

@@ -32,9 +32,11 @@ impl FromStr for TimestepSpacing {
             "leading" => Ok(Self::Leading),
             "trailing" => Ok(Self::Trailing),
             "linspace" => Ok(Self::Linspace),
-            _ => Err(Error::invalid(format!(
-                "unknown timestep spacing '{s}' (expected one of: leading, trailing, linspace)"
-            ))),
+            _ => Err(Error::unknown(
+                "timestep spacing",
+                s,
+                &["leading", "trailing", "linspace"],
+            )),
         }
     }
 }
@@ -48,6 +50,15 @@ pub enum SamplerKind {
     Ddim,
     #[serde(rename = "dpm++2m")]
     DpmSolverPP2M,
+}
+
+impl SamplerKind {
+    /// Every sampler, in the order tables and sweeps list them.
+    pub const ALL: [SamplerKind; 3] = [
+        SamplerKind::Ddpm,
+        SamplerKind::Ddim,
+        SamplerKind::DpmSolverPP2M,
+    ];
 }
 
 impl fmt::Display for SamplerKind {
@@ -67,9 +78,7 @@ impl FromStr for SamplerKind {
             "ddpm" => Ok(Self::Ddpm),
             "ddim" => Ok(Self::Ddim),
             "dpm++2m" | "dpmsolver++" | "dpm-solver++" => Ok(Self::DpmSolverPP2M),
-            _ => Err(Error::invalid(format!(
-                "unknown sampler '{s}' (expected one of: ddpm, ddim, dpm++2m)"
-            ))),
+            _ => Err(Error::unknown("sampler", s, &["ddpm", "ddim", "dpm++2m"])),
         }
     }
 }
@@ -206,16 +215,14 @@ pub fn build<'a>(
 ) -> Result<Box<dyn Sampler + 'a>> {
     let t = schedule.len();
     if config.steps == 0 || config.steps > t {
-        return Err(Error::invalid(format!(
-            "--steps {} is out of range 1..={t} (the model's training timesteps)",
-            config.steps
-        )));
+        return Err(Error::out_of_range(
+            "steps",
+            config.steps,
+            format!("1..={t} (the model's training timesteps)"),
+        ));
     }
     if !(config.eta >= 0.0 && config.eta.is_finite()) {
-        return Err(Error::invalid(format!(
-            "--eta {} must be a number ≥ 0",
-            config.eta
-        )));
+        return Err(Error::option_is("eta", config.eta, "must be a number ≥ 0"));
     }
     Ok(match config.kind {
         SamplerKind::Ddpm => Box::new(ddpm::Ddpm::new(schedule, config)),

@@ -4,8 +4,8 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::layers::{conv2d, group_norm, linear, Conv2d, GroupNorm};
-use crate::kernels;
+use crate::nn;
+use crate::nn::layers::{conv2d, group_norm, linear, Conv2d, GroupNorm};
 
 /// `x → GN·SiLU → conv3 → + proj(emb) → GN·SiLU → conv3 → + skip(x)`.
 #[derive(Debug, Clone)]
@@ -123,7 +123,7 @@ pub fn upsample(c: usize, vb: VarBuilder) -> Result<Upsample> {
 
 impl Module for Upsample {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        self.conv.forward(&kernels::upsample_nearest2x(xs)?) // [B, C, 2H, 2W]
+        self.conv.forward(&nn::upsample_nearest2x(xs)?) // [B, C, 2H, 2W]
     }
 }
 

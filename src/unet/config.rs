@@ -1,7 +1,12 @@
 //! The UNet's configuration: serde-serialisable, stored with the weights, and the source of
 //! the analytic FLOP count.
 
+use std::fmt;
+use std::str::FromStr;
+
 use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
 
 /// What the network predicts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -12,6 +17,37 @@ pub enum Prediction {
     Epsilon,
     /// v = √ᾱ·ε − √(1−ᾱ)·x0 (diffusers `v_prediction`).
     VPrediction,
+}
+
+impl Prediction {
+    /// diffusers' name: `epsilon` or `v_prediction`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Prediction::Epsilon => "epsilon",
+            Prediction::VPrediction => "v_prediction",
+        }
+    }
+}
+
+impl fmt::Display for Prediction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Prediction {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "epsilon" => Ok(Prediction::Epsilon),
+            "v_prediction" => Ok(Prediction::VPrediction),
+            _ => Err(Error::unknown(
+                "prediction type",
+                s,
+                &["epsilon", "v_prediction"],
+            )),
+        }
+    }
 }
 
 /// One slot of the prompt, e.g. the colour word; each slot also has a learned null token.
@@ -110,16 +146,20 @@ impl UNetConfig {
     }
 
     /// Checks the sizes fit together.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<()> {
+        let bad = |reason: String| {
+            Err(Error::Config {
+                what: "unet",
+                reason,
+            })
+        };
         let levels = self.channel_mult.len();
         if levels == 0 || self.base_channels == 0 || self.in_channels == 0 {
-            return Err(
-                "unet config: channel_mult, base_channels and in_channels must be non-zero".into(),
-            );
+            return bad("channel_mult, base_channels and in_channels must be non-zero".into());
         }
         if self.image_size % (1 << (levels - 1)) != 0 {
-            return Err(format!(
-                "unet config: image_size {} is not divisible by 2^{}",
+            return bad(format!(
+                "image_size {} is not divisible by 2^{}",
                 self.image_size,
                 levels - 1
             ));
@@ -127,14 +167,14 @@ impl UNetConfig {
         for m in &self.channel_mult {
             let c = self.base_channels * m;
             if self.groups == 0 || c % self.groups != 0 || c % self.num_heads.max(1) != 0 {
-                return Err(format!(
-                    "unet config: {c} channels do not divide into {} groups and {} heads",
+                return bad(format!(
+                    "{c} channels do not divide into {} groups and {} heads",
                     self.groups, self.num_heads
                 ));
             }
         }
         if self.base_channels % self.groups != 0 {
-            return Err("unet config: base_channels must be a multiple of groups".into());
+            return bad("base_channels must be a multiple of groups".into());
         }
         Ok(())
     }

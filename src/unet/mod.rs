@@ -6,16 +6,15 @@
 
 pub mod blocks;
 pub mod config;
-pub mod layers;
 
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, VarBuilder};
 
+use crate::nn::layers::{conv2d, group_norm, linear, Conv2d, GroupNorm};
 use blocks::{
     attention, downsample, res_block, upsample, Attention, Downsample, ResBlock, Upsample,
 };
 pub use config::{Prediction, Slot, UNetConfig, Vocabulary};
-use layers::{conv2d, group_norm, linear, Conv2d, GroupNorm};
 
 /// One block on the way down or up: a ResBlock with optional attention after it.
 #[derive(Debug, Clone)]
@@ -51,8 +50,8 @@ pub struct UNet {
 
 impl UNet {
     /// Builds the network; weight names follow the fields (`down.0.res.0.conv1.weight`, …).
-    pub fn new(config: &UNetConfig, vb: VarBuilder) -> Result<Self> {
-        config.validate().map_err(candle_core::Error::msg)?;
+    pub fn new(config: &UNetConfig, vb: VarBuilder) -> crate::Result<Self> {
+        config.validate()?;
         let c0 = config.base_channels;
         let temb = config.temb_dim();
         let g = config.groups;
@@ -160,6 +159,11 @@ impl UNet {
 
     /// Predicts ε (or v) for `x_t` `[B, 3, H, W]` at timesteps `t` (B values) under
     /// condition ids `cond` `[B, slots]` (u32). Returns `[B, 3, H, W]`.
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        self.conv_in.weight.device()
+    }
+
     pub fn forward(&self, x_t: &Tensor, t: &[f64], cond: &Tensor) -> Result<Tensor> {
         let b = x_t.dim(0)?;
         if t.len() != b || cond.dims() != [b, self.cond_embed.len()] {

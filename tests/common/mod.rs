@@ -1,4 +1,4 @@
-//! Helpers shared by the tests that run the real `diffuse` binary.
+//! Helpers shared by the tests: running the real `diffuse` binary, and comparing tensors.
 #![allow(dead_code)]
 
 use std::path::Path;
@@ -33,4 +33,38 @@ pub fn assert_fails_with(o: &Output, needle: &str) {
 /// The `run.json` a command wrote into `dir`.
 pub fn run_json(dir: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(dir.join("run.json")).unwrap()).unwrap()
+}
+
+/// Every value of `t`, flattened, as f32.
+pub fn to_vec(t: &candle_core::Tensor) -> Vec<f32> {
+    t.flatten_all()
+        .unwrap()
+        .to_dtype(candle_core::DType::F32)
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
+
+/// max |a − b| over all elements.
+pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap()
+}
+
+/// A UNet small enough to train in a test: two levels of 8 and 16 channels.
+pub fn tiny_unet() -> diffuse::unet::UNetConfig {
+    diffuse::unet::UNetConfig {
+        base_channels: 8,
+        channel_mult: vec![1, 2],
+        attention_resolutions: vec![16],
+        groups: 4,
+        num_heads: 2,
+        ..Default::default()
+    }
 }

@@ -70,6 +70,30 @@ impl Geom {
     }
 }
 
+/// Runs `one(input, output, scratch, inner_parallel)` for every sample of the batch: the
+/// samples in parallel when there are enough of them (each GEMM on one thread), else one by
+/// one with each GEMM parallel. `input` and `output` hold `in_len` and `out_len` per sample.
+fn per_sample(
+    g: &Geom,
+    input: &[f32],
+    in_len: usize,
+    output: &mut [f32],
+    out_len: usize,
+    one: impl Fn(&[f32], &mut [f32], &mut Vec<f32>, bool) + Sync,
+) {
+    if g.batch_parallel() {
+        output
+            .par_chunks_mut(out_len)
+            .zip(input.par_chunks(in_len))
+            .for_each_init(Vec::new, |col, (ob, ib)| one(ib, ob, col, false));
+    } else {
+        let mut col = Vec::new();
+        for (ob, ib) in output.chunks_mut(out_len).zip(input.chunks(in_len)) {
+            one(ib, ob, &mut col, true);
+        }
+    }
+}
+
 /// The range of output columns `ox` whose input column `ox·s + kx - p` is inside `0..w`.
 fn valid_range(g: &Geom, kx: usize) -> (usize, usize) {
     let (s, p) = (g.stride as isize, g.pad as isize);
@@ -219,16 +243,7 @@ impl CustomOp3 for Conv2dFwd {
                 )
             };
         };
-        if g.batch_parallel() {
-            y.par_chunks_mut(g.y_len())
-                .zip(x.par_chunks(g.x_len()))
-                .for_each_init(Vec::new, |col, (yb, xb)| one(xb, yb, col, false));
-        } else {
-            let mut col = Vec::new();
-            for (yb, xb) in y.chunks_mut(g.y_len()).zip(x.chunks(g.x_len())) {
-                one(xb, yb, &mut col, true);
-            }
-        }
+        per_sample(&g, x, g.x_len(), &mut y, g.y_len(), one);
         Ok((CpuStorage::F32(y), Shape::from((g.b, g.cout, g.ho, g.wo))))
     }
 
@@ -320,16 +335,7 @@ impl CustomOp2 for Conv2dGradInput {
                 col2im(&g, col, dxb);
             }
         };
-        if g.batch_parallel() {
-            dx.par_chunks_mut(g.x_len())
-                .zip(dy.par_chunks(g.y_len()))
-                .for_each_init(Vec::new, |col, (dxb, dyb)| one(dyb, dxb, col, false));
-        } else {
-            let mut col = Vec::new();
-            for (dxb, dyb) in dx.chunks_mut(g.x_len()).zip(dy.chunks(g.y_len())) {
-                one(dyb, dxb, &mut col, true);
-            }
-        }
+        per_sample(&g, dy, g.y_len(), &mut dx, g.x_len(), one);
         Ok((CpuStorage::F32(dx), xshape))
     }
 }

@@ -1,12 +1,12 @@
 //! Line plots rendered to PNG with plotters (DejaVu Sans embedded, so no system fonts needed).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Once;
 
 use plotters::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::frames;
+use crate::render;
 use crate::schedule::NoiseSchedule;
 
 static FONT: Once = Once::new();
@@ -67,7 +67,7 @@ fn bounds(series: &[Series]) -> ((f64, f64), (f64, f64)) {
 pub fn render(panels: &[Panel], width: u32, height: u32) -> Result<image::RgbImage> {
     register_font();
     let plot_err = |e: String| Error::Encode {
-        path: PathBuf::from("<plot>"),
+        format: "plot",
         reason: e,
     };
     let mut buf = vec![255u8; (width * height * 3) as usize];
@@ -164,5 +164,5 @@ pub fn schedule_panels(schedules: &[NoiseSchedule]) -> [Panel; 2] {
 /// Draws the schedule plot and writes it to `path` as PNG, atomically.
 pub fn save_schedule_plot(schedules: &[NoiseSchedule], path: &Path) -> Result<()> {
     let img = render(&schedule_panels(schedules), 1200, 480)?;
-    frames::save_png(&img, path)
+    render::save_png(&img, path)
 }

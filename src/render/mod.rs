@@ -1,24 +1,28 @@
-//! Frame output: model-space tensors to RGB images, labelled contact strips, grids,
-//! parallel PNG writing and looping GIFs.
+//! Tensors to pictures: model-space tensors to 8-bit RGB, PNG encoding, labelled grids and
+//! contact strips, nearest-neighbour upscaling. [`animation`] writes frame sequences (PNG
+//! frames, a looping GIF and a strip); [`plot`] draws line charts.
 
-use std::path::{Path, PathBuf};
+pub mod animation;
+pub mod plot;
+
+use std::path::Path;
 
 use candle_core::{DType, Tensor};
 use font8x8::UnicodeFonts;
 use image::{ImageEncoder, Rgb, RgbImage};
-use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::fsutil;
+use crate::io::fs;
 
 /// Turns a model-space image `[3, H, W]` into 8-bit RGB: clamp to [-1, 1], then (x+1)·127.5.
 pub fn to_rgb8(x: &Tensor) -> Result<RgbImage> {
     let (c, h, w) = x.dims3()?;
     if c != 3 {
-        return Err(Error::invalid(format!(
-            "expected an image tensor [3, H, W], got {:?}",
-            x.dims()
-        )));
+        return Err(Error::Shape {
+            what: "to_rgb8",
+            expected: "an image tensor [3, H, W]",
+            got: x.dims().to_vec(),
+        });
     }
     let hwc = x
         .to_dtype(DType::F32)?
@@ -30,7 +34,12 @@ pub fn to_rgb8(x: &Tensor) -> Result<RgbImage> {
         .into_iter()
         .map(|v| ((v + 1.0) * 127.5).round() as u8)
         .collect();
-    Ok(RgbImage::from_raw(w as u32, h as u32, bytes).expect("buffer size matches"))
+    // The buffer holds exactly h·w·3 bytes, so from_raw cannot fail.
+    RgbImage::from_raw(w as u32, h as u32, bytes).ok_or(Error::Shape {
+        what: "to_rgb8",
+        expected: "h·w·3 bytes",
+        got: vec![h, w, 3],
+    })
 }
 
 /// Encodes an image as PNG bytes.
@@ -44,7 +53,7 @@ pub fn png_bytes(img: &RgbImage) -> Result<Vec<u8>> {
             image::ExtendedColorType::Rgb8,
         )
         .map_err(|e| Error::Encode {
-            path: PathBuf::from("<png>"),
+            format: "PNG",
             reason: e.to_string(),
         })?;
     Ok(out)
@@ -52,89 +61,7 @@ pub fn png_bytes(img: &RgbImage) -> Result<Vec<u8>> {
 
 /// Writes `img` to `path` as PNG, atomically.
 pub fn save_png(img: &RgbImage, path: &Path) -> Result<()> {
-    fsutil::write_atomic(path, &png_bytes(img)?)
-}
-
-/// Paths of written frames as `frames/<name>`, the way run.json lists them.
-pub fn frame_file_names(written: &[PathBuf]) -> Vec<String> {
-    written
-        .iter()
-        .map(|p| {
-            format!(
-                "frames/{}",
-                p.file_name().unwrap_or_default().to_string_lossy()
-            )
-        })
-        .collect()
-}
-
-/// The name of frame `i`: `frame_0000.png`.
-pub fn frame_name(i: usize) -> String {
-    format!("frame_{i:04}.png")
-}
-
-/// Writes `frames` as `dir/frame_0000.png …` in parallel; `on_done` is called per frame.
-pub fn write_frames(
-    frames: &[RgbImage],
-    dir: &Path,
-    on_done: &(dyn Fn() + Sync),
-) -> Result<Vec<PathBuf>> {
-    fsutil::create_dir(dir)?;
-    frames
-        .par_iter()
-        .enumerate()
-        .map(|(i, img)| {
-            let path = dir.join(frame_name(i));
-            save_png(img, &path)?;
-            on_done();
-            Ok(path)
-        })
-        .collect()
-}
-
-/// GIF quantisation speed (1 best … 30 fastest); 10 is NeuQuant's usual trade-off.
-pub const GIF_SPEED: i32 = 10;
-
-/// Encodes `frames` (all the same size) as a looping GIF at `fps` frames per second.
-/// Palettes are quantised in parallel; the frames are then written in order.
-pub fn gif_bytes(frames: &[RgbImage], fps: f64) -> Result<Vec<u8>> {
-    let encode_err = |reason: String| Error::Encode {
-        path: PathBuf::from("<gif>"),
-        reason,
-    };
-    let first = frames
-        .first()
-        .ok_or_else(|| encode_err("no frames".into()))?;
-    let (w, h) = (first.width(), first.height());
-    if w > u16::MAX as u32 || h > u16::MAX as u32 {
-        return Err(encode_err(format!("{w}x{h} is too large for a GIF")));
-    }
-    if !(fps > 0.0 && fps <= 100.0) {
-        return Err(Error::invalid(format!(
-            "--fps {fps} is out of range (0, 100]"
-        )));
-    }
-    // GIF delays are in hundredths of a second.
-    let delay = (100.0 / fps).round().max(1.0) as u16;
-    let encoded: Vec<gif::Frame<'static>> = frames
-        .par_iter()
-        .map(|img| {
-            let mut f = gif::Frame::from_rgb_speed(w as u16, h as u16, img.as_raw(), GIF_SPEED);
-            f.delay = delay;
-            f
-        })
-        .collect();
-    let mut out = Vec::new();
-    {
-        let mut enc = gif::Encoder::new(&mut out, w as u16, h as u16, &[])
-            .map_err(|e| encode_err(e.to_string()))?;
-        enc.set_repeat(gif::Repeat::Infinite)
-            .map_err(|e| encode_err(e.to_string()))?;
-        for f in &encoded {
-            enc.write_frame(f).map_err(|e| encode_err(e.to_string()))?;
-        }
-    }
-    Ok(out)
+    fs::write_atomic(path, &png_bytes(img)?)
 }
 
 /// Up to `n` indices spread evenly over `0..len`, first and last included.
@@ -218,13 +145,15 @@ pub fn grid(images: &[&RgbImage], cols: usize, pad: u32, labels: Option<&[String
     out
 }
 
-/// A contact strip: about `n` evenly chosen frames left to right, each labelled `t=…`.
-pub fn contact_strip(frames: &[RgbImage], timesteps: &[usize], n: usize) -> RgbImage {
-    let picks = evenly_chosen(frames.len(), n);
-    let images: Vec<&RgbImage> = picks.iter().map(|&i| &frames[i]).collect();
-    let labels: Vec<String> = picks
-        .iter()
-        .map(|&i| format!("t={}", timesteps[i]))
-        .collect();
-    grid(&images, images.len(), 2, Some(&labels))
+/// Nearest-neighbour upscaling by a whole factor (1 returns a copy).
+pub fn upscale(img: &RgbImage, scale: u32) -> RgbImage {
+    if scale <= 1 {
+        return img.clone();
+    }
+    image::imageops::resize(
+        img,
+        img.width() * scale,
+        img.height() * scale,
+        image::imageops::FilterType::Nearest,
+    )
 }

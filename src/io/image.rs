@@ -30,19 +30,23 @@ impl FromStr for Size {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        let bad = || Error::invalid(format!("--size '{s}' is not WIDTHxHEIGHT, e.g. 64x64"));
+        let bad = || Error::option_is("size", format!("'{s}'"), "is not WIDTHxHEIGHT, e.g. 64x64");
         let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
         let width: u32 = w.trim().parse().map_err(|_| bad())?;
         let height: u32 = h.trim().parse().map_err(|_| bad())?;
         if width == 0 || height == 0 {
-            return Err(Error::invalid(format!(
-                "--size {s}: width and height must be at least 1"
-            )));
+            return Err(Error::option(
+                "size",
+                s,
+                "width and height must be at least 1",
+            ));
         }
         if width > SIZE_LIMIT || height > SIZE_LIMIT {
-            return Err(Error::invalid(format!(
-                "--size {s}: each side must be at most {SIZE_LIMIT}"
-            )));
+            return Err(Error::option(
+                "size",
+                s,
+                format!("each side must be at most {SIZE_LIMIT}"),
+            ));
         }
         Ok(Size { width, height })
     }
@@ -185,10 +189,11 @@ pub fn to_model_space(img: &DynamicImage, device: &Device) -> Result<Tensor> {
 /// Loads, flattens and sizes the picture at `path` into model space.
 pub fn load_image(path: &Path, opts: &LoadOptions, device: &Device) -> Result<LoadedImage> {
     if opts.max_side == 0 || opts.max_side > SIZE_LIMIT {
-        return Err(Error::invalid(format!(
-            "--max-side {} is out of range (1..={SIZE_LIMIT})",
-            opts.max_side
-        )));
+        return Err(Error::out_of_range(
+            "max-side",
+            opts.max_side,
+            format!("1..={SIZE_LIMIT}"),
+        ));
     }
     let img = flatten_over_white(decode(path)?);
     let (w, h) = (img.width(), img.height());

@@ -5,7 +5,7 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
-use crate::kernels;
+use crate::nn;
 
 fn fan_in_uniform(fan_in: usize) -> Init {
     let bound = 1.0 / (fan_in as f64).sqrt();
@@ -37,7 +37,7 @@ pub fn conv2d(cin: usize, cout: usize, k: usize, stride: usize, vb: VarBuilder) 
 
 impl Module for Conv2d {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        kernels::conv2d(
+        nn::conv2d(
             xs,
             &self.weight,
             Some(&self.bias),
@@ -69,7 +69,7 @@ pub fn group_norm(groups: usize, c: usize, vb: VarBuilder) -> Result<GroupNorm> 
 impl GroupNorm {
     /// Normalises `[B, C, ...]`; applies SiLU after the affine when `silu`.
     pub fn forward(&self, xs: &Tensor, silu: bool) -> Result<Tensor> {
-        kernels::group_norm(
+        nn::group_norm(
             xs,
             &self.weight,
             &self.bias,

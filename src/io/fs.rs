@@ -14,7 +14,7 @@ fn write_err(path: &Path, reason: std::io::Error) -> Error {
 }
 
 /// A temporary name next to `path`, unique to this process and file.
-fn temp_path(path: &Path) -> PathBuf {
+pub(crate) fn temp_path(path: &Path) -> PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -61,19 +61,6 @@ pub fn write_atomic_via(path: &Path, write: impl FnOnce(&Path) -> Result<()>) ->
     })
 }
 
-/// Writes named tensors to `path` as safetensors, atomically.
-pub fn save_tensors(
-    path: &Path,
-    tensors: &std::collections::HashMap<String, candle_core::Tensor>,
-) -> Result<()> {
-    write_atomic_via(path, |tmp| {
-        candle_core::safetensors::save(tensors, tmp).map_err(|e| Error::Write {
-            path: path.to_path_buf(),
-            reason: std::io::Error::other(e.to_string()),
-        })
-    })
-}
-
 /// Writes `bytes` to `path` atomically.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic_with(path, |f| f.write_all(bytes))
@@ -82,12 +69,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Makes sure `dir` exists and may be written: refuses a non-empty folder unless `force`.
 pub fn prepare_output_dir(dir: &Path, force: bool) -> Result<()> {
     match fs::metadata(dir) {
-        Ok(meta) if !meta.is_dir() => {
-            return Err(Error::invalid(format!(
-                "output path '{}' exists and is not a folder",
-                dir.display()
-            )))
-        }
+        Ok(meta) if !meta.is_dir() => return Err(Error::NotAFolder(PathBuf::from(dir))),
         Ok(_) => {
             let mut entries = fs::read_dir(dir).map_err(|e| write_err(dir, e))?;
             if entries.next().is_some() && !force {
@@ -107,10 +89,7 @@ pub fn create_dir(dir: &Path) -> Result<()> {
 /// Refuses to replace an existing file unless `force`.
 pub fn check_overwrite(path: &Path, force: bool) -> Result<()> {
     if path.exists() && !force {
-        return Err(Error::invalid(format!(
-            "'{}' already exists (use --force to overwrite)",
-            path.display()
-        )));
+        return Err(Error::Exists(PathBuf::from(path)));
     }
     Ok(())
 }

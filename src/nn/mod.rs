@@ -1,5 +1,7 @@
-//! Fast CPU kernels as candle custom ops, each with a backward pass: conv2d through
-//! im2col/col2im and GEMM, GroupNorm fused with SiLU, and 2× nearest upsampling.
+//! Layers next to their fast CPU ops: the kernels are candle custom ops, each with a backward
+//! pass (conv2d through im2col/col2im and GEMM, GroupNorm fused with SiLU, 2× nearest
+//! upsampling); [`layers`] wraps them as candle-nn style layers; [`init`] draws initial
+//! weights from a seed.
 //!
 //! Every public function here takes and returns candle tensors. On the CPU with f32 data it
 //! runs the custom op; on CUDA or Metal (or other dtypes) it falls back to candle's own ops,
@@ -8,6 +10,8 @@
 
 pub mod conv;
 pub mod group_norm;
+pub mod init;
+pub mod layers;
 pub mod upsample;
 
 pub use conv::conv2d;

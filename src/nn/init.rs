@@ -27,12 +27,17 @@ impl SeededInit {
         VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone())
     }
 
-    fn draw(&self, shape: &Shape, init: Init) -> Vec<f32> {
+    fn draw(&self, shape: &Shape, init: Init) -> candle_core::Result<Vec<f32>> {
         let n = shape.elem_count();
-        let mut rng = self.rng.lock().expect("rng lock");
-        let uniform = |rng: &mut Rng, lo: f64, up: f64| -> Vec<f32> {
-            let d = Uniform::new(lo as f32, up as f32).expect("valid bounds");
-            (0..n).map(|_| d.sample(rng)).collect()
+        let mut rng = self
+            .rng
+            .lock()
+            .map_err(|_| candle_core::Error::msg("seeded init: the RNG lock is poisoned"))?;
+        let uniform = |rng: &mut Rng, lo: f64, up: f64| -> candle_core::Result<Vec<f32>> {
+            let d = Uniform::new(lo as f32, up as f32).map_err(|e| {
+                candle_core::Error::msg(format!("seeded init: uniform bounds {lo}..{up}: {e}"))
+            })?;
+            Ok((0..n).map(|_| d.sample(rng)).collect())
         };
         let normal = |rng: &mut Rng, mean: f64, std: f64| -> Vec<f32> {
             (0..n)
@@ -42,9 +47,9 @@ impl SeededInit {
                 })
                 .collect()
         };
-        match init {
+        Ok(match init {
             Init::Const(c) => vec![c as f32; n],
-            Init::Uniform { lo, up } => uniform(&mut rng, lo, up),
+            Init::Uniform { lo, up } => uniform(&mut rng, lo, up)?,
             Init::Randn { mean, stdev } => normal(&mut rng, mean, stdev),
             Init::Kaiming {
                 dist,
@@ -55,12 +60,12 @@ impl SeededInit {
                 match dist {
                     NormalOrUniform::Uniform => {
                         let bound = 3f64.sqrt() * std;
-                        uniform(&mut rng, -bound, bound)
+                        uniform(&mut rng, -bound, bound)?
                     }
                     NormalOrUniform::Normal => normal(&mut rng, 0.0, std),
                 }
             }
-        }
+        })
     }
 }
 
@@ -73,14 +78,18 @@ impl SimpleBackend for SeededInit {
         dtype: DType,
         dev: &Device,
     ) -> candle_core::Result<Tensor> {
-        let mut data = self.varmap.data().lock().expect("varmap lock");
+        let mut data = self
+            .varmap
+            .data()
+            .lock()
+            .map_err(|_| candle_core::Error::msg("seeded init: the VarMap lock is poisoned"))?;
         if let Some(v) = data.get(name) {
             if v.shape() != &s {
                 candle_core::bail!("shape mismatch on {name}: {s:?} <> {:?}", v.shape());
             }
             return Ok(v.as_tensor().clone());
         }
-        let values = self.draw(&s, h);
+        let values = self.draw(&s, h)?;
         let var = Var::from_tensor(&Tensor::from_vec(values, s, dev)?.to_dtype(dtype)?)?;
         let t = var.as_tensor().clone();
         data.insert(name.to_string(), var);
@@ -95,7 +104,6 @@ impl SimpleBackend for SeededInit {
         self.varmap
             .data()
             .lock()
-            .expect("varmap lock")
-            .contains_key(name)
+            .is_ok_and(|d| d.contains_key(name))
     }
 }

@@ -41,9 +41,12 @@ const MIN_CONTRAST: f64 = 40.0;
 /// Fewest object pixels (at ≥ 50 % coverage) that make a clear object.
 const MIN_PIXELS: usize = 12;
 
-/// Judges one image.
+/// Judges one image. A picture smaller than 3×3 has no inside to judge: no verdict.
 pub fn judge(img: &RgbImage) -> Verdict {
     let (w, h) = (img.width() as usize, img.height() as usize);
+    if w < 3 || h < 3 {
+        return Verdict::NONE;
+    }
     let px = |x: usize, y: usize| -> [f64; 3] {
         let p = img.get_pixel(x as u32, y as u32).0;
         [p[0] as f64, p[1] as f64, p[2] as f64]

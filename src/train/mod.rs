@@ -1,8 +1,13 @@
 //! Training the denoiser (Ho et al. 2020, Algorithm 1): sample x0 and its prompt, a timestep
 //! and ε, predict ε (or v) from x_t, minimise the MSE. AdamW with warm-up and cosine decay,
 //! gradient clipping, an EMA of the weights, and condition dropout for classifier-free
-//! guidance. A run continues exactly from a checkpoint. This module never prints: the loop
-//! in the CLI reports through the returned statistics.
+//! guidance. A run continues exactly from a checkpoint ([`checkpoint`]); its settings live in
+//! [`config`], the optimiser in [`optim`]. This module never prints or draws: the loop in
+//! `jobs::train` logs, plots and previews from the returned statistics.
+
+pub mod checkpoint;
+pub mod config;
+pub mod optim;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -12,160 +17,20 @@ use candle_nn::{VarBuilder, VarMap};
 use rand::Rng as _;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{self, ModelMeta, CHECKPOINT_KEY, MODEL_KEY};
 use crate::data::folder::FolderDataset;
 use crate::data::shapes;
 use crate::error::{Error, Result};
-use crate::optim::{self, AdamW, AdamWConfig};
-use crate::params::SeededInit;
+use crate::io::safetensors;
+use crate::model::{ModelMeta, MODEL_KEY};
+use crate::nn::init::SeededInit;
 use crate::rng::{self, Rng};
-use crate::schedule::{NoiseSchedule, ScheduleConfig};
-use crate::unet::{Prediction, UNet, UNetConfig};
+use crate::schedule::NoiseSchedule;
 
-/// Where training images come from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum DataSource {
-    /// The procedural shapes dataset.
-    #[default]
-    Shapes,
-    /// A folder of pictures: class subfolders (conditional) or flat (unconditional).
-    Folder(std::path::PathBuf),
-}
-
-/// Everything that defines a training run. Saved in every checkpoint.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainConfig {
-    /// The training images.
-    #[serde(default)]
-    pub data: DataSource,
-    pub unet: UNetConfig,
-    pub schedule: ScheduleConfig,
-    /// Seed of the initial weights and of the trainer's noise/timestep/dropout stream.
-    pub seed: u64,
-    /// Seed of the shapes dataset (image i of step s is index s·batch + i).
-    pub data_seed: u64,
-    /// Total optimisation steps (the cosine schedule ends here).
-    pub steps: u64,
-    pub batch_size: usize,
-    /// Peak learning rate.
-    pub lr: f64,
-    /// Linear warm-up steps.
-    pub warmup_steps: u64,
-    /// The learning rate decays to `lr · lr_final_fraction`.
-    pub lr_final_fraction: f64,
-    pub adamw: AdamWConfig,
-    /// Clip the global gradient norm to this.
-    pub grad_clip: f64,
-    /// EMA decay (warmed up as min(decay, (1+n)/(10+n))).
-    pub ema_decay: f64,
-    /// Probability of dropping the whole prompt (trains the unconditional branch for CFG).
-    pub cond_drop: f64,
-    /// Probability of dropping each slot on its own (so "red" or "circle" alone works).
-    pub slot_drop: f64,
-}
-
-impl Default for TrainConfig {
-    fn default() -> Self {
-        Self {
-            data: DataSource::Shapes,
-            unet: UNetConfig::default(),
-            schedule: ScheduleConfig::default(),
-            seed: 0,
-            data_seed: 1,
-            steps: 10_000,
-            batch_size: 64,
-            lr: 2e-3,
-            warmup_steps: 200,
-            lr_final_fraction: 0.05,
-            adamw: AdamWConfig::default(),
-            grad_clip: 1.0,
-            ema_decay: 0.999,
-            cond_drop: 0.1,
-            slot_drop: 0.1,
-        }
-    }
-}
-
-impl TrainConfig {
-    /// Checks the values a user can set.
-    pub fn validate(&self) -> Result<()> {
-        if self.steps == 0 {
-            return Err(Error::invalid("--steps 0: train for at least one step"));
-        }
-        if self.batch_size == 0 {
-            return Err(Error::invalid(
-                "--batch-size 0: a batch needs at least one image",
-            ));
-        }
-        if !(self.lr > 0.0 && self.lr < 1.0) {
-            return Err(Error::invalid(format!(
-                "--lr {} is out of range (0, 1)",
-                self.lr
-            )));
-        }
-        for (flag, p) in [("cond_drop", self.cond_drop), ("slot_drop", self.slot_drop)] {
-            if !(0.0..1.0).contains(&p) {
-                return Err(Error::invalid(format!("{flag} {p} is out of range [0, 1)")));
-            }
-        }
-        self.unet.validate().map_err(Error::invalid)?;
-        NoiseSchedule::new(self.schedule)?;
-        Ok(())
-    }
-}
-
-/// The RNG's position, so a resumed run draws exactly the numbers it would have.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RngState {
-    pub seed: Vec<u8>,
-    pub stream: u64,
-    /// u128 as a decimal string (JSON numbers cannot hold it).
-    pub word_pos: String,
-}
-
-impl RngState {
-    fn of(r: &Rng) -> Self {
-        Self {
-            seed: r.get_seed().to_vec(),
-            stream: r.get_stream(),
-            word_pos: r.get_word_pos().to_string(),
-        }
-    }
-
-    fn restore(&self) -> Result<Rng> {
-        let seed: [u8; 32] = self
-            .seed
-            .clone()
-            .try_into()
-            .map_err(|_| Error::invalid("checkpoint RNG seed is not 32 bytes"))?;
-        let mut r = ChaCha8Rng::from_seed(seed);
-        r.set_stream(self.stream);
-        r.set_word_pos(
-            self.word_pos
-                .parse()
-                .map_err(|_| Error::invalid("checkpoint RNG position is not a number"))?,
-        );
-        Ok(r)
-    }
-}
-
-/// The metadata of a checkpoint.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CheckpointMeta {
-    pub format: u32,
-    pub config: TrainConfig,
-    /// Steps completed.
-    pub step: u64,
-    /// AdamW's step counter.
-    pub adam_t: u64,
-    pub rng: RngState,
-    /// Wall time spent training so far, in seconds, across resumes.
-    #[serde(default)]
-    pub elapsed_s: f64,
-}
+use crate::unet::{Prediction, UNet};
+pub use checkpoint::{CheckpointMeta, RngState, CHECKPOINT_KEY};
+pub use config::{DataSource, TrainConfig};
+use optim::AdamW;
 
 /// Statistics of one step.
 #[derive(Debug, Clone, Copy)]
@@ -194,11 +59,15 @@ pub struct Trainer {
     device: Device,
 }
 
-fn named_vars(varmap: &VarMap) -> Vec<(String, Var)> {
-    let data = varmap.data().lock().expect("varmap lock");
+/// The variables of `varmap` by name, sorted (the optimiser's fixed order).
+pub fn named_vars(varmap: &VarMap) -> Result<Vec<(String, Var)>> {
+    let data = varmap.data().lock().map_err(|_| Error::Process {
+        what: "trainer".into(),
+        reason: "the VarMap lock is poisoned".into(),
+    })?;
     let mut v: Vec<(String, Var)> = data.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));
-    v
+    Ok(v)
 }
 
 impl Trainer {
@@ -219,7 +88,7 @@ impl Trainer {
             &config.unet,
             SeededInit::var_builder(&varmap, config.seed, device),
         )?;
-        let vars = named_vars(&varmap);
+        let vars = named_vars(&varmap)?;
         let ema = vars
             .iter()
             .map(|(n, v)| Ok((n.clone(), v.as_tensor().copy()?)))
@@ -246,37 +115,39 @@ impl Trainer {
     /// Continues the run saved at `path`. `steps` may raise the total step count.
     pub fn resume(path: &Path, steps: Option<u64>, device: &Device) -> Result<Self> {
         let (meta, tensors): (CheckpointMeta, _) =
-            checkpoint::load_with_meta(path, CHECKPOINT_KEY, device)?;
+            safetensors::load_with_meta(path, CHECKPOINT_KEY, device)?;
         let mut config = meta.config.clone();
         if let Some(s) = steps {
             config.steps = s;
         }
         let mut t = Self::new(config, device)?;
         if t.config.unet.vocab != meta.config.unet.vocab {
-            return Err(Error::invalid(format!(
-                "'{}': the data folder's classes changed since the checkpoint was written",
-                path.display()
-            )));
+            return Err(Error::file(
+                path,
+                "the data folder's classes changed since the checkpoint was written",
+            ));
         }
         let get = |prefix: &str, name: &str| -> Result<Tensor> {
             tensors
                 .get(&format!("{prefix}.{name}"))
                 .cloned()
                 .ok_or_else(|| {
-                    Error::invalid(format!(
-                        "'{}' lacks tensor {prefix}.{name}: the checkpoint is from a different config",
-                        path.display()
-                    ))
+                    Error::file(
+                        path,
+                        format!("lacks tensor {prefix}.{name}: the checkpoint is from a different config"),
+                    )
                 })
         };
         let check = |name: &str, a: &Tensor, b: &Tensor| -> Result<()> {
             if a.dims() != b.dims() {
-                return Err(Error::invalid(format!(
-                    "'{}': {name} has shape {:?}, the config needs {:?}",
-                    path.display(),
-                    a.dims(),
-                    b.dims()
-                )));
+                return Err(Error::file(
+                    path,
+                    format!(
+                        "{name} has shape {:?}, the config needs {:?}",
+                        a.dims(),
+                        b.dims()
+                    ),
+                ));
             }
             Ok(())
         };
@@ -403,7 +274,7 @@ impl Trainer {
             rng: RngState::of(&self.rng),
             elapsed_s,
         };
-        checkpoint::save_with_meta(path, &tensors, CHECKPOINT_KEY, &meta)
+        safetensors::save_with_meta(path, &tensors, CHECKPOINT_KEY, &meta)
     }
 
     /// Writes the EMA weights as a model file, with its config and schedule in the metadata.
@@ -414,12 +285,12 @@ impl Trainer {
             schedule: self.config.schedule,
             trained_steps: self.step,
         };
-        checkpoint::save_with_meta(path, &self.ema, MODEL_KEY, &meta)
+        safetensors::save_with_meta(path, &self.ema, MODEL_KEY, &meta)
     }
 
     /// The network with the EMA weights, for previews.
     pub fn ema_model(&self) -> Result<UNet> {
         let vb = VarBuilder::from_tensors(self.ema.clone(), DType::F32, &self.device);
-        Ok(UNet::new(&self.config.unet, vb)?)
+        UNet::new(&self.config.unet, vb)
     }
 }

@@ -1,0 +1,191 @@
+//! `diffuse eval`: the judge's accuracy on a model's samples for every prompt, a sweep over
+//! samplers and step counts, or (`--self-test`) the judge itself on noisy dataset images.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+use diffuse::io::fs;
+use diffuse::jobs::eval::{self as job, EvalOptions, EvalReport, SweepPoint};
+use diffuse::sampler::SamplerKind;
+
+use super::flags::{ModelFlag, SamplingFlags};
+use super::Context;
+
+#[derive(Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    model: ModelFlag,
+    /// Samples per (colour, shape) prompt.
+    #[arg(long, default_value_t = job::DEFAULT_SAMPLES_PER_PROMPT)]
+    samples_per_prompt: usize,
+    /// Sampler, steps and guidance (defaults: generate's).
+    #[command(flatten)]
+    sampling: SamplingFlags,
+    /// Seed of the sampling noise.
+    #[arg(long, default_value_t = job::DEFAULT_SEED)]
+    seed: u64,
+    /// Judge fresh dataset images under added noise instead of a model's samples.
+    #[arg(long, conflicts_with_all = ["sweep", "grid"])]
+    self_test: bool,
+    /// Measure accuracy against step count for each sampler; print a table and plot it here.
+    #[arg(long, value_name = "PLOT.png", conflicts_with = "grid")]
+    sweep: Option<PathBuf>,
+    /// Also save every sample as one labelled picture here (6×6 for one sample per prompt).
+    #[arg(long, value_name = "GRID.png")]
+    grid: Option<PathBuf>,
+    /// Step counts for --sweep.
+    #[arg(long, value_delimiter = ',', default_values_t = job::DEFAULT_SWEEP_STEPS)]
+    sweep_steps: Vec<usize>,
+    /// Overwrite an existing sweep plot or grid.
+    #[arg(long)]
+    force: bool,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+impl EvalArgs {
+    fn options(&self) -> EvalOptions {
+        EvalOptions {
+            samples_per_prompt: self.samples_per_prompt,
+            sampler: self.sampling.sampler,
+            steps: self.sampling.steps,
+            guidance: self.sampling.guidance,
+            thresholding: !self.sampling.no_thresholding,
+            seed: self.seed,
+        }
+    }
+}
+
+pub fn run(args: &EvalArgs, ctx: &Context) -> Result<()> {
+    if args.self_test {
+        return self_test(args.json);
+    }
+    let device = ctx.device()?;
+    let model = diffuse::model::load(args.model.model.as_deref(), &device)?;
+    let opts = args.options();
+    let mut out = std::io::stdout().lock();
+    if let Some(plot) = &args.sweep {
+        fs::check_overwrite(plot, args.force)?;
+        let points = job::sweep(
+            &model,
+            &SamplerKind::ALL,
+            &args.sweep_steps,
+            &opts,
+            &ctx.bars,
+        )?;
+        job::save_sweep_plot(&points, plot)?;
+        if args.json {
+            writeln!(out, "{}", serde_json::to_string(&points)?)?;
+        } else {
+            sweep_table(&mut out, &points)?;
+            writeln!(out, "plot written to {}", plot.display())?;
+        }
+        return Ok(());
+    }
+    if let Some(grid) = &args.grid {
+        fs::check_overwrite(grid, args.force)?;
+    }
+    let report = job::evaluate(&model, &opts, &ctx.bars)?;
+    if let Some(grid) = &args.grid {
+        job::save_grid(&report, grid)?;
+        diffuse::progress::Progress::note(
+            &ctx.bars,
+            &format!("samples written to {}", grid.display()),
+        );
+    }
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string(&report)?)?;
+        return Ok(());
+    }
+    report_table(&mut out, &report)?;
+    Ok(())
+}
+
+fn self_test(json: bool) -> Result<()> {
+    let rows = job::self_test(
+        job::SELF_TEST_COUNT,
+        job::SELF_TEST_SEED,
+        &job::SELF_TEST_SIGMAS,
+    )?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string(&rows)?)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "judge on {} fresh dataset images (seed {})",
+        job::SELF_TEST_COUNT,
+        job::SELF_TEST_SEED
+    )?;
+    writeln!(
+        out,
+        "{:>12} {:>8} {:>8} {:>8} {:>10}",
+        "noise sigma", "colour", "shape", "both", "no object"
+    )?;
+    for r in rows {
+        let t = &r.tally;
+        writeln!(
+            out,
+            "{:>12.2} {:>7.1}% {:>7.1}% {:>7.1}% {:>10}",
+            r.noise_sigma,
+            100.0 * t.colour_accuracy(),
+            100.0 * t.shape_accuracy(),
+            100.0 * t.both_accuracy(),
+            t.no_clear_object
+        )?;
+    }
+    Ok(())
+}
+
+fn sweep_table(out: &mut impl Write, points: &[SweepPoint]) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{:<10} {:>6} {:>8} {:>8} {:>8} {:>8}",
+        "sampler", "steps", "colour", "shape", "both", "seconds"
+    )?;
+    for p in points {
+        writeln!(
+            out,
+            "{:<10} {:>6} {:>7.1}% {:>7.1}% {:>7.1}% {:>8.1}",
+            p.sampler.to_string(),
+            p.steps,
+            100.0 * p.colour_accuracy,
+            100.0 * p.shape_accuracy,
+            100.0 * p.both_accuracy,
+            p.seconds
+        )?;
+    }
+    Ok(())
+}
+
+fn report_table(out: &mut impl Write, report: &EvalReport) -> std::io::Result<()> {
+    let o = &report.options;
+    writeln!(
+        out,
+        "{} samples ({} per prompt), {} {} steps, guidance {}, seed {}: colour {:.1}%, shape {:.1}%, both {:.1}%, no clear object {} ({:.0} s)",
+        report.total, o.samples_per_prompt, o.sampler, o.steps, o.guidance, o.seed,
+        100.0 * report.colour_accuracy, 100.0 * report.shape_accuracy, 100.0 * report.both_accuracy,
+        report.no_clear_object, report.seconds
+    )?;
+    writeln!(
+        out,
+        "{:<18} {:>8} {:>8} {:>8}",
+        "prompt", "colour", "shape", "both"
+    )?;
+    for r in &report.prompts {
+        writeln!(
+            out,
+            "{:<18} {:>7.0}% {:>7.0}% {:>7.0}%",
+            r.prompt,
+            100.0 * r.tally.colour_accuracy(),
+            100.0 * r.tally.shape_accuracy(),
+            100.0 * r.tally.both_accuracy()
+        )?;
+    }
+    Ok(())
+}

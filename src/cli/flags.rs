@@ -1,0 +1,91 @@
+//! Flag groups shared by several commands, and the value parser that turns any library
+//! `FromStr` type into a clap value (its error is the library's one-line message).
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use diffuse::jobs::generate;
+use diffuse::sampler::{SamplerKind, TimestepSpacing};
+use diffuse::schedule::{BetaSchedule, ScheduleConfig};
+
+/// Parses a flag value with the library's `FromStr`, so clap prints the library's message.
+pub fn parse<T>(s: &str) -> Result<T, String>
+where
+    T: std::str::FromStr<Err = diffuse::Error>,
+{
+    s.parse().map_err(|e: diffuse::Error| e.to_string())
+}
+
+/// Schedule flags shared by every command that uses one (diffusers' names and defaults).
+#[derive(Args, Clone)]
+pub struct ScheduleFlags {
+    /// Number of training timesteps T (diffusers `num_train_timesteps`).
+    #[arg(long, default_value_t = ScheduleConfig::default().train_timesteps)]
+    pub train_timesteps: usize,
+    /// β at t = 0 (diffusers `beta_start`).
+    #[arg(long, default_value_t = ScheduleConfig::default().beta_start, allow_hyphen_values = true)]
+    pub beta_start: f64,
+    /// β at t = T-1 (diffusers `beta_end`).
+    #[arg(long, default_value_t = ScheduleConfig::default().beta_end, allow_hyphen_values = true)]
+    pub beta_end: f64,
+}
+
+impl ScheduleFlags {
+    pub fn config(&self, beta_schedule: BetaSchedule) -> ScheduleConfig {
+        ScheduleConfig {
+            beta_schedule,
+            train_timesteps: self.train_timesteps,
+            beta_start: self.beta_start,
+            beta_end: self.beta_end,
+        }
+    }
+}
+
+/// How a trained model is sampled: shared by `generate`, `img2img` and `eval`.
+#[derive(Args, Clone)]
+pub struct SamplingFlags {
+    /// ddpm, ddim or dpm++2m (default measured best with `diffuse eval`: see README).
+    #[arg(long, default_value_t = generate::DEFAULT_SAMPLER, value_parser = parse::<SamplerKind>)]
+    pub sampler: SamplerKind,
+    /// Denoising steps (1000 with DDPM is the full chain).
+    #[arg(long, default_value_t = generate::DEFAULT_STEPS)]
+    pub steps: usize,
+    /// Classifier-free guidance scale (1 = no guidance).
+    #[arg(long, default_value_t = generate::DEFAULT_GUIDANCE, allow_hyphen_values = true)]
+    pub guidance: f64,
+    /// Turn off dynamic thresholding of the x0 prediction (diffusers' `thresholding`, on by
+    /// default as diffusers recommends for pixel-space models); DDPM and DDIM then clip x0.
+    #[arg(long)]
+    pub no_thresholding: bool,
+}
+
+/// Sampler options only `generate` and `img2img` expose.
+#[derive(Args, Clone)]
+pub struct SamplerTuning {
+    /// DDIM's η (0 = deterministic).
+    #[arg(long, default_value_t = generate::DEFAULT_ETA, allow_hyphen_values = true)]
+    pub eta: f64,
+    /// leading, trailing or linspace (default: the sampler's diffusers default).
+    #[arg(long, value_parser = parse::<TimestepSpacing>)]
+    pub timestep_spacing: Option<TimestepSpacing>,
+}
+
+/// `--model`: a model file, or the built-in model when left out.
+#[derive(Args, Clone)]
+pub struct ModelFlag {
+    /// Model file (default: the built-in model).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+}
+
+/// The output-folder flags of the commands that write one (`noise`, `generate`, `img2img`).
+#[derive(Args, Clone)]
+pub struct OutputFlags {
+    /// Write into a non-empty output folder.
+    #[arg(long)]
+    pub force: bool,
+    /// Print run.json's content on stdout.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,132 @@
+//! `diffuse generate` and `diffuse img2img`: reverse diffusion from noise (or from a noised
+//! picture) to images for a prompt, frame by frame.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+use diffuse::jobs::generate::{self, GenerateOptions, InitImage};
+use diffuse::render::animation::FrameCount;
+use diffuse::sampler::SamplerConfig;
+
+use super::flags::{parse, ModelFlag, OutputFlags, SamplerTuning, SamplingFlags};
+use super::Context;
+
+#[derive(Args)]
+pub struct Img2ImgArgs {
+    /// The starting picture (resized to the model's resolution).
+    #[arg(long)]
+    image: PathBuf,
+    /// How much of the schedule to redo: 0 keeps the picture, 1 starts from pure noise.
+    #[arg(long, default_value_t = generate::DEFAULT_STRENGTH, allow_hyphen_values = true)]
+    strength: f64,
+    #[command(flatten)]
+    generate: GenerateArgs,
+}
+
+#[derive(Args)]
+pub struct GenerateArgs {
+    /// What to draw, e.g. "a red circle", "blue", "triangle" or "" (unconditional).
+    #[arg(long, allow_hyphen_values = true)]
+    prompt: String,
+    /// Replaces the unconditional branch of guidance, e.g. "red".
+    #[arg(long)]
+    negative_prompt: Option<String>,
+    /// Images to generate side by side.
+    #[arg(long, default_value_t = generate::DEFAULT_NUM_IMAGES)]
+    num_images: usize,
+    #[command(flatten)]
+    sampling: SamplingFlags,
+    #[command(flatten)]
+    tuning: SamplerTuning,
+    /// Seed of the noise (default: a random seed, printed and recorded).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Output folder (default: out/<prompt>-seed<seed>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// `all`, or about N evenly chosen frames.
+    #[arg(long, default_value_t = FrameCount::All, value_parser = parse::<FrameCount>)]
+    frames: FrameCount,
+    /// Leave out the row of x0 predictions.
+    #[arg(long)]
+    no_x0: bool,
+    /// Nearest-neighbour upscaling of frames and grid (default: frames at least 256 px wide).
+    #[arg(long)]
+    scale: Option<u32>,
+    /// GIF frames per second.
+    #[arg(long, default_value_t = generate::DEFAULT_FPS)]
+    fps: f64,
+    #[command(flatten)]
+    model: ModelFlag,
+    /// Also write trajectory.safetensors (x_t and x0_pred at every step).
+    #[arg(long)]
+    save_tensors: bool,
+    #[command(flatten)]
+    output: OutputFlags,
+}
+
+impl GenerateArgs {
+    fn options(&self, init_image: Option<InitImage>) -> GenerateOptions {
+        let seed = self.seed.unwrap_or_else(|| rand::random::<u64>() >> 11);
+        let mut sampler = SamplerConfig {
+            eta: self.tuning.eta,
+            thresholding: !self.sampling.no_thresholding,
+            ..SamplerConfig::new(self.sampling.sampler, self.sampling.steps)
+        };
+        if let Some(sp) = self.tuning.timestep_spacing {
+            sampler.timestep_spacing = sp;
+        }
+        GenerateOptions {
+            init_image,
+            prompt: self.prompt.clone(),
+            negative_prompt: self.negative_prompt.clone(),
+            num_images: self.num_images,
+            sampler,
+            guidance: self.sampling.guidance,
+            seed,
+            out: self
+                .out
+                .clone()
+                .unwrap_or_else(|| generate::default_out(&self.prompt, seed)),
+            frames: self.frames,
+            x0_row: !self.no_x0,
+            scale: self.scale,
+            fps: self.fps,
+            save_tensors: self.save_tensors,
+            force: self.output.force,
+        }
+    }
+}
+
+pub fn run(args: &GenerateArgs, ctx: &Context) -> Result<()> {
+    run_with(args, None, ctx)
+}
+
+pub fn run_img2img(args: &Img2ImgArgs, ctx: &Context) -> Result<()> {
+    let init = InitImage {
+        path: args.image.clone(),
+        strength: args.strength,
+    };
+    run_with(&args.generate, Some(init), ctx)
+}
+
+fn run_with(args: &GenerateArgs, init: Option<InitImage>, ctx: &Context) -> Result<()> {
+    let device = ctx.device()?;
+    let model = diffuse::model::load(args.model.model.as_deref(), &device)?;
+    let report = generate::run(&model, &args.options(init), &ctx.bars)?;
+    let mut out = std::io::stdout().lock();
+    if args.output.json {
+        writeln!(out, "{}", serde_json::to_string(&report)?)?;
+    } else {
+        writeln!(
+            out,
+            "\"{}\": {} image(s), {} {} steps, guidance {}, seed {} -> {} ({} frames, {:.2} s sampling)",
+            report.prompt, report.num_images, report.sampler.kind, report.timesteps.len(),
+            report.guidance, report.seed, report.out.display(), report.frame_count, report.sampling_ms / 1e3
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! Command-line interface: global flags, dispatch to one file per command, and the mapping of
+//! errors to one line on stderr and an exit status (1 for a failed run, 2 for bad usage).
+//! Each command file parses its flags, turns them into the library's typed options, calls
+//! one job, and prints the result.
+
+mod bars;
+mod bench;
+mod eval;
+mod flags;
+mod generate;
+mod noise;
+mod schedule;
+mod train;
+
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result};
+use clap::{Parser, Subcommand};
+
+use diffuse::device::{self, DeviceChoice};
+use diffuse::progress::Progress;
+
+use bars::Bars;
+use flags::parse;
+
+#[derive(Parser)]
+#[command(
+    name = "diffuse",
+    version,
+    about = "Diffusion models made visible: watch noise become an image, and an image become noise."
+)]
+struct Cli {
+    /// Hide progress bars and notes.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+
+    /// Where tensors live: auto, cpu, cuda or metal.
+    #[arg(long, global = true, default_value_t = DeviceChoice::Auto, value_parser = parse::<DeviceChoice>)]
+    device: DeviceChoice,
+
+    /// CPU threads for tensor math and encoding (default: one per core).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print or plot a noise schedule (β_t, ᾱ_t) exactly as diffusers computes it.
+    Schedule(schedule::ScheduleArgs),
+    /// Add noise to a picture along a schedule: frames, a GIF and a contact strip.
+    Noise(noise::NoiseArgs),
+    /// Measure the cost of diffusion steps: forward noising, frame output, the denoiser.
+    Bench(bench::BenchArgs),
+    /// Train the denoiser; writes the EMA weights and a run folder (log, plots, checkpoint).
+    Train(train::TrainArgs),
+    /// Write training data to look at.
+    #[command(subcommand)]
+    Data(train::DataCommand),
+    /// Judge a model's samples for every prompt (or, with --self-test, the judge itself).
+    Eval(eval::EvalArgs),
+    /// Turn noise into images for a prompt, frame by frame (reverse diffusion).
+    Generate(generate::GenerateArgs),
+    /// SDEdit: noise a picture part-way, then denoise it towards a prompt.
+    Img2img(generate::Img2ImgArgs),
+}
+
+/// What every command gets besides its own flags.
+pub struct Context {
+    pub bars: Bars,
+    device: DeviceChoice,
+}
+
+impl Context {
+    /// Resolves `--device` (the one place a device is chosen, in [`diffuse::device`]).
+    pub fn device(&self) -> Result<candle_core::Device> {
+        let resolved = device::resolve(self.device)?;
+        // The fallback hint is for people at a terminal; scripts see only errors and results.
+        if let Some(hint) = resolved.hint.filter(|_| self.bars.visible) {
+            self.bars.note(&hint);
+        }
+        Ok(resolved.device)
+    }
+}
+
+/// Sizes rayon's pool (and candle's, which reads the same variable) from `--threads`.
+fn set_threads(threads: Option<usize>) -> Result<()> {
+    let Some(n) = threads else {
+        return Ok(());
+    };
+    if n == 0 {
+        anyhow::bail!("--threads 0: need at least one thread");
+    }
+    std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global()
+        .context("--threads")
+}
+
+fn run(cli: Cli) -> Result<()> {
+    set_threads(cli.threads)?;
+    let ctx = Context {
+        bars: Bars::new(cli.quiet),
+        device: cli.device,
+    };
+    match &cli.command {
+        Command::Schedule(args) => schedule::run(args),
+        Command::Noise(args) => noise::run(args, &ctx).context("diffuse noise"),
+        Command::Train(args) => train::run(args, &ctx).context("diffuse train"),
+        Command::Data(cmd) => train::run_data(cmd, &ctx).context("diffuse data shapes"),
+        Command::Eval(args) => eval::run(args, &ctx).context("diffuse eval"),
+        Command::Generate(args) => generate::run(args, &ctx).context("diffuse generate"),
+        Command::Img2img(args) => generate::run_img2img(args, &ctx).context("diffuse img2img"),
+        Command::Bench(args) => bench::run(args, &ctx).context("diffuse bench"),
+    }
+}
+
+/// Prints clap's help or version as it is, and a usage error as its first line.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+    }
+    // One line: clap's first line names the flag and the reason.
+    let rendered = e.render().to_string();
+    let first = rendered
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("error");
+    eprintln!("{first}");
+    ExitCode::from(2)
+}
+
+/// Parses the command line, runs it and maps errors to one line and an exit status.
+pub fn main() -> ExitCode {
+    diffuse::alloc::keep_freed_memory();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::BrokenPipe {
+                    return ExitCode::SUCCESS;
+                }
+            }
+            // One line: candle appends a backtrace to its errors when RUST_BACKTRACE is set.
+            let msg = format!("{e:#}");
+            eprintln!("error: {}", msg.lines().next().unwrap_or("unknown error"));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! `diffuse noise`: forward diffusion of a picture into frames, a GIF and a strip.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+use diffuse::forward::NoiseMode;
+use diffuse::io::image::{LoadOptions, Size};
+use diffuse::jobs::noise::{self, FrameChoice, NoiseOptions};
+use diffuse::schedule::{BetaSchedule, ScheduleConfig};
+
+use super::flags::{parse, OutputFlags, ScheduleFlags};
+use super::Context;
+
+#[derive(Args)]
+pub struct NoiseArgs {
+    /// The picture to diffuse (PNG, JPEG, GIF, BMP, WebP or TIFF).
+    #[arg(long)]
+    image: PathBuf,
+    /// Output folder; it must be empty or new unless --force.
+    #[arg(long)]
+    out: PathBuf,
+    /// linear, scaled-linear, cosine or sigmoid.
+    #[arg(long, default_value_t = ScheduleConfig::default().beta_schedule,
+          value_parser = parse::<BetaSchedule>)]
+    beta_schedule: BetaSchedule,
+    #[command(flatten)]
+    schedule: ScheduleFlags,
+    /// Timesteps to record, comma-separated (e.g. 0,100,250,999); overrides --frames.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        allow_hyphen_values = true,
+        conflicts_with = "frames"
+    )]
+    timesteps: Option<Vec<i64>>,
+    /// Number of frames, evenly spaced from t = 0 to T-1.
+    #[arg(long, default_value_t = noise::DEFAULT_FRAMES)]
+    frames: usize,
+    /// Run the Markov chain q(x_t | x_{t-1}) with fresh noise each step, instead of one ε.
+    #[arg(long)]
+    markov: bool,
+    /// Seed of the noise.
+    #[arg(long, default_value_t = noise::DEFAULT_SEED)]
+    seed: u64,
+    /// GIF frames per second.
+    #[arg(long, default_value_t = noise::DEFAULT_FPS)]
+    fps: f64,
+    /// Scale the picture down when a side is longer than this.
+    #[arg(long, default_value_t = LoadOptions::default().max_side)]
+    max_side: u32,
+    /// Resize to exactly WIDTHxHEIGHT.
+    #[arg(long, value_parser = parse::<Size>)]
+    size: Option<Size>,
+    /// Also write trajectory.safetensors (x0, noise, x_t, timesteps).
+    #[arg(long)]
+    save_tensors: bool,
+    #[command(flatten)]
+    output: OutputFlags,
+}
+
+impl NoiseArgs {
+    fn options(&self) -> NoiseOptions {
+        NoiseOptions {
+            image: self.image.clone(),
+            out: self.out.clone(),
+            schedule: self.schedule.config(self.beta_schedule),
+            load: LoadOptions {
+                max_side: self.max_side,
+                size: self.size,
+            },
+            frames: match &self.timesteps {
+                Some(ts) => FrameChoice::List(ts.clone()),
+                None => FrameChoice::Even(self.frames),
+            },
+            mode: if self.markov {
+                NoiseMode::Markov
+            } else {
+                NoiseMode::Shared
+            },
+            seed: self.seed,
+            fps: self.fps,
+            save_tensors: self.save_tensors,
+            force: self.output.force,
+        }
+    }
+}
+
+pub fn run(args: &NoiseArgs, ctx: &Context) -> Result<()> {
+    let device = ctx.device()?;
+    let report = noise::run(&args.options(), &device, &ctx.bars)?;
+    let mut out = std::io::stdout().lock();
+    if args.output.json {
+        writeln!(out, "{}", serde_json::to_string(&report)?)?;
+    } else {
+        writeln!(
+            out,
+            "wrote {} frames (t = {}..{}), noising.gif and strip.png to {} in {:.2} s",
+            report.frame_count,
+            report.timesteps.first().copied().unwrap_or(0),
+            report.timesteps.last().copied().unwrap_or(0),
+            report.out.display(),
+            report.timings.total_ms / 1e3
+        )?;
+    }
+    Ok(())
+}

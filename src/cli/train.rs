@@ -1,0 +1,172 @@
+//! `diffuse train` and `diffuse data`: train the denoiser with a run folder, and write
+//! training data to look at.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+
+use diffuse::jobs::{data, train as job};
+use diffuse::schedule::{BetaSchedule, ScheduleConfig};
+use diffuse::train::{DataSource, TrainConfig};
+use diffuse::unet::{Prediction, UNetConfig};
+
+use super::flags::{parse, ScheduleFlags};
+use super::Context;
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Training data: `shapes` (the procedural shapes dataset) or a folder of pictures
+    /// (class subfolders: the folder names become the prompts; flat: unconditional).
+    /// A folder named `shapes` is written `./shapes`.
+    #[arg(long, default_value_t = TrainConfig::default().data, value_parser = parse::<DataSource>)]
+    data: DataSource,
+    /// Model file to write (EMA weights + config in the safetensors metadata).
+    #[arg(long, value_name = "FILE.safetensors")]
+    out: PathBuf,
+    /// Total optimisation steps.
+    /// (Default 10000 for a new run; with --resume, the checkpoint's unless given.)
+    #[arg(long)]
+    steps: Option<u64>,
+    /// Images per step.
+    #[arg(long, default_value_t = TrainConfig::default().batch_size)]
+    batch_size: usize,
+    /// Peak learning rate (warm-up, then cosine decay).
+    #[arg(long, default_value_t = TrainConfig::default().lr)]
+    lr: f64,
+    /// Seed of the weights and of the trainer's noise.
+    #[arg(long, default_value_t = TrainConfig::default().seed)]
+    seed: u64,
+    /// Seed of the shapes dataset.
+    #[arg(long, default_value_t = TrainConfig::default().data_seed)]
+    data_seed: u64,
+    /// Width of the UNet's first level.
+    #[arg(long, default_value_t = UNetConfig::default().base_channels)]
+    base_channels: usize,
+    /// What the network predicts: epsilon or v_prediction (diffusers' `prediction_type`).
+    #[arg(long, default_value_t = UNetConfig::default().prediction, value_parser = parse::<Prediction>)]
+    prediction_type: Prediction,
+    /// Probability of dropping the whole prompt (for classifier-free guidance).
+    #[arg(long, default_value_t = TrainConfig::default().cond_drop)]
+    cond_drop: f64,
+    /// linear, scaled-linear, cosine or sigmoid.
+    #[arg(long, default_value_t = ScheduleConfig::default().beta_schedule,
+          value_parser = parse::<BetaSchedule>)]
+    beta_schedule: BetaSchedule,
+    #[command(flatten)]
+    schedule: ScheduleFlags,
+    /// Folder for train_log.csv, loss.png, previews and checkpoint.safetensors
+    /// (default: runs/<model file stem>).
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+    /// Continue exactly from this checkpoint (its config wins; --steps may extend the run).
+    #[arg(long, value_name = "CKPT")]
+    resume: Option<PathBuf>,
+    /// Checkpoint, plot and preview every N steps.
+    #[arg(long, default_value_t = job::DEFAULT_CHECKPOINT_EVERY)]
+    checkpoint_every: u64,
+    /// DDPM steps for the preview grids.
+    #[arg(long, default_value_t = job::DEFAULT_PREVIEW_STEPS)]
+    preview_steps: usize,
+    /// Overwrite an existing model file.
+    #[arg(long)]
+    force: bool,
+}
+
+impl TrainArgs {
+    fn options(&self) -> job::TrainOptions {
+        let config = TrainConfig {
+            data: self.data.clone(),
+            unet: UNetConfig {
+                base_channels: self.base_channels,
+                prediction: self.prediction_type,
+                ..Default::default()
+            },
+            schedule: self.schedule.config(self.beta_schedule),
+            seed: self.seed,
+            data_seed: self.data_seed,
+            steps: self.steps.unwrap_or(TrainConfig::default().steps),
+            batch_size: self.batch_size,
+            lr: self.lr,
+            cond_drop: self.cond_drop,
+            ..Default::default()
+        };
+        job::TrainOptions {
+            config,
+            out: self.out.clone(),
+            run_dir: self
+                .run_dir
+                .clone()
+                .unwrap_or_else(|| job::default_run_dir(&self.out)),
+            resume: self.resume.clone(),
+            steps_override: self.steps,
+            every: self.checkpoint_every,
+            preview_steps: self.preview_steps,
+            force: self.force,
+            command_line: std::env::args().collect::<Vec<_>>().join(" "),
+        }
+    }
+}
+
+pub fn run(args: &TrainArgs, ctx: &Context) -> Result<()> {
+    let device = ctx.device()?;
+    let opts = args.options();
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        // First Ctrl-C: save a checkpoint and stop cleanly.
+        let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
+    }
+    let outcome = job::run(&opts, &device, &ctx.bars, &stop)?;
+    writeln!(
+        std::io::stdout().lock(),
+        "{} at step {}/{} (loss {:.5}, {:.1} min of training in all); model {}, checkpoint {}",
+        if outcome.interrupted {
+            "stopped"
+        } else {
+            "finished"
+        },
+        outcome.step,
+        outcome.total_steps,
+        outcome.last_loss,
+        outcome.elapsed_s / 60.0,
+        args.out.display(),
+        outcome.checkpoint.display()
+    )?;
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum DataCommand {
+    /// The procedural shapes dataset: images named index_colour_shape.png plus preview.png.
+    Shapes(ShapesArgs),
+}
+
+#[derive(Args)]
+pub struct ShapesArgs {
+    /// How many images.
+    #[arg(long, default_value_t = data::DEFAULT_COUNT)]
+    count: usize,
+    /// Output folder; it must be empty or new unless --force.
+    #[arg(long)]
+    out: PathBuf,
+    /// Dataset seed (the trainer's default).
+    #[arg(long, default_value_t = TrainConfig::default().data_seed)]
+    seed: u64,
+    /// Write into a non-empty folder.
+    #[arg(long)]
+    force: bool,
+}
+
+pub fn run_data(cmd: &DataCommand, ctx: &Context) -> Result<()> {
+    match cmd {
+        DataCommand::Shapes(args) => {
+            let n = data::write_shapes(args.seed, args.count, &args.out, args.force, &ctx.bars)?;
+            println!("wrote {n} images and preview.png to {}", args.out.display());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,165 @@
+//! A trained denoiser: the model file format (safetensors whose metadata carries the UNet
+//! config, the noise schedule and the trained step count), the built-in model, and what a
+//! loaded model offers every job: its schedule, a sampler with its prediction type, and
+//! classifier-free guidance on its own device.
+
+use std::path::Path;
+
+use candle_core::{DType, Device};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::io::safetensors;
+use crate::pipeline::Guided;
+use crate::sampler::{self, Sampler, SamplerConfig, SamplerKind};
+use crate::schedule::{NoiseSchedule, ScheduleConfig};
+use crate::unet::{UNet, UNetConfig};
+
+/// Metadata key of a model file.
+pub const MODEL_KEY: &str = "diffuse_model";
+
+/// How the built-in model is named in messages and reports.
+pub const BUILTIN_NAME: &str = "the built-in model (models/shapes32.safetensors)";
+
+/// The bytes of `models/shapes32.safetensors` at build time.
+pub static SHAPES32: &[u8] = include_bytes!("../models/shapes32.safetensors");
+
+/// The largest model file diffuse reads (checked before reading, so a wrong path such as a
+/// device file cannot exhaust memory).
+pub const MAX_MODEL_BYTES: u64 = 2 << 30;
+
+/// What a model file says about its weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelMeta {
+    /// Format version of this metadata.
+    pub format: u32,
+    pub unet: UNetConfig,
+    pub schedule: ScheduleConfig,
+    /// Optimisation steps the weights were trained for.
+    pub trained_steps: u64,
+}
+
+/// A loaded denoiser with its metadata and where it came from.
+pub struct LoadedModel {
+    pub meta: ModelMeta,
+    pub unet: UNet,
+    /// The noise schedule the model was trained with (from `meta.schedule`).
+    pub schedule: NoiseSchedule,
+    /// The file's path, or [`BUILTIN_NAME`].
+    pub name: String,
+    /// SHA-256 of the file's bytes, hex.
+    pub sha256: String,
+}
+
+/// The SHA-256 of `bytes`, hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl LoadedModel {
+    /// The device the weights live on; every tensor that meets the model is made here.
+    pub fn device(&self) -> &Device {
+        self.unet.device()
+    }
+
+    /// diffusers' defaults for `kind` at `steps`, with this model's prediction type.
+    pub fn sampler_config(&self, kind: SamplerKind, steps: usize) -> SamplerConfig {
+        self.with_prediction(SamplerConfig::new(kind, steps))
+    }
+
+    /// `config` with this model's prediction type (what the network outputs is the model's
+    /// property, never the caller's choice).
+    pub fn with_prediction(&self, config: SamplerConfig) -> SamplerConfig {
+        SamplerConfig {
+            prediction: self.meta.unet.prediction,
+            ..config
+        }
+    }
+
+    /// A sampler over this model's schedule; the prediction type is the model's.
+    pub fn sampler(&self, config: SamplerConfig) -> Result<Box<dyn Sampler + '_>> {
+        sampler::build(&self.with_prediction(config), &self.schedule)
+    }
+
+    /// Classifier-free guidance at `scale` for a batch of condition ids (one `Vec` per image)
+    /// against `uncond_ids`, with the id tensors on the model's device.
+    pub fn guided(
+        &self,
+        scale: f64,
+        cond_ids: &[Vec<u32>],
+        uncond_ids: &[Vec<u32>],
+    ) -> Result<Guided<'_>> {
+        Guided::new(&self.unet, scale, cond_ids, uncond_ids)
+    }
+}
+
+/// Builds the UNet from model-file tensors, naming the file when shapes or names disagree.
+fn build(source: String, bytes: &[u8], device: &Device) -> Result<LoadedModel> {
+    let fail = |reason: String| Error::File {
+        name: source.clone(),
+        reason,
+    };
+    let (meta, tensors) =
+        safetensors::load_bytes_with_meta::<ModelMeta>(bytes, MODEL_KEY, device).map_err(fail)?;
+    meta.unet
+        .validate()
+        .map_err(|e| fail(format!("invalid config metadata: {e}")))?;
+    let schedule = NoiseSchedule::new(meta.schedule)
+        .map_err(|e| fail(format!("invalid schedule metadata: {e}")))?;
+    let vb = candle_nn::VarBuilder::from_tensors(tensors, DType::F32, device);
+    let unet = UNet::new(&meta.unet, vb)
+        .map_err(|e| fail(format!("weights do not match the config: {e}")))?;
+    Ok(LoadedModel {
+        meta,
+        unet,
+        schedule,
+        name: source,
+        sha256: sha256_hex(bytes),
+    })
+}
+
+/// Reads a model file, refusing anything that is not a regular file of a sane size.
+fn read_model_file(path: &Path) -> Result<Vec<u8>> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::file(path, e))?;
+    if !meta.is_file() {
+        return Err(Error::file(path, "not a regular file"));
+    }
+    if meta.len() > MAX_MODEL_BYTES {
+        return Err(Error::file(
+            path,
+            format!(
+                "{} bytes is larger than the {} bytes a model file may have",
+                meta.len(),
+                MAX_MODEL_BYTES
+            ),
+        ));
+    }
+    std::fs::read(path).map_err(|e| Error::file(path, e))
+}
+
+/// Loads a model file written by `diffuse train`.
+pub fn load_file(path: &Path, device: &Device) -> Result<LoadedModel> {
+    let bytes = read_model_file(path)?;
+    build(format!("'{}'", path.display()), &bytes, device)
+}
+
+/// Loads a model from bytes in memory; `name` names it in messages.
+pub fn load_bytes(name: &str, bytes: &[u8], device: &Device) -> Result<LoadedModel> {
+    build(name.to_string(), bytes, device)
+}
+
+/// Loads `path`, or the built-in model when `path` is None.
+pub fn load(path: Option<&Path>, device: &Device) -> Result<LoadedModel> {
+    match path {
+        Some(p) => {
+            let mut model = load_file(p, device)?;
+            model.name = p.display().to_string();
+            Ok(model)
+        }
+        None => load_bytes(BUILTIN_NAME, SHAPES32, device),
+    }
+}
