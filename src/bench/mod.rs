@@ -4,6 +4,7 @@
 //! suite ([`suite`]).
 
 pub mod cases;
+pub mod machine;
 pub mod suite;
 
 pub use cases::{FrameCase, GenerateCase, QSampleCase, SamplerCase, UNetCase};

@@ -89,3 +89,21 @@ pub struct OutputFlags {
     #[arg(long)]
     pub json: bool,
 }
+
+impl OutputFlags {
+    /// Prints the report as one JSON line with `--json`, else the one-line `summary`.
+    pub fn print<R: serde::Serialize>(
+        &self,
+        report: &R,
+        summary: impl FnOnce() -> String,
+    ) -> anyhow::Result<()> {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        if self.json {
+            writeln!(out, "{}", serde_json::to_string(report)?)?;
+        } else {
+            writeln!(out, "{}", summary())?;
+        }
+        Ok(())
+    }
+}

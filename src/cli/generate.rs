@@ -1,7 +1,6 @@
 //! `diffuse generate` and `diffuse img2img`: reverse diffusion from noise (or from a noised
 //! picture) to images for a prompt, frame by frame.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -117,16 +116,11 @@ fn run_with(args: &GenerateArgs, init: Option<InitImage>, ctx: &Context) -> Resu
     let device = ctx.device()?;
     let model = diffuse::model::load(args.model.model.as_deref(), &device)?;
     let report = generate::run(&model, &args.options(init), &ctx.bars)?;
-    let mut out = std::io::stdout().lock();
-    if args.output.json {
-        writeln!(out, "{}", serde_json::to_string(&report)?)?;
-    } else {
-        writeln!(
-            out,
+    args.output.print(&report, || {
+        format!(
             "\"{}\": {} image(s), {} {} steps, guidance {}, seed {} -> {} ({} frames, {:.2} s sampling)",
             report.prompt, report.num_images, report.sampler.kind, report.timesteps.len(),
             report.guidance, report.seed, report.out.display(), report.frame_count, report.sampling_ms / 1e3
-        )?;
-    }
-    Ok(())
+        )
+    })
 }

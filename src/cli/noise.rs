@@ -1,6 +1,5 @@
 //! `diffuse noise`: forward diffusion of a picture into frames, a GIF and a strip.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -91,19 +90,14 @@ impl NoiseArgs {
 pub fn run(args: &NoiseArgs, ctx: &Context) -> Result<()> {
     let device = ctx.device()?;
     let report = noise::run(&args.options(), &device, &ctx.bars)?;
-    let mut out = std::io::stdout().lock();
-    if args.output.json {
-        writeln!(out, "{}", serde_json::to_string(&report)?)?;
-    } else {
-        writeln!(
-            out,
+    args.output.print(&report, || {
+        format!(
             "wrote {} frames (t = {}..{}), noising.gif and strip.png to {} in {:.2} s",
             report.frame_count,
             report.timesteps.first().copied().unwrap_or(0),
             report.timesteps.last().copied().unwrap_or(0),
             report.out.display(),
             report.timings.total_ms / 1e3
-        )?;
-    }
-    Ok(())
+        )
+    })
 }

@@ -1,5 +1,7 @@
-//! Training data: the procedural shapes dataset. Batches come out as model-space tensors
-//! `[B, 3, 32, 32]` with condition ids `[B, slots]`.
+//! Training data: the procedural shapes dataset ([`shapes`], drawn by index from a seed, so
+//! any batch of any run can be redrawn exactly) and folders of pictures ([`folder`]: class
+//! subfolders become prompt words). The trainer turns both into model-space batches
+//! `[B, 3, S, S]` with condition ids `[B, slots]`.
 
 pub mod folder;
 pub mod shapes;

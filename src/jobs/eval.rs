@@ -162,6 +162,9 @@ pub fn self_test(count: usize, seed: u64, sigmas: &[f64]) -> Result<Vec<SelfTest
     use rand_distr::{Distribution, Normal};
     let images = shapes::render_range(seed, 0, count);
     let mut out = Vec::new();
+    if let Some(&bad) = sigmas.iter().find(|s| !(s.is_finite() && **s >= 0.0)) {
+        return Err(Error::option_is("sigma", bad, "must be a number ≥ 0"));
+    }
     for &sigma in sigmas {
         let mut r = rng::rng(seed ^ 0x5eed);
         let normal = Normal::new(0.0, (sigma * 127.5).max(1e-12))

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use candle_core::Tensor;
-use image::RgbImage;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -18,8 +17,8 @@ use crate::model::LoadedModel;
 use crate::pipeline::{self, Guided, StepEvent};
 use crate::progress::Progress;
 use crate::prompt;
+use crate::render;
 use crate::render::animation::{AnimationWriter, FrameCount};
-use crate::render::{self, grid, upscale};
 use crate::rng::{self, Rng};
 use crate::sampler::{self, Sampler, SamplerConfig};
 use crate::schedule::NoiseSchedule;
@@ -239,28 +238,6 @@ fn load_init(model: &LoadedModel, path: &std::path::Path) -> Result<Tensor> {
     Ok(load_image(path, &opts, model.device())?.x0)
 }
 
-/// One frame: the K images of a state side by side, and under them their x0 predictions.
-fn frame_image(x: &Tensor, x0: Option<&Tensor>, scale: u32, x0_row: bool) -> Result<RgbImage> {
-    let k = x.dim(0)?;
-    let mut tiles = Vec::with_capacity(2 * k);
-    for i in 0..k {
-        tiles.push(render::to_rgb8(&x.get(i)?)?);
-    }
-    if x0_row {
-        for i in 0..k {
-            tiles.push(match x0 {
-                Some(x0) => render::to_rgb8(&x0.get(i)?)?,
-                // Before the first step there is no prediction yet: mid grey.
-                None => {
-                    RgbImage::from_pixel(tiles[0].width(), tiles[0].height(), image::Rgb([128; 3]))
-                }
-            });
-        }
-    }
-    let refs: Vec<&RgbImage> = tiles.iter().collect();
-    Ok(upscale(&grid(&refs, k, 1, None), scale))
-}
-
 /// Runs `diffuse generate` on the model's device.
 pub fn run(
     model: &LoadedModel,
@@ -302,7 +279,7 @@ pub fn run(
     let frames_before = frames.busy_ms();
     let animation = frames.finish()?;
     let mut files = animation.files;
-    files.extend(write_samples(&x, &opts.out, plan.scale)?);
+    files.extend(render::save_samples(&x, &opts.out, plan.scale)?);
     if opts.save_tensors && !trajectory.is_empty() {
         let (xs, x0s): (Vec<Tensor>, Vec<Tensor>) = trajectory.into_iter().unzip();
         let tensors = vec![
@@ -359,7 +336,7 @@ fn sample(
         if !plan.keep.contains(&state) {
             return Ok(());
         }
-        let img = frame_image(x, x0, plan.scale, opts.x0_row)?;
+        let img = render::state_frame(x, x0, plan.scale, opts.x0_row)?;
         frames.push(img, || plan.label(state))
     };
     let x_start = match &plan.init {
@@ -391,25 +368,4 @@ fn sample(
         Some(e) => Err(e),
         None => Ok(x),
     }
-}
-
-/// Writes `sample_00.png …` and `grid.png` (upscaled by `scale`); returns their names.
-fn write_samples(x: &Tensor, out: &std::path::Path, scale: u32) -> Result<Vec<String>> {
-    let k = x.dim(0)?;
-    let mut files = Vec::with_capacity(k + 1);
-    let mut finals = Vec::with_capacity(k);
-    for i in 0..k {
-        let img = render::to_rgb8(&x.get(i)?)?;
-        let name = format!("sample_{i:02}.png");
-        render::save_png(&img, &out.join(&name))?;
-        files.push(name);
-        finals.push(img);
-    }
-    let refs: Vec<&RgbImage> = finals.iter().collect();
-    render::save_png(
-        &upscale(&grid(&refs, k.min(8), 1, None), scale),
-        &out.join("grid.png"),
-    )?;
-    files.push("grid.png".into());
-    Ok(files)
 }

@@ -10,6 +10,7 @@
 
 pub mod conv;
 pub mod group_norm;
+mod im2col;
 pub mod init;
 pub mod layers;
 pub mod upsample;

@@ -157,3 +157,48 @@ pub fn upscale(img: &RgbImage, scale: u32) -> RgbImage {
         image::imageops::FilterType::Nearest,
     )
 }
+
+/// One frame of reverse diffusion: the K images of a state `[K, 3, H, W]` side by side, and
+/// under them their x0 predictions (mid grey before the first step), upscaled by `scale`.
+pub fn state_frame(x: &Tensor, x0: Option<&Tensor>, scale: u32, x0_row: bool) -> Result<RgbImage> {
+    let k = x.dim(0)?;
+    let mut tiles = Vec::with_capacity(2 * k);
+    for i in 0..k {
+        tiles.push(to_rgb8(&x.get(i)?)?);
+    }
+    if x0_row {
+        for i in 0..k {
+            tiles.push(match x0 {
+                Some(x0) => to_rgb8(&x0.get(i)?)?,
+                // Before the first step there is no prediction yet: mid grey.
+                None => {
+                    RgbImage::from_pixel(tiles[0].width(), tiles[0].height(), image::Rgb([128; 3]))
+                }
+            });
+        }
+    }
+    let refs: Vec<&RgbImage> = tiles.iter().collect();
+    Ok(upscale(&grid(&refs, k, 1, None), scale))
+}
+
+/// Writes each image of `x` `[K, 3, H, W]` as `sample_00.png …` in `out`, and all of them as
+/// `grid.png` (upscaled by `scale`); returns the file names.
+pub fn save_samples(x: &Tensor, out: &std::path::Path, scale: u32) -> Result<Vec<String>> {
+    let k = x.dim(0)?;
+    let mut files = Vec::with_capacity(k + 1);
+    let mut finals = Vec::with_capacity(k);
+    for i in 0..k {
+        let img = to_rgb8(&x.get(i)?)?;
+        let name = format!("sample_{i:02}.png");
+        save_png(&img, &out.join(&name))?;
+        files.push(name);
+        finals.push(img);
+    }
+    let refs: Vec<&RgbImage> = finals.iter().collect();
+    save_png(
+        &upscale(&grid(&refs, k.min(8), 1, None), scale),
+        &out.join("grid.png"),
+    )?;
+    files.push("grid.png".into());
+    Ok(files)
+}

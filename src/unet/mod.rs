@@ -41,32 +41,20 @@ pub struct UNet {
     time_out: candle_nn::Linear,
     cond_embed: Vec<Embedding>,
     conv_in: Conv2d,
-    down: Vec<(Vec<Stage>, Option<Downsample>)>,
+    down: Vec<Level<Downsample>>,
     mid: (ResBlock, Attention, ResBlock),
-    up: Vec<(Vec<Stage>, Option<Upsample>)>,
+    up: Vec<Level<Upsample>>,
     norm_out: GroupNorm,
     conv_out: Conv2d,
 }
 
 impl UNet {
     /// Builds the network; weight names follow the fields (`down.0.res.0.conv1.weight`, …).
+    /// Weights are created in a fixed order (conditions, down, mid, up, then the ends), which
+    /// seeded initialisation depends on.
     pub fn new(config: &UNetConfig, vb: VarBuilder) -> crate::Result<Self> {
         config.validate()?;
-        let c0 = config.base_channels;
-        let temb = config.temb_dim();
-        let g = config.groups;
-        let levels = config.channel_mult.len();
-        let stage = |cin: usize, cout: usize, px: usize, vb: VarBuilder| -> Result<Stage> {
-            Ok(Stage {
-                res: res_block(cin, cout, temb, g, vb.pp("res"))?,
-                attn: if config.attention_resolutions.contains(&px) {
-                    Some(attention(cout, config.num_heads, g, vb.pp("attn"))?)
-                } else {
-                    None
-                },
-            })
-        };
-
+        let (c0, temb, g) = (config.base_channels, config.temb_dim(), config.groups);
         let cond_embed = config
             .vocab
             .slots
@@ -74,63 +62,25 @@ impl UNet {
             .enumerate()
             .map(|(i, slot)| {
                 let n = slot.words.len() + 1;
-                let w = vb.pp("cond_embed").pp(i).get_with_hints(
-                    (n, temb),
-                    "weight",
-                    candle_nn::Init::Randn {
-                        mean: 0.0,
-                        stdev: 1.0,
-                    },
-                )?;
+                let init = candle_nn::Init::Randn {
+                    mean: 0.0,
+                    stdev: 1.0,
+                };
+                let w = vb
+                    .pp("cond_embed")
+                    .pp(i)
+                    .get_with_hints((n, temb), "weight", init)?;
                 Ok(Embedding::new(w, temb))
             })
             .collect::<Result<Vec<_>>>()?;
-
-        let mut px = config.image_size;
-        let mut ch = c0;
-        let mut skips = vec![ch];
-        let mut down = Vec::new();
-        for (l, m) in config.channel_mult.iter().enumerate() {
-            let vbl = vb.pp("down").pp(l);
-            let out = c0 * m;
-            let mut stages = Vec::new();
-            for r in 0..config.num_res_blocks {
-                stages.push(stage(ch, out, px, vbl.pp("stages").pp(r))?);
-                ch = out;
-                skips.push(ch);
-            }
-            let ds = if l + 1 < levels {
-                px /= 2;
-                skips.push(ch);
-                Some(downsample(ch, vbl.pp("downsample"))?)
-            } else {
-                None
-            };
-            down.push((stages, ds));
-        }
+        let (down, mut skips) = down_path(config, &vb)?;
+        let ch = c0 * config.channel_mult.last().copied().unwrap_or(1);
         let mid = (
             res_block(ch, ch, temb, g, vb.pp("mid.res1"))?,
             attention(ch, config.num_heads, g, vb.pp("mid.attn"))?,
             res_block(ch, ch, temb, g, vb.pp("mid.res2"))?,
         );
-        let mut up = Vec::new();
-        for (l, m) in config.channel_mult.iter().enumerate().rev() {
-            let vbl = vb.pp("up").pp(levels - 1 - l);
-            let out = c0 * m;
-            let mut stages = Vec::new();
-            for r in 0..=config.num_res_blocks {
-                let skip = skips.pop().expect("one skip per stage");
-                stages.push(stage(ch + skip, out, px, vbl.pp("stages").pp(r))?);
-                ch = out;
-            }
-            let us = if l > 0 {
-                px *= 2;
-                Some(upsample(ch, vbl.pp("upsample"))?)
-            } else {
-                None
-            };
-            up.push((stages, us));
-        }
+        let up = up_path(config, &vb, &mut skips)?;
         Ok(Self {
             config: config.clone(),
             time_in: linear(c0, temb, vb.pp("time_in"))?,
@@ -140,8 +90,14 @@ impl UNet {
             down,
             mid,
             up,
-            norm_out: group_norm(g, ch, vb.pp("norm_out"))?,
-            conv_out: conv2d(ch, config.in_channels, 3, 1, vb.pp("conv_out"))?,
+            norm_out: group_norm(g, c0 * config.channel_mult[0], vb.pp("norm_out"))?,
+            conv_out: conv2d(
+                c0 * config.channel_mult[0],
+                config.in_channels,
+                3,
+                1,
+                vb.pp("conv_out"),
+            )?,
         })
     }
 
@@ -201,6 +157,82 @@ impl UNet {
         }
         self.conv_out.forward(&self.norm_out.forward(&h, true)?) // [B, 3, H, W]
     }
+}
+
+/// A ResBlock from `cin` to `cout` channels at `px` pixels, with attention when the config
+/// asks for it at that resolution.
+fn stage(config: &UNetConfig, cin: usize, cout: usize, px: usize, vb: VarBuilder) -> Result<Stage> {
+    let (temb, g) = (config.temb_dim(), config.groups);
+    Ok(Stage {
+        res: res_block(cin, cout, temb, g, vb.pp("res"))?,
+        attn: if config.attention_resolutions.contains(&px) {
+            Some(attention(cout, config.num_heads, g, vb.pp("attn"))?)
+        } else {
+            None
+        },
+    })
+}
+
+type Level<T> = (Vec<Stage>, Option<T>);
+
+/// The encoder levels, and the channel count of every skip connection they leave.
+fn down_path(config: &UNetConfig, vb: &VarBuilder) -> Result<(Vec<Level<Downsample>>, Vec<usize>)> {
+    let levels = config.channel_mult.len();
+    let mut px = config.image_size;
+    let mut ch = config.base_channels;
+    let mut skips = vec![ch];
+    let mut down = Vec::new();
+    for (l, m) in config.channel_mult.iter().enumerate() {
+        let vbl = vb.pp("down").pp(l);
+        let out = config.base_channels * m;
+        let mut stages = Vec::new();
+        for r in 0..config.num_res_blocks {
+            stages.push(stage(config, ch, out, px, vbl.pp("stages").pp(r))?);
+            ch = out;
+            skips.push(ch);
+        }
+        let ds = if l + 1 < levels {
+            px /= 2;
+            skips.push(ch);
+            Some(downsample(ch, vbl.pp("downsample"))?)
+        } else {
+            None
+        };
+        down.push((stages, ds));
+    }
+    Ok((down, skips))
+}
+
+/// The decoder levels, each stage taking one skip connection from `skips`.
+fn up_path(
+    config: &UNetConfig,
+    vb: &VarBuilder,
+    skips: &mut Vec<usize>,
+) -> Result<Vec<Level<Upsample>>> {
+    let levels = config.channel_mult.len();
+    let mut px = config.image_size >> (levels - 1);
+    let mut ch = config.base_channels * config.channel_mult[levels - 1];
+    let mut up = Vec::new();
+    for (l, m) in config.channel_mult.iter().enumerate().rev() {
+        let vbl = vb.pp("up").pp(levels - 1 - l);
+        let out = config.base_channels * m;
+        let mut stages = Vec::new();
+        for r in 0..=config.num_res_blocks {
+            let skip = skips
+                .pop()
+                .ok_or_else(|| candle_core::Error::msg("unet: a decoder stage lacks its skip"))?;
+            stages.push(stage(config, ch + skip, out, px, vbl.pp("stages").pp(r))?);
+            ch = out;
+        }
+        let us = if l > 0 {
+            px *= 2;
+            Some(upsample(ch, vbl.pp("upsample"))?)
+        } else {
+            None
+        };
+        up.push((stages, us));
+    }
+    Ok(up)
 }
 
 /// Counts the parameters in a var map.

@@ -1,0 +1,188 @@
+//! The geometry of a convolution and its data movement: im2col (input patches as columns
+//! for the forward GEMM), col2im (the backward's scatter-add), and the per-sample split of
+//! a batch over rayon's threads.
+
+use candle_core::{Result, Shape};
+use rayon::prelude::*;
+
+use super::threads;
+
+/// Sizes of one convolution.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Geom {
+    pub(super) b: usize,
+    pub(super) cin: usize,
+    pub(super) h: usize,
+    pub(super) w: usize,
+    pub(super) cout: usize,
+    pub(super) k: usize,
+    pub(super) stride: usize,
+    pub(super) pad: usize,
+    pub(super) ho: usize,
+    pub(super) wo: usize,
+}
+
+impl Geom {
+    pub(super) fn new(x: &Shape, cout: usize, k: usize, stride: usize, pad: usize) -> Result<Self> {
+        let (b, cin, h, w) = x.dims4()?;
+        if h + 2 * pad < k || w + 2 * pad < k || stride == 0 {
+            candle_core::bail!("conv2d: kernel {k} does not fit {h}x{w} with padding {pad}");
+        }
+        let ho = (h + 2 * pad - k) / stride + 1;
+        let wo = (w + 2 * pad - k) / stride + 1;
+        Ok(Self {
+            b,
+            cin,
+            h,
+            w,
+            cout,
+            k,
+            stride,
+            pad,
+            ho,
+            wo,
+        })
+    }
+    /// Rows of the im2col matrix: Cin·k·k.
+    pub(super) fn kdim(&self) -> usize {
+        self.cin * self.k * self.k
+    }
+    /// Output pixels per channel: Ho·Wo.
+    pub(super) fn pix(&self) -> usize {
+        self.ho * self.wo
+    }
+    /// A 1×1, stride-1, unpadded conv needs no im2col: the input already is the matrix.
+    pub(super) fn pointwise(&self) -> bool {
+        self.k == 1 && self.stride == 1 && self.pad == 0
+    }
+    pub(super) fn x_len(&self) -> usize {
+        self.cin * self.h * self.w
+    }
+    pub(super) fn y_len(&self) -> usize {
+        self.cout * self.pix()
+    }
+    /// Split over samples when there are enough of them, else inside each GEMM.
+    pub(super) fn batch_parallel(&self) -> bool {
+        self.b >= threads() && threads() > 1
+    }
+}
+
+/// Runs `one(input, output, scratch, inner_parallel)` for every sample of the batch: the
+/// samples in parallel when there are enough of them (each GEMM on one thread), else one by
+/// one with each GEMM parallel. `input` and `output` hold `in_len` and `out_len` per sample.
+pub(super) fn per_sample(
+    g: &Geom,
+    input: &[f32],
+    in_len: usize,
+    output: &mut [f32],
+    out_len: usize,
+    one: impl Fn(&[f32], &mut [f32], &mut Vec<f32>, bool) + Sync,
+) {
+    if g.batch_parallel() {
+        output
+            .par_chunks_mut(out_len)
+            .zip(input.par_chunks(in_len))
+            .for_each_init(Vec::new, |col, (ob, ib)| one(ib, ob, col, false));
+    } else {
+        let mut col = Vec::new();
+        for (ob, ib) in output.chunks_mut(out_len).zip(input.chunks(in_len)) {
+            one(ib, ob, &mut col, true);
+        }
+    }
+}
+
+/// The range of output columns `ox` whose input column `ox·s + kx - p` is inside `0..w`.
+pub(super) fn valid_range(g: &Geom, kx: usize) -> (usize, usize) {
+    let (s, p) = (g.stride as isize, g.pad as isize);
+    let off = kx as isize - p;
+    // ox·s + off >= 0  and  ox·s + off <= w - 1
+    let lo = if off >= 0 { 0 } else { (-off + s - 1) / s };
+    let hi = ((g.w as isize - 1 - off) / s + 1).clamp(0, g.wo as isize);
+    (lo.min(hi) as usize, hi as usize)
+}
+
+/// Unfolds one sample `x` `[Cin, H, W]` into `col` `[Cin·k·k, Ho·Wo]`.
+pub(super) fn im2col(g: &Geom, x: &[f32], col: &mut [f32]) {
+    let (k, s, p) = (g.k, g.stride, g.pad as isize);
+    for ci in 0..g.cin {
+        let plane = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+        for ky in 0..k {
+            for kx in 0..k {
+                let row = (ci * k + ky) * k + kx;
+                let dst = &mut col[row * g.pix()..(row + 1) * g.pix()];
+                let (lo, hi) = valid_range(g, kx);
+                for oy in 0..g.ho {
+                    let d = &mut dst[oy * g.wo..(oy + 1) * g.wo];
+                    let iy = (oy * s + ky) as isize - p;
+                    if iy < 0 || iy >= g.h as isize || lo >= hi {
+                        d.fill(0.0);
+                        continue;
+                    }
+                    let src = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
+                    d[..lo].fill(0.0);
+                    d[hi..].fill(0.0);
+                    let ix0 = (lo * s) as isize + kx as isize - p;
+                    if s == 1 {
+                        d[lo..hi].copy_from_slice(&src[ix0 as usize..ix0 as usize + hi - lo]);
+                    } else {
+                        for (j, v) in d[lo..hi].iter_mut().enumerate() {
+                            *v = src[ix0 as usize + j * s];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `dst` [cols, rows] = `src` [rows, cols]ᵀ, in 16×16 tiles.
+pub(super) fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    const T: usize = 16;
+    for r0 in (0..rows).step_by(T) {
+        for c0 in (0..cols).step_by(T) {
+            for r in r0..(r0 + T).min(rows) {
+                for c in c0..(c0 + T).min(cols) {
+                    dst[c * rows + r] = src[r * cols + c];
+                }
+            }
+        }
+    }
+}
+
+/// Folds `col` `[Cin·k·k, Ho·Wo]` back, adding into `dx` `[Cin, H, W]` (zeroed first).
+pub(super) fn col2im(g: &Geom, col: &[f32], dx: &mut [f32]) {
+    dx.fill(0.0);
+    let (k, s, p) = (g.k, g.stride, g.pad as isize);
+    for ci in 0..g.cin {
+        let plane = &mut dx[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+        for ky in 0..k {
+            for kx in 0..k {
+                let row = (ci * k + ky) * k + kx;
+                let src = &col[row * g.pix()..(row + 1) * g.pix()];
+                let (lo, hi) = valid_range(g, kx);
+                if lo >= hi {
+                    continue;
+                }
+                for oy in 0..g.ho {
+                    let iy = (oy * s + ky) as isize - p;
+                    if iy < 0 || iy >= g.h as isize {
+                        continue;
+                    }
+                    let d = &mut plane[iy as usize * g.w..(iy as usize + 1) * g.w];
+                    let c = &src[oy * g.wo..(oy + 1) * g.wo];
+                    let ix0 = (lo * s) as isize + kx as isize - p;
+                    if s == 1 {
+                        let d = &mut d[ix0 as usize..ix0 as usize + hi - lo];
+                        for (a, b) in d.iter_mut().zip(&c[lo..hi]) {
+                            *a += b;
+                        }
+                    } else {
+                        for (j, b) in c[lo..hi].iter().enumerate() {
+                            d[ix0 as usize + j * s] += b;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
