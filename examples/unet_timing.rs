@@ -1,5 +1,7 @@
 //! Development aid for profiling: runs the UNet forward (or a training step) in a loop.
-//! `cargo run --release --example unet_timing -- fwd 16 20` or `-- train 64 3`.
+//! `cargo run --release --example unet_timing -- fwd 16 20 shapes` or `-- train 32 3 emoji`;
+//! a fifth argument `nox` drops the emoji model's cross-attention at 16 and 8 px, or sets the
+//! channel multipliers (`1,2,2,2`).
 use candle_core::Device;
 use diffuse::bench::UNetCase;
 use diffuse::unet::UNetConfig;
@@ -14,12 +16,21 @@ fn main() {
     let mode = args.get(1).map_or("fwd", |s| s.as_str()).to_string();
     let b: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(16);
     let n: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(10);
-    let c: usize = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(64);
-    let cfg = UNetConfig {
-        base_channels: c,
-        ..Default::default()
+    let mut cfg = match args.get(4).map(String::as_str) {
+        Some("emoji") => UNetConfig::emoji(),
+        _ => UNetConfig::default(),
     };
+    match args.get(5).map(String::as_str) {
+        Some("nox") => cfg.cross_attention_resolutions.clear(),
+        Some(mult) => cfg.channel_mult = mult.split(',').map(|m| m.parse().unwrap()).collect(),
+        None => {}
+    }
     let case = UNetCase::new(&cfg, &Device::Cpu).unwrap();
+    println!(
+        "{} parameters, {:.3} GFLOP per image",
+        diffuse::unet::parameter_count(&case.varmap),
+        cfg.flops_per_image() / 1e9
+    );
     let (x, t, cond, e) = case.inputs(b).unwrap();
     let mut opt = case.optimizer().unwrap();
     let st = Instant::now();

@@ -39,6 +39,7 @@ pub mod render;
 pub mod rng;
 pub mod sampler;
 pub mod schedule;
+pub mod text;
 pub mod train;
 pub mod unet;
 

@@ -1,9 +1,33 @@
-//! Prompt text ↔ condition ids. The grammar: an optional article, then at most one word per
-//! slot (for the shapes model a colour and a shape), in any order: "a red circle", "blue",
-//! "triangle", or "" for unconditional. The words come from the model's vocabulary.
+//! Prompt text ↔ condition ids, from the model's own vocabulary.
+//!
+//! - Slot models (shapes): an optional article, then at most one word per slot (a colour
+//!   and a shape), in any order: "a red circle", "blue", "triangle", or "" (unconditional).
+//! - Text models: the words become token ids ([`crate::text::tokenizer`]), padded to the
+//!   model's length; the prompt must follow the caption grammar ([`crate::text::grammar`]).
 
 use crate::error::{Error, Result};
-use crate::unet::Vocabulary;
+use crate::text::{grammar, tokenizer};
+use crate::unet::{UNetConfig, Vocabulary};
+
+/// The condition ids of `text` for a model with `config`.
+pub fn encode(text: &str, config: &UNetConfig) -> Result<Vec<u32>> {
+    match &config.text {
+        None => parse(text, &config.vocab),
+        Some(t) => {
+            let ids = t.tokenizer().encode(text)?;
+            grammar::parse(text, &tokenizer::words(text))?;
+            Ok(ids)
+        }
+    }
+}
+
+/// The unconditional ids of a model: every slot's null token, or all padding.
+pub fn null_ids(config: &UNetConfig) -> Vec<u32> {
+    match &config.text {
+        None => config.vocab.null_ids(),
+        Some(t) => t.tokenizer().null_ids(),
+    }
+}
 
 const ARTICLES: [&str; 3] = ["a", "an", "the"];
 

@@ -117,8 +117,19 @@ impl UNetCase {
 
     /// The condition ids of [`inputs`](Self::inputs): image i takes word i of every slot
     /// (cycling through the null token).
+    /// For a text model: the preview captions in turn.
     pub fn cond_ids(&self, batch: usize) -> Vec<Vec<u32>> {
-        let vocab = &self.model.config.vocab;
+        let config = &self.model.config;
+        if config.text.is_some() {
+            let captions = crate::data::emoji::preview_captions();
+            return (0..batch)
+                .map(|i| {
+                    crate::prompt::encode(&captions[i % captions.len()], config)
+                        .unwrap_or_else(|_| crate::prompt::null_ids(config))
+                })
+                .collect();
+        }
+        let vocab = &config.vocab;
         (0..batch)
             .map(|i| {
                 vocab
@@ -212,18 +223,31 @@ impl GenerateCase<'_> {
         }
     }
 
-    /// The first word of every slot, as one condition id list.
-    fn prompt_ids(&self) -> Vec<u32> {
-        vec![0; self.model.meta.unet.vocab.slots.len()]
+    /// The benchmarked prompt: the course page's "a cat with a computer" for a text model,
+    /// the first word of every slot for a slot model.
+    pub fn prompt(&self) -> String {
+        let config = &self.model.meta.unet;
+        match &config.text {
+            Some(_) => {
+                crate::data::emoji::caption(0, Some((crate::data::emoji::Relation::With, 2)))
+            }
+            None => config
+                .vocab
+                .slots
+                .iter()
+                .map(|s| s.words[0].as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
     }
 
     /// Sampling only: noise to final images (as 8-bit pictures), nothing written.
     pub fn sample(&self, seed: u64) -> Result<Vec<RgbImage>> {
-        let vocab = &self.model.meta.unet.vocab;
+        let ids = crate::prompt::encode(&self.prompt(), &self.model.meta.unet)?;
         let guided = self.model.guided(
             generate::DEFAULT_GUIDANCE,
-            &vec![self.prompt_ids(); self.images],
-            &vec![vocab.null_ids(); self.images],
+            &vec![ids; self.images],
+            &vec![crate::prompt::null_ids(&self.model.meta.unet); self.images],
         )?;
         let mut s = self.model.sampler(self.sampler_config())?;
         let x = pipeline::sample(&guided, s.as_mut(), &mut rng::rng(seed), |_, _| {})?;
@@ -234,15 +258,8 @@ impl GenerateCase<'_> {
 
     /// The `generate` job with every frame written; returns its report.
     pub fn generate(&self, seed: u64) -> Result<generate::GenerateReport> {
-        let vocab = &self.model.meta.unet.vocab;
-        let prompt = vocab
-            .slots
-            .iter()
-            .map(|s| s.words[0].as_str())
-            .collect::<Vec<_>>()
-            .join(" ");
         let opts = generate::GenerateOptions {
-            prompt,
+            prompt: self.prompt(),
             negative_prompt: None,
             num_images: self.images,
             sampler: self.sampler_config(),

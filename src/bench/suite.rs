@@ -188,7 +188,7 @@ fn denoiser(
         for &n in &batches {
             let (x, t, _, _) = unet.inputs(n)?;
             let ids = unet.cond_ids(n);
-            let nulls = vec![model.meta.unet.vocab.null_ids(); n];
+            let nulls = vec![crate::prompt::null_ids(&model.meta.unet); n];
             let g = model.guided(if guided { 3.0 } else { 1.0 }, &ids, &nulls)?;
             let (timing, mem) = measure(1, b.runs, b.long_ms, || {
                 sync(&g.predict(&x, t[0] as usize)?)

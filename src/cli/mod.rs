@@ -110,7 +110,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Schedule(args) => schedule::run(args),
         Command::Noise(args) => noise::run(args, &ctx).context("diffuse noise"),
         Command::Train(args) => train::run(args, &ctx).context("diffuse train"),
-        Command::Data(cmd) => train::run_data(cmd, &ctx).context("diffuse data shapes"),
+        Command::Data(cmd) => train::run_data(cmd, &ctx).context("diffuse data"),
         Command::Eval(args) => eval::run(args, &ctx).context("diffuse eval"),
         Command::Generate(args) => generate::run(args, &ctx).context("diffuse generate"),
         Command::Img2img(args) => generate::run_img2img(args, &ctx).context("diffuse img2img"),

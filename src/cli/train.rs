@@ -19,9 +19,10 @@ use super::Context;
 
 #[derive(Args)]
 pub struct TrainArgs {
-    /// Training data: `shapes` (the procedural shapes dataset) or a folder of pictures
-    /// (class subfolders: the folder names become the prompts; flat: unconditional).
-    /// A folder named `shapes` is written `./shapes`.
+    /// Training data: `shapes` (the procedural shapes dataset), `emoji` (emoji scenes with
+    /// captions, for a text-to-image model) or a folder of pictures (class subfolders: the
+    /// folder names become the prompts; flat: unconditional). A folder named `shapes` is
+    /// written `./shapes`.
     #[arg(long, default_value_t = TrainConfig::default().data, value_parser = parse::<DataSource>)]
     data: DataSource,
     /// Model file to write (EMA weights + config in the safetensors metadata).
@@ -83,7 +84,10 @@ impl TrainArgs {
             unet: UNetConfig {
                 base_channels: self.base_channels,
                 prediction: self.prediction_type,
-                ..Default::default()
+                ..match self.data {
+                    DataSource::Emoji => UNetConfig::emoji(),
+                    _ => UNetConfig::default(),
+                }
             },
             schedule: self.schedule.config(self.beta_schedule),
             seed: self.seed,
@@ -143,6 +147,28 @@ pub fn run(args: &TrainArgs, ctx: &Context) -> Result<()> {
 pub enum DataCommand {
     /// The procedural shapes dataset: images named index_colour_shape.png plus preview.png.
     Shapes(ShapesArgs),
+    /// Emoji scenes: images, captions.jsonl (caption, relation, object boxes) and preview.png;
+    /// `--held-out` lists the noun pairs training never shows together.
+    Emoji(EmojiArgs),
+}
+
+#[derive(Args)]
+pub struct EmojiArgs {
+    /// How many scenes.
+    #[arg(long, default_value_t = data::DEFAULT_COUNT)]
+    count: usize,
+    /// Output folder; it must be empty or new unless --force.
+    #[arg(long, required_unless_present = "held_out")]
+    out: Option<PathBuf>,
+    /// Dataset seed (the trainer's default).
+    #[arg(long, default_value_t = TrainConfig::default().data_seed)]
+    seed: u64,
+    /// Write into a non-empty folder.
+    #[arg(long)]
+    force: bool,
+    /// Print the held-out pairs instead of writing scenes.
+    #[arg(long, conflicts_with_all = ["out", "count", "force"])]
+    held_out: bool,
 }
 
 #[derive(Args)]
@@ -167,6 +193,16 @@ pub fn run_data(cmd: &DataCommand, ctx: &Context) -> Result<()> {
             let n = data::write_shapes(args.seed, args.count, &args.out, args.force, &ctx.bars)?;
             println!("wrote {n} images and preview.png to {}", args.out.display());
         }
+        DataCommand::Emoji(args) => match &args.out {
+            Some(out) if !args.held_out => {
+                let n = data::write_emoji(args.seed, args.count, out, args.force, &ctx.bars)?;
+                println!(
+                    "wrote {n} scenes, captions.jsonl and preview.png to {}",
+                    out.display()
+                );
+            }
+            _ => print!("{}", data::held_out_text()),
+        },
     }
     Ok(())
 }

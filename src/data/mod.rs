@@ -3,5 +3,6 @@
 //! subfolders become prompt words). The trainer turns both into model-space batches
 //! `[B, 3, S, S]` with condition ids `[B, slots]`.
 
+pub mod emoji;
 pub mod folder;
 pub mod shapes;

@@ -127,11 +127,11 @@ impl Plan {
         model: &'m LoadedModel,
         opts: &GenerateOptions,
     ) -> Result<(Self, Box<dyn Sampler + 'm>)> {
-        let vocab = &model.meta.unet.vocab;
-        let ids = prompt::parse(&opts.prompt, vocab)?;
+        let unet = &model.meta.unet;
+        let ids = prompt::encode(&opts.prompt, unet)?;
         let neg = match &opts.negative_prompt {
-            Some(p) => prompt::parse(p, vocab)?,
-            None => vocab.null_ids(),
+            Some(p) => prompt::encode(p, unet)?,
+            None => prompt::null_ids(unet),
         };
         check_options(opts)?;
         let config = model.with_prediction(opts.sampler);

@@ -9,6 +9,7 @@ use std::time::Instant;
 use candle_core::Device;
 use image::RgbImage;
 
+use crate::data::emoji;
 use crate::error::{Error, Result};
 use crate::io::fs;
 use crate::progress::Progress;
@@ -122,9 +123,17 @@ pub fn save_loss_plot(points: &[(f64, f64)], path: &Path) -> Result<()> {
     render::save_png(&img, path)
 }
 
-/// Every combination of the vocabulary's words (one image per prompt, at most 64), or 16
-/// unconditional samples for a model without prompt slots.
-fn preview_prompts(vocab: &crate::unet::Vocabulary) -> Vec<Vec<u32>> {
+/// The preview prompts as condition ids: for a text model, [`emoji::preview_captions`]; for a
+/// slot model, every combination of its words (at most 64), or 16 unconditional samples for
+/// a model without slots.
+fn preview_prompts(config: &crate::unet::UNetConfig) -> Result<Vec<Vec<u32>>> {
+    if config.text.is_some() {
+        return emoji::preview_captions()
+            .iter()
+            .map(|c| crate::prompt::encode(c, config))
+            .collect();
+    }
+    let vocab = &config.vocab;
     let mut prompts: Vec<Vec<u32>> = vec![vec![]];
     for slot in &vocab.slots {
         prompts = prompts
@@ -142,11 +151,12 @@ fn preview_prompts(vocab: &crate::unet::Vocabulary) -> Vec<Vec<u32>> {
     if vocab.slots.is_empty() {
         prompts = vec![vec![]; 16];
     }
-    prompts
+    Ok(prompts)
 }
 
-/// One unguided DDPM sample per prompt id list with the EMA weights, seed 0. The inputs are
-/// made on the model's device (through [`Guided::new`](crate::pipeline::Guided::new)).
+/// One DDPM sample per prompt id list with the EMA weights, seed 0: unguided for slot models,
+/// at the default guidance for text models. The inputs are made on the model's device
+/// (through [`Guided::new`](crate::pipeline::Guided::new)).
 pub fn preview_samples(trainer: &Trainer, ids: &[Vec<u32>], steps: usize) -> Result<Vec<RgbImage>> {
     let model = trainer.ema_model()?;
     let config = SamplerConfig {
@@ -154,7 +164,14 @@ pub fn preview_samples(trainer: &Trainer, ids: &[Vec<u32>], steps: usize) -> Res
         ..SamplerConfig::new(SamplerKind::Ddpm, steps)
     };
     let mut sampler = sampler::build(&config, &trainer.schedule)?;
-    let guided = crate::pipeline::Guided::new(&model, 1.0, ids, ids)?;
+    let guided = match &trainer.config.unet.text {
+        None => crate::pipeline::Guided::new(&model, 1.0, ids, ids)?,
+        Some(_) => {
+            let nulls = vec![crate::prompt::null_ids(&trainer.config.unet); ids.len()];
+            let scale = crate::jobs::generate::DEFAULT_GUIDANCE;
+            crate::pipeline::Guided::new(&model, scale, ids, &nulls)?
+        }
+    };
     let x = crate::pipeline::sample(&guided, sampler.as_mut(), &mut rng::rng(0), |_, _| {})?;
     (0..ids.len())
         .map(|i| render::to_rgb8(&x.get(i)?))
@@ -169,7 +186,7 @@ pub fn save_preview(
     path: &Path,
 ) -> Result<Option<crate::judge::Tally>> {
     let vocab = &trainer.config.unet.vocab;
-    let ids = preview_prompts(vocab);
+    let ids = preview_prompts(&trainer.config.unet)?;
     let images = preview_samples(trainer, &ids, steps)?;
     let refs: Vec<&image::RgbImage> = images.iter().collect();
     let cols = vocab.slots.last().map_or(4, |s| s.words.len().min(8));

@@ -1,4 +1,4 @@
-//! Small layers over the fast kernels: Conv2d, GroupNorm(+SiLU) and Linear, each a plain
+//! Small layers over the fast kernels: Conv2d, GroupNorm(+SiLU), LayerNorm and Linear, each a plain
 //! struct of tensors with a constructor that names its weights and takes `vb` last.
 //! Initialisation follows PyTorch's defaults (uniform ±1/√fan_in; GroupNorm γ = 1, β = 0).
 
@@ -86,4 +86,34 @@ pub fn linear(din: usize, dout: usize, vb: VarBuilder) -> Result<candle_nn::Line
     let w = vb.get_with_hints((dout, din), "weight", init)?;
     let b = vb.get_with_hints(dout, "bias", init)?;
     Ok(candle_nn::Linear::new(w, Some(b)))
+}
+
+/// `y = x·Wᵀ` (no bias), as Stable Diffusion's attention projections.
+pub fn linear_no_bias(din: usize, dout: usize, vb: VarBuilder) -> Result<candle_nn::Linear> {
+    let w = vb.get_with_hints((dout, din), "weight", fan_in_uniform(din))?;
+    Ok(candle_nn::Linear::new(w, None))
+}
+
+/// LayerNorm over the last dimension with a learned scale and shift (γ = 1, β = 0 at init).
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    pub weight: Tensor, // [C]
+    pub bias: Tensor,   // [C]
+    pub eps: f64,
+}
+
+/// LayerNorm over `c` features, ε = 1e-5 (PyTorch's default).
+pub fn layer_norm(c: usize, vb: VarBuilder) -> Result<LayerNorm> {
+    Ok(LayerNorm {
+        weight: vb.get_with_hints(c, "weight", Init::Const(1.0))?,
+        bias: vb.get_with_hints(c, "bias", Init::Const(0.0))?,
+        eps: 1e-5,
+    })
+}
+
+impl Module for LayerNorm {
+    /// `[…, C]` → `[…, C]`.
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        nn::layer_norm(xs, &self.weight, &self.bias, self.eps)
+    }
 }

@@ -8,15 +8,20 @@
 //! so GPU paths keep working. `tests/kernels.rs` checks values and gradients against the
 //! reference compositions.
 
+pub mod attention;
 pub mod conv;
+pub mod geglu;
 pub mod group_norm;
 mod im2col;
 pub mod init;
+pub mod layer_norm;
 pub mod layers;
 pub mod upsample;
 
 pub use conv::conv2d;
+pub use geglu::geglu;
 pub use group_norm::group_norm;
+pub use layer_norm::layer_norm;
 pub use upsample::upsample_nearest2x;
 
 use candle_core::{DType, Device, Tensor};

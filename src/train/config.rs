@@ -20,14 +20,16 @@ pub enum DataSource {
     /// The procedural shapes dataset.
     #[default]
     Shapes,
+    /// The procedural emoji-scene dataset (captions for a text model).
+    Emoji,
     /// A folder of pictures: class subfolders (conditional) or flat (unconditional).
     Folder(PathBuf),
 }
 
 impl FromStr for DataSource {
     type Err = Error;
-    /// `shapes` is the built-in dataset; anything else is a folder (a folder named `shapes`
-    /// is written `./shapes`).
+    /// `shapes` and `emoji` are the built-in datasets; anything else is a folder (a folder
+    /// named `shapes` is written `./shapes`).
     fn from_str(s: &str) -> Result<Self> {
         match s {
             "" => Err(Error::option_is(
@@ -36,6 +38,7 @@ impl FromStr for DataSource {
                 "is empty: give `shapes` or a folder",
             )),
             "shapes" => Ok(DataSource::Shapes),
+            "emoji" => Ok(DataSource::Emoji),
             _ => Ok(DataSource::Folder(PathBuf::from(s))),
         }
     }
@@ -45,6 +48,7 @@ impl fmt::Display for DataSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DataSource::Shapes => f.write_str("shapes"),
+            DataSource::Emoji => f.write_str("emoji"),
             DataSource::Folder(p) => write!(f, "{}", p.display()),
         }
     }
@@ -128,6 +132,20 @@ impl TrainConfig {
             }
         }
         self.unet.validate()?;
+        if self.data == DataSource::Emoji {
+            let size = crate::data::emoji::SIZE as usize;
+            if self.unet.text.is_none()
+                || self.unet.image_size != size
+                || self.unet.in_channels != 3
+            {
+                return Err(Error::Config {
+                    what: "train",
+                    reason: format!(
+                        "the emoji scenes need a text model for 3×{size}×{size} images (UNetConfig::emoji())"
+                    ),
+                });
+            }
+        }
         NoiseSchedule::new(self.schedule)?;
         Ok(())
     }

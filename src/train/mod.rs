@@ -19,7 +19,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::data::folder::FolderDataset;
-use crate::data::shapes;
+use crate::data::{emoji, shapes};
 use crate::error::{Error, Result};
 use crate::io::safetensors;
 use crate::model::{ModelMeta, MODEL_KEY};
@@ -76,7 +76,7 @@ impl Trainer {
     pub fn new(mut config: TrainConfig, device: &Device) -> Result<Self> {
         config.validate()?;
         let folder = match &config.data {
-            DataSource::Shapes => None,
+            DataSource::Shapes | DataSource::Emoji => None,
             DataSource::Folder(dir) => {
                 let ds = FolderDataset::load(dir, config.unet.image_size)?;
                 config.unet.vocab = ds.vocabulary();
@@ -174,19 +174,28 @@ impl Trainer {
         let s = self.config.unet.image_size;
         let mut x = Vec::with_capacity(b * 3 * s * s);
         let mut ids = Vec::with_capacity(b);
-        match &self.folder {
-            None => {
-                for (spec, img) in shapes::render_range(self.config.data_seed, start, b) {
-                    for c in 0..3 {
-                        x.extend(img.pixels().map(|p| p.0[c] as f32 / 127.5 - 1.0));
-                    }
-                    ids.push(vec![spec.colour as u32, spec.shape as u32]);
-                }
+        let push_chw = |x: &mut Vec<f32>, img: &image::RgbImage| {
+            for c in 0..3 {
+                x.extend(img.pixels().map(|p| p.0[c] as f32 / 127.5 - 1.0));
             }
-            Some(ds) => {
+        };
+        match (&self.folder, &self.config.data) {
+            (Some(ds), _) => {
                 for i in ds.indices(self.config.data_seed, start, b) {
                     x.extend_from_slice(&ds.images[i]);
                     ids.push(ds.labels[i].into_iter().collect());
+                }
+            }
+            (None, DataSource::Emoji) => {
+                for (scene, img) in emoji::render_range(self.config.data_seed, start, b) {
+                    push_chw(&mut x, &img);
+                    ids.push(crate::prompt::encode(&scene.caption(), &self.config.unet)?);
+                }
+            }
+            (None, _) => {
+                for (spec, img) in shapes::render_range(self.config.data_seed, start, b) {
+                    push_chw(&mut x, &img);
+                    ids.push(vec![spec.colour as u32, spec.shape as u32]);
                 }
             }
         }
@@ -198,12 +207,14 @@ impl Trainer {
         let cfg = self.config.clone();
         let b = cfg.batch_size;
         let (x0, ids) = self.batch()?; // [B, 3, 32, 32]
-        let nulls = cfg.unet.vocab.null_ids();
+        let nulls = crate::prompt::null_ids(&cfg.unet);
+        // Text models drop the whole caption; slot models also drop single words.
+        let text = cfg.unet.text.is_some();
         let mut cond = Vec::with_capacity(b * nulls.len());
         for id in &ids {
             let drop_all = self.rng.random::<f64>() < cfg.cond_drop;
             for (slot, &null) in nulls.iter().enumerate() {
-                let drop = drop_all || self.rng.random::<f64>() < cfg.slot_drop;
+                let drop = drop_all || (!text && self.rng.random::<f64>() < cfg.slot_drop);
                 cond.push(if drop { null } else { id[slot] });
             }
         }

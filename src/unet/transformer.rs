@@ -1,0 +1,100 @@
+//! Stable Diffusion's spatial transformer (diffusers' `Transformer2DModel` with one
+//! `BasicTransformerBlock`): the feature map becomes a sequence of pixels, which attend to
+//! each other, then to the text tokens, then pass a GEGLU feed-forward; each step is
+//! pre-LayerNorm and residual, and the whole block is residual around GroupNorm and 1×1
+//! projections.
+//!
+//! `forward(x [B, C, H, W], context [B, L, Ctx]) → [B, C, H, W]`.
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::VarBuilder;
+
+use crate::nn::attention::{multi_head_attention, MultiHeadAttention};
+use crate::nn::layers::{conv2d, group_norm, layer_norm, linear, Conv2d, GroupNorm, LayerNorm};
+
+/// GEGLU feed-forward: `W₂·(a ⊙ GELU(g))` with `[a, g] = W₁·x`, inner width 4C.
+#[derive(Debug, Clone)]
+struct FeedForward {
+    proj_in: candle_nn::Linear,
+    proj_out: candle_nn::Linear,
+}
+
+impl FeedForward {
+    fn new(c: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            proj_in: linear(c, 2 * 4 * c, vb.pp("proj_in"))?,
+            proj_out: linear(4 * c, c, vb.pp("proj_out"))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let h = self.proj_in.forward(x)?; // [B, N, 8C]
+        self.proj_out.forward(&crate::nn::geglu(&h)?) // [B, N, 4C] → [B, N, C]
+    }
+}
+
+/// The spatial transformer block.
+#[derive(Debug, Clone)]
+pub struct SpatialTransformer {
+    norm: GroupNorm,
+    proj_in: Conv2d,
+    norm1: LayerNorm,
+    attn1: MultiHeadAttention,
+    norm2: LayerNorm,
+    attn2: MultiHeadAttention,
+    norm3: LayerNorm,
+    ff: FeedForward,
+    proj_out: Conv2d,
+}
+
+/// A block over `c` channels with `heads` heads, attending to `context_dim`-wide tokens.
+pub fn spatial_transformer(
+    c: usize,
+    context_dim: usize,
+    heads: usize,
+    groups: usize,
+    vb: VarBuilder,
+) -> Result<SpatialTransformer> {
+    Ok(SpatialTransformer {
+        norm: group_norm(groups, c, vb.pp("norm"))?,
+        proj_in: conv2d(c, c, 1, 1, vb.pp("proj_in"))?,
+        norm1: layer_norm(c, vb.pp("norm1"))?,
+        attn1: multi_head_attention(c, c, heads, vb.pp("attn1"))?,
+        norm2: layer_norm(c, vb.pp("norm2"))?,
+        attn2: multi_head_attention(c, context_dim, heads, vb.pp("attn2"))?,
+        norm3: layer_norm(c, vb.pp("norm3"))?,
+        ff: FeedForward::new(c, vb.pp("ff"))?,
+        proj_out: conv2d(c, c, 1, 1, vb.pp("proj_out"))?,
+    })
+}
+
+impl SpatialTransformer {
+    /// The pixels as a sequence: `[B, C, H, W]` → `[B, H·W, C]`.
+    fn tokens(&self, xs: &Tensor) -> Result<Tensor> {
+        let (b, c, h, w) = xs.dims4()?;
+        let x = self.proj_in.forward(&self.norm.forward(xs, false)?)?; // [B, C, H, W]
+        x.reshape((b, c, h * w))?.transpose(1, 2)?.contiguous() // [B, HW, C]
+    }
+
+    /// `xs` `[B, C, H, W]` with text `context` `[B, L, Ctx]` → `[B, C, H, W]`.
+    pub fn forward(&self, xs: &Tensor, context: &Tensor) -> Result<Tensor> {
+        let (b, c, h, w) = xs.dims4()?;
+        let x = self.tokens(xs)?; // [B, HW, C]
+        let x = (&x + self.attn1.forward(&self.norm1.forward(&x)?, None)?)?;
+        let x = (&x
+            + self
+                .attn2
+                .forward(&self.norm2.forward(&x)?, Some(context))?)?;
+        let x = (&x + self.ff.forward(&self.norm3.forward(&x)?)?)?; // [B, HW, C]
+        let x = x.transpose(1, 2)?.reshape((b, c, h, w))?; // [B, C, H, W]
+        xs + self.proj_out.forward(&x)?
+    }
+
+    /// The cross-attention probabilities `[B, heads, H·W, L]` this block computes for `xs`:
+    /// how much each pixel attends to each text token.
+    pub fn cross_attention_probs(&self, xs: &Tensor, context: &Tensor) -> Result<Tensor> {
+        let x = self.tokens(xs)?;
+        let x = (&x + self.attn1.forward(&self.norm1.forward(&x)?, None)?)?;
+        self.attn2.probs(&self.norm2.forward(&x)?, context)
+    }
+}
