@@ -11,8 +11,11 @@ use diffuse::io::fs;
 use diffuse::jobs::eval::{self as job, EvalOptions, EvalReport, SweepPoint};
 use diffuse::sampler::SamplerKind;
 
-use super::flags::{ModelFlag, SamplingFlags};
+use super::flags::{parse, ModelFlag, SamplingFlags};
 use super::Context;
+use diffuse::jobs::eval::Judge;
+use diffuse::jobs::eval_emoji::{self as emoji_job, Counts, EmojiReport};
+use diffuse::progress::Progress;
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -27,9 +30,11 @@ pub struct EvalArgs {
     /// Seed of the sampling noise.
     #[arg(long, default_value_t = job::DEFAULT_SEED)]
     seed: u64,
-    /// Judge fresh dataset images under added noise instead of a model's samples.
-    #[arg(long, conflicts_with_all = ["sweep", "grid"])]
-    self_test: bool,
+    /// Judge fresh dataset images under added noise instead of a model's samples: the shapes
+    /// judge, or with `--self-test emoji` the emoji-scene judge.
+    #[arg(long, num_args = 0..=1, default_missing_value = "shapes", value_name = "JUDGE",
+          value_parser = parse::<Judge>, conflicts_with_all = ["sweep", "grid"])]
+    self_test: Option<Judge>,
     /// Measure accuracy against step count for each sampler; print a table and plot it here.
     #[arg(long, value_name = "PLOT.png", conflicts_with = "grid")]
     sweep: Option<PathBuf>,
@@ -61,12 +66,17 @@ impl EvalArgs {
 }
 
 pub fn run(args: &EvalArgs, ctx: &Context) -> Result<()> {
-    if args.self_test {
-        return self_test(args.json);
+    match args.self_test {
+        Some(Judge::Shapes) => return self_test(args.json),
+        Some(Judge::Emoji) => return emoji_self_test(args.json),
+        None => {}
     }
     let device = ctx.device()?;
     let model = diffuse::model::load(args.model.model.as_deref(), &device)?;
     let opts = args.options();
+    if model.meta.unet.text.is_some() {
+        return run_emoji(args, &model, &opts, ctx);
+    }
     let mut out = std::io::stdout().lock();
     if let Some(plot) = &args.sweep {
         fs::check_overwrite(plot, args.force)?;
@@ -185,6 +195,119 @@ fn report_table(out: &mut impl Write, report: &EvalReport) -> std::io::Result<()
             100.0 * r.tally.colour_accuracy(),
             100.0 * r.tally.shape_accuracy(),
             100.0 * r.tally.both_accuracy()
+        )?;
+    }
+    Ok(())
+}
+
+/// `diffuse eval` on a text model: the emoji prompt set.
+fn run_emoji(
+    args: &EvalArgs,
+    model: &diffuse::model::LoadedModel,
+    opts: &EvalOptions,
+    ctx: &Context,
+) -> Result<()> {
+    if args.sweep.is_some() {
+        anyhow::bail!("--sweep measures shapes models; for a text model run eval once per --sampler and --steps");
+    }
+    if let Some(grid) = &args.grid {
+        fs::check_overwrite(grid, args.force)?;
+    }
+    let report = emoji_job::evaluate(model, opts, &ctx.bars)?;
+    if let Some(grid) = &args.grid {
+        emoji_job::save_grid(&report, grid)?;
+        ctx.bars
+            .note(&format!("samples written to {}", grid.display()));
+    }
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string(&report)?)?;
+    } else {
+        emoji_table(&mut out, &report)?;
+    }
+    Ok(())
+}
+
+fn pct(v: f64) -> String {
+    if v.is_nan() {
+        "-".into()
+    } else {
+        format!("{:.1}%", 100.0 * v)
+    }
+}
+
+fn counts_row(out: &mut impl Write, name: &str, c: &Counts) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{:<24} {:>8} {:>9} {:>10} {:>10}",
+        name,
+        c.samples,
+        pct(c.object_accuracy()),
+        pct(c.all_accuracy()),
+        pct(c.relation_accuracy())
+    )
+}
+
+fn emoji_table(out: &mut impl Write, r: &EmojiReport) -> std::io::Result<()> {
+    let o = &r.options;
+    writeln!(
+        out,
+        "{} prompts × {} samples, {} {} steps, guidance {}, seed {} ({:.0} s)",
+        r.prompts.len(),
+        o.samples_per_prompt,
+        o.sampler,
+        o.steps,
+        o.guidance,
+        o.seed,
+        r.seconds
+    )?;
+    writeln!(
+        out,
+        "{:<24} {:>8} {:>9} {:>10} {:>10}",
+        "prompts", "samples", "objects", "all found", "relation"
+    )?;
+    counts_row(out, "one noun", &r.single)?;
+    counts_row(out, "seen pairs", &r.seen_pairs)?;
+    counts_row(out, "held-out pairs (novel)", &r.held_out_pairs)?;
+    counts_row(out, "a cat with a computer", &r.cat_with_computer)?;
+    writeln!(out)?;
+    for p in &r.prompts {
+        counts_row(out, &p.prompt.caption, &p.counts)?;
+    }
+    Ok(())
+}
+
+fn emoji_self_test(json: bool) -> Result<()> {
+    let rows = emoji_job::self_test(
+        job::SELF_TEST_COUNT,
+        job::SELF_TEST_SEED,
+        &job::SELF_TEST_SIGMAS,
+    )?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string(&rows)?)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "emoji judge on {} fresh dataset scenes (seed {})",
+        job::SELF_TEST_COUNT,
+        job::SELF_TEST_SEED
+    )?;
+    writeln!(
+        out,
+        "{:>12} {:>10} {:>12} {:>12} {:>10}",
+        "noise sigma", "one noun", "pair objects", "pair both", "relation"
+    )?;
+    for r in rows {
+        writeln!(
+            out,
+            "{:>12.2} {:>10} {:>12} {:>12} {:>10}",
+            r.noise_sigma,
+            pct(r.single.all_accuracy()),
+            pct(r.pairs.object_accuracy()),
+            pct(r.pairs.all_accuracy()),
+            pct(r.pairs.relation_accuracy())
         )?;
     }
     Ok(())

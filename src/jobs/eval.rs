@@ -24,6 +24,24 @@ pub const SELF_TEST_COUNT: usize = 1000;
 pub const SELF_TEST_SEED: u64 = 4242;
 pub const SELF_TEST_SIGMAS: [f64; 5] = [0.0, 0.05, 0.1, 0.2, 0.3];
 
+/// Which judge `--self-test` checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Judge {
+    Shapes,
+    Emoji,
+}
+
+impl std::str::FromStr for Judge {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "shapes" => Ok(Judge::Shapes),
+            "emoji" => Ok(Judge::Emoji),
+            _ => Err(Error::unknown("judge", s, &["shapes", "emoji"])),
+        }
+    }
+}
+
 /// Settings of a model evaluation.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct EvalOptions {
@@ -67,6 +85,20 @@ const CHUNK: usize = 72;
 
 /// Checks the options and that the model is a shapes model, before any sampling.
 fn check(model: &LoadedModel, opts: &EvalOptions) -> Result<SamplerConfig> {
+    let config = check_sampling(model, opts)?;
+    let vocab = &model.meta.unet.vocab;
+    if vocab.slots.len() != 2 || vocab.slots[0].words.len() != 6 || vocab.slots[1].words.len() != 6
+    {
+        return Err(Error::Unsupported(
+            "the shapes evaluation needs a shapes model (a colour and a shape slot of six words each)"
+                .into(),
+        ));
+    }
+    Ok(config)
+}
+
+/// Checks the sample count, steps and sampler options against the model, up front.
+pub(crate) fn check_sampling(model: &LoadedModel, opts: &EvalOptions) -> Result<SamplerConfig> {
     if opts.samples_per_prompt == 0 {
         return Err(Error::option(
             "samples-per-prompt",
@@ -78,20 +110,31 @@ fn check(model: &LoadedModel, opts: &EvalOptions) -> Result<SamplerConfig> {
     if opts.steps == 0 || opts.steps > t {
         return Err(Error::out_of_range("steps", opts.steps, format!("1..={t}")));
     }
-    let vocab = &model.meta.unet.vocab;
-    if vocab.slots.len() != 2 || vocab.slots[0].words.len() != 6 || vocab.slots[1].words.len() != 6
-    {
-        return Err(Error::Unsupported(
-            "diffuse eval judges shapes models (a colour and a shape slot of six words each)"
-                .into(),
-        ));
-    }
     let config = SamplerConfig {
         thresholding: opts.thresholding,
         ..model.sampler_config(opts.sampler, opts.steps)
     };
     model.sampler(config)?; // checks the sampler options once, up front
     Ok(config)
+}
+
+/// One guided sample per condition-id list (against the unconditional prompt), as 8-bit
+/// pictures; one progress unit per sampler step.
+pub(crate) fn sample_chunk(
+    model: &LoadedModel,
+    config: SamplerConfig,
+    guidance: f64,
+    ids: &[Vec<u32>],
+    rng: &mut rng::Rng,
+    progress: &dyn Progress,
+) -> Result<Vec<image::RgbImage>> {
+    let nulls = vec![crate::prompt::null_ids(&model.meta.unet); ids.len()];
+    let guided = model.guided(guidance, ids, &nulls)?;
+    let mut sampler = model.sampler(config)?;
+    let x = pipeline::sample(&guided, sampler.as_mut(), rng, |_, _| progress.advance(1))?;
+    (0..ids.len())
+        .map(|i| render::to_rgb8(&x.get(i)?))
+        .collect()
 }
 
 /// Samples K images for each of the 36 prompts and judges them.
@@ -106,7 +149,6 @@ pub fn evaluate(
         .flat_map(|c| (0..Shape::ALL.len()).map(move |s| (c, s)))
         .flat_map(|p| std::iter::repeat_n(p, opts.samples_per_prompt))
         .collect();
-    let nulls = model.meta.unet.vocab.null_ids();
     let mut rng = rng::rng(opts.seed);
     let mut rows: Vec<PromptRow> = (0..36)
         .map(|i| PromptRow {
@@ -122,13 +164,8 @@ pub fn evaluate(
             .iter()
             .map(|&(c, s)| vec![c as u32, s as u32])
             .collect();
-        let guided = model.guided(opts.guidance, &ids, &vec![nulls.clone(); chunk.len()])?;
-        let mut sampler = model.sampler(config)?;
-        let x = pipeline::sample(&guided, sampler.as_mut(), &mut rng, |_, _| {
-            progress.advance(1)
-        })?;
-        for (i, &(c, s)) in chunk.iter().enumerate() {
-            let img = render::to_rgb8(&x.get(i)?)?;
+        let images = sample_chunk(model, config, opts.guidance, &ids, &mut rng, progress)?;
+        for (img, &(c, s)) in images.into_iter().zip(chunk) {
             let v = judge(&img);
             rows[c * 6 + s].tally.add(&v, Some(c), Some(s));
             all.add(&v, Some(c), Some(s));
@@ -157,31 +194,37 @@ pub struct SelfTestRow {
     pub tally: Tally,
 }
 
+/// `img` with Gaussian noise of standard deviation `sigma` (in model units, so 127.5·σ in
+/// 8-bit levels) added to every channel, drawn from `rng`; σ = 0 returns it unchanged.
+pub(crate) fn add_noise(img: &image::RgbImage, sigma: f64, rng: &mut rng::Rng) -> image::RgbImage {
+    use rand_distr::{Distribution, StandardNormal};
+    let std = sigma * 127.5;
+    image::RgbImage::from_fn(img.width(), img.height(), |x, y| {
+        let p = img.get_pixel(x, y).0;
+        image::Rgb(p.map(|v| {
+            let n = if sigma > 0.0 {
+                let z: f64 = StandardNormal.sample(rng);
+                std * z
+            } else {
+                0.0
+            };
+            (v as f64 + n).round().clamp(0.0, 255.0) as u8
+        }))
+    })
+}
+
 /// Judges `count` fresh dataset images (seed `seed`) at each noise level.
 pub fn self_test(count: usize, seed: u64, sigmas: &[f64]) -> Result<Vec<SelfTestRow>> {
-    use rand_distr::{Distribution, Normal};
-    let images = shapes::render_range(seed, 0, count);
-    let mut out = Vec::new();
     if let Some(&bad) = sigmas.iter().find(|s| !(s.is_finite() && **s >= 0.0)) {
         return Err(Error::option_is("sigma", bad, "must be a number ≥ 0"));
     }
+    let images = shapes::render_range(seed, 0, count);
+    let mut out = Vec::new();
     for &sigma in sigmas {
         let mut r = rng::rng(seed ^ 0x5eed);
-        let normal = Normal::new(0.0, (sigma * 127.5).max(1e-12))
-            .map_err(|e| Error::option_is("sigma", sigma, format!("is not a noise level: {e}")))?;
         let mut tally = Tally::default();
         for (spec, img) in &images {
-            let noisy = image::RgbImage::from_fn(img.width(), img.height(), |x, y| {
-                let p = img.get_pixel(x, y).0;
-                image::Rgb(p.map(|v| {
-                    let n = if sigma > 0.0 {
-                        normal.sample(&mut r)
-                    } else {
-                        0.0
-                    };
-                    (v as f64 + n).round().clamp(0.0, 255.0) as u8
-                }))
-            });
+            let noisy = add_noise(img, sigma, &mut r);
             tally.add(&judge(&noisy), Some(spec.colour), Some(spec.shape));
         }
         out.push(SelfTestRow {

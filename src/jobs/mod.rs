@@ -4,6 +4,7 @@
 
 pub mod data;
 pub mod eval;
+pub mod eval_emoji;
 pub mod generate;
 pub mod noise;
 pub mod train;

@@ -17,7 +17,7 @@ use super::{contiguous_f32, sgemm, use_cpu_kernel};
 /// `softmax(q·kᵀ·scale)` `[B, Nq, Nk]`: which keys each query attends to.
 pub fn attention_probs(q: &Tensor, k: &Tensor, scale: f64) -> Result<Tensor> {
     let logits = q.matmul(&k.t()?)?.affine(scale, 0.0)?; // [B, Nq, Nk]
-    candle_nn::ops::softmax_last_dim(&logits)
+    super::softmax::softmax_last_dim(&logits)
 }
 
 /// `softmax(q·kᵀ·scale)·v` `[B, Nq, d]` as candle ops: the reference and the GPU path.

@@ -16,6 +16,7 @@ mod im2col;
 pub mod init;
 pub mod layer_norm;
 pub mod layers;
+pub mod softmax;
 pub mod upsample;
 
 pub use conv::conv2d;

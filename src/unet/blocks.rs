@@ -84,7 +84,7 @@ impl Module for Attention {
         let v = qkv.narrow(1, 2, 1)?.reshape((b * nh, hd, n))?; // [B·nh, hd, N]
         let scale = 1.0 / (hd as f64).sqrt();
         let att = q.transpose(1, 2)?.matmul(&k)?.affine(scale, 0.0)?; // [B·nh, N(query), N(key)]
-        let att = candle_nn::ops::softmax_last_dim(&att)?;
+        let att = nn::softmax::softmax_last_dim(&att)?;
         let out = v.matmul(&att.transpose(1, 2)?)?; // [B·nh, hd, N(query)]
         let out = self.proj.forward(&out.reshape((b, c, h, w))?)?;
         xs + out

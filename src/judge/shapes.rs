@@ -1,4 +1,4 @@
-//! The judge: an analytic classifier of 32×32 shapes images. It estimates the background from
+//! The shapes judge: an analytic classifier of 32×32 shapes images. It estimates the background from
 //! the border, segments the object by its distance from the background, names the colour as
 //! the nearest palette entry and the shape by the best overlap with each shape's template
 //! fitted to the object's bounding box. Also the accuracy bookkeeping for `diffuse eval`.

@@ -1,0 +1,273 @@
+//! `diffuse eval` on a text model: a fixed prompt set of emoji captions (every noun alone,
+//! 48 seen pairs and all 28 held-out pairs, each pair under one of the six relations), sampled
+//! and read by the emoji judge. Reports the right object for one-noun prompts, per-object and
+//! both-objects accuracy for pairs, and the relation accuracy given both objects were found,
+//! separately for seen and held-out pairs, plus "a cat with a computer" on its own line.
+
+use image::RgbImage;
+use serde::Serialize;
+
+use crate::data::emoji::{self, Relation, NOUNS};
+use crate::error::{Error, Result};
+use crate::jobs::eval::{check_sampling, sample_chunk, EvalOptions};
+use crate::judge::emoji::{read, Reading};
+use crate::model::LoadedModel;
+use crate::progress::Progress;
+use crate::rng;
+
+/// Which part of the prompt set a prompt belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Group {
+    Single,
+    SeenPair,
+    HeldOutPair,
+}
+
+/// One prompt of the set.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EvalPrompt {
+    pub caption: String,
+    pub nouns: Vec<usize>,
+    pub relation: Option<Relation>,
+    pub group: Group,
+}
+
+fn pair(a: usize, b: usize, relation: Relation, group: Group) -> EvalPrompt {
+    EvalPrompt {
+        caption: emoji::caption(a, Some((relation, b))),
+        nouns: vec![a, b],
+        relation: Some(relation),
+        group,
+    }
+}
+
+/// The fixed prompt set: 24 single nouns; seen pairs {i, i+5} and {i, i+7}; every held-out
+/// pair; the k-th pair of a group takes relation k mod 6 (with, and, left of, right of,
+/// above, below). The first held-out prompt is "a cat with a computer".
+pub fn prompt_set() -> Vec<EvalPrompt> {
+    let n = NOUNS.len();
+    let mut set: Vec<EvalPrompt> = (0..n)
+        .map(|i| EvalPrompt {
+            caption: emoji::caption(i, None),
+            nouns: vec![i],
+            relation: None,
+            group: Group::Single,
+        })
+        .collect();
+    let seen = (0..n)
+        .map(|i| (i, (i + 5) % n))
+        .chain((0..n).map(|i| (i, (i + 7) % n)));
+    for (k, (a, b)) in seen.enumerate() {
+        set.push(pair(a, b, Relation::ALL[k % 6], Group::SeenPair));
+    }
+    for (k, (a, b)) in emoji::held_out_pairs().into_iter().enumerate() {
+        set.push(pair(a, b, Relation::ALL[k % 6], Group::HeldOutPair));
+    }
+    set
+}
+
+/// Counts for one group of prompts (or one prompt).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Counts {
+    pub samples: usize,
+    /// Caption nouns found, out of `objects`.
+    pub objects_found: usize,
+    pub objects: usize,
+    /// Samples with every caption noun found.
+    pub all_found: usize,
+    /// Spatial-relation samples with both nouns found, and of those, the relation right.
+    pub relation_checked: usize,
+    pub relation_right: usize,
+}
+
+impl Counts {
+    fn add(&mut self, r: &Reading) {
+        self.samples += 1;
+        self.objects += r.found.len();
+        self.objects_found += r.found.iter().filter(|&&f| f).count();
+        self.all_found += usize::from(r.all_found);
+        if let Some(ok) = r.relation_ok {
+            self.relation_checked += 1;
+            self.relation_right += usize::from(ok);
+        }
+    }
+
+    fn ratio(a: usize, b: usize) -> f64 {
+        if b == 0 {
+            f64::NAN
+        } else {
+            a as f64 / b as f64
+        }
+    }
+
+    /// Share of caption nouns found.
+    pub fn object_accuracy(&self) -> f64 {
+        Self::ratio(self.objects_found, self.objects)
+    }
+    /// Share of samples with every caption noun found.
+    pub fn all_accuracy(&self) -> f64 {
+        Self::ratio(self.all_found, self.samples)
+    }
+    /// Share of relation checks passed, given both nouns were found.
+    pub fn relation_accuracy(&self) -> f64 {
+        Self::ratio(self.relation_right, self.relation_checked)
+    }
+}
+
+/// One prompt's row.
+#[derive(Debug, Clone, Serialize)]
+pub struct PromptCounts {
+    pub prompt: EvalPrompt,
+    pub counts: Counts,
+}
+
+/// The result of `diffuse eval` on a text model.
+#[derive(Debug, Clone, Serialize)]
+pub struct EmojiReport {
+    #[serde(flatten)]
+    pub options: EvalOptions,
+    pub single: Counts,
+    pub seen_pairs: Counts,
+    pub held_out_pairs: Counts,
+    /// "a cat with a computer".
+    pub cat_with_computer: Counts,
+    pub prompts: Vec<PromptCounts>,
+    pub seconds: f64,
+    /// Every sample with its caption, prompt by prompt.
+    #[serde(skip)]
+    pub samples: Vec<(String, RgbImage)>,
+}
+
+/// Images sampled per forward batch.
+const CHUNK: usize = 32;
+
+/// Samples `samples_per_prompt` images of every prompt of [`prompt_set`] and reads them.
+pub fn evaluate(
+    model: &LoadedModel,
+    opts: &EvalOptions,
+    progress: &dyn Progress,
+) -> Result<EmojiReport> {
+    if model.meta.unet.text.is_none() {
+        return Err(Error::Unsupported(
+            "the emoji evaluation needs a text model (this one has prompt slots)".into(),
+        ));
+    }
+    let config = check_sampling(model, opts)?;
+    let start = std::time::Instant::now();
+    let set = prompt_set();
+    let ids = set
+        .iter()
+        .map(|p| crate::prompt::encode(&p.caption, &model.meta.unet))
+        .collect::<Result<Vec<_>>>()?;
+    let jobs: Vec<usize> = (0..set.len())
+        .flat_map(|p| std::iter::repeat_n(p, opts.samples_per_prompt))
+        .collect();
+    let mut rows: Vec<PromptCounts> = set
+        .iter()
+        .map(|p| PromptCounts {
+            prompt: p.clone(),
+            counts: Counts::default(),
+        })
+        .collect();
+    let mut rng = rng::rng(opts.seed);
+    let mut samples = Vec::with_capacity(jobs.len());
+    progress.stage("sampling", (jobs.len().div_ceil(CHUNK) * opts.steps) as u64);
+    for chunk in jobs.chunks(CHUNK) {
+        let chunk_ids: Vec<Vec<u32>> = chunk.iter().map(|&p| ids[p].clone()).collect();
+        let images = sample_chunk(model, config, opts.guidance, &chunk_ids, &mut rng, progress)?;
+        for (img, &p) in images.into_iter().zip(chunk) {
+            let reading = read(&img, &set[p].nouns, set[p].relation);
+            rows[p].counts.add(&reading);
+            samples.push((set[p].caption.clone(), img));
+        }
+    }
+    progress.finish();
+    Ok(summarise(
+        *opts,
+        rows,
+        samples,
+        start.elapsed().as_secs_f64(),
+    ))
+}
+
+/// Sums the rows into the report's groups.
+fn summarise(
+    options: EvalOptions,
+    rows: Vec<PromptCounts>,
+    samples: Vec<(String, RgbImage)>,
+    seconds: f64,
+) -> EmojiReport {
+    let sum = |keep: &dyn Fn(&EvalPrompt) -> bool| {
+        let mut c = Counts::default();
+        for r in rows.iter().filter(|r| keep(&r.prompt)) {
+            c.samples += r.counts.samples;
+            c.objects += r.counts.objects;
+            c.objects_found += r.counts.objects_found;
+            c.all_found += r.counts.all_found;
+            c.relation_checked += r.counts.relation_checked;
+            c.relation_right += r.counts.relation_right;
+        }
+        c
+    };
+    let cat_computer = emoji::caption(0, Some((Relation::With, 2)));
+    EmojiReport {
+        options,
+        single: sum(&|p| p.group == Group::Single),
+        seen_pairs: sum(&|p| p.group == Group::SeenPair),
+        held_out_pairs: sum(&|p| p.group == Group::HeldOutPair),
+        cat_with_computer: sum(&|p| p.caption == cat_computer),
+        prompts: rows,
+        seconds,
+        samples,
+    }
+}
+
+/// The judge's accuracy on fresh dataset scenes at one noise level.
+#[derive(Debug, Clone, Serialize)]
+pub struct SelfTestRow {
+    pub noise_sigma: f64,
+    pub single: Counts,
+    pub pairs: Counts,
+}
+
+/// Reads `count` fresh dataset scenes (seed `seed`) at each noise level.
+pub fn self_test(count: usize, seed: u64, sigmas: &[f64]) -> Result<Vec<SelfTestRow>> {
+    if let Some(&bad) = sigmas.iter().find(|s| !(s.is_finite() && **s >= 0.0)) {
+        return Err(Error::option_is("sigma", bad, "must be a number ≥ 0"));
+    }
+    let scenes = emoji::render_range(seed, 0, count);
+    let mut out = Vec::new();
+    for &sigma in sigmas {
+        let mut r = rng::rng(seed ^ 0x5eed);
+        let (mut single, mut pairs) = (Counts::default(), Counts::default());
+        for (scene, img) in &scenes {
+            let noisy = crate::jobs::eval::add_noise(img, sigma, &mut r);
+            let nouns: Vec<usize> = scene.objects.iter().map(|o| o.noun).collect();
+            let reading = read(&noisy, &nouns, scene.relation);
+            match nouns.len() {
+                1 => single.add(&reading),
+                _ => pairs.add(&reading),
+            }
+        }
+        out.push(SelfTestRow {
+            noise_sigma: sigma,
+            single,
+            pairs,
+        });
+    }
+    Ok(out)
+}
+
+/// Saves the samples of `report` as one labelled picture, a row per prompt (cells 2×).
+pub fn save_grid(report: &EmojiReport, path: &std::path::Path) -> Result<()> {
+    let cols = report.options.samples_per_prompt.clamp(1, 16);
+    let cells: Vec<RgbImage> = report
+        .samples
+        .iter()
+        .map(|(_, img)| crate::render::upscale(img, 2))
+        .collect();
+    let refs: Vec<&RgbImage> = cells.iter().collect();
+    let labels: Vec<String> = report.samples.iter().map(|(p, _)| p.clone()).collect();
+    crate::render::save_png(&crate::render::grid(&refs, cols, 4, Some(&labels)), path)
+}
