@@ -8,9 +8,13 @@ Run from the project root, after `cargo build --release`:
 
 --compare runs `target/release/diffuse bench --model-only --json --export-parity DIR`, loads the
 same safetensors weights into this PyTorch model, checks that both give the same output on the
-fixed input (max abs difference <= 1e-4, or it exits with status 1), times PyTorch's forward at
-batch 1/16/64 and a training step at batch 64 (forward + MSE + backward + AdamW) with the same
+fixed input (max abs difference <= 1e-4, or it exits with status 1), times PyTorch's forward and
+a training step (forward + MSE + backward + AdamW) at the batches diffuse timed, with the same
 thread count, and prints one table of diffuse, PyTorch and their ratio.
+
+--network emoji does the same for the text-to-image network: the transformer text encoder and
+Stable Diffusion's spatial transformers (self-attention, cross-attention to the text, GEGLU)
+at the configured resolutions, timed at batch 1 and 16 and a training step at batch 32.
 """
 import argparse
 import json
@@ -71,19 +75,119 @@ class Attention(nn.Module):
         return x + self.proj(out)
 
 
+class MultiHeadAttention(nn.Module):
+    """src/nn/attention.rs: to_q/to_k/to_v without bias, to_out with bias."""
+
+    def __init__(self, dim, context_dim, heads):
+        super().__init__()
+        self.to_q = nn.Linear(dim, dim, bias=False)
+        self.to_k = nn.Linear(context_dim, dim, bias=False)
+        self.to_v = nn.Linear(context_dim, dim, bias=False)
+        self.to_out = nn.Linear(dim, dim)
+        self.heads = heads
+
+    def forward(self, x, context=None):
+        context = x if context is None else context
+        b, n, c = x.shape
+        h, hd = self.heads, c // self.heads
+        split = lambda t: t.reshape(b, t.shape[1], h, hd).transpose(1, 2)  # (B, h, N, hd)
+        q, k, v = split(self.to_q(x)), split(self.to_k(context)), split(self.to_v(context))
+        att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(hd), dim=-1)
+        out = (att @ v).transpose(1, 2).reshape(b, n, c)
+        return self.to_out(out)
+
+
+class FeedForward(nn.Module):
+    """GEGLU: proj_out(a * gelu(g)) with [a, g] = proj_in(x)."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.proj_in = nn.Linear(c, 8 * c)
+        self.proj_out = nn.Linear(4 * c, c)
+
+    def forward(self, x):
+        a, g = self.proj_in(x).chunk(2, dim=-1)
+        return self.proj_out(a * F.gelu(g))
+
+
+class SpatialTransformer(nn.Module):
+    """src/unet/transformer.rs (diffusers' Transformer2DModel with one BasicTransformerBlock)."""
+
+    def __init__(self, c, context_dim, heads, groups):
+        super().__init__()
+        self.norm = GroupNorm(groups, c, eps=1e-5)
+        self.proj_in = nn.Conv2d(c, c, 1)
+        self.norm1 = nn.LayerNorm(c)
+        self.attn1 = MultiHeadAttention(c, c, heads)
+        self.norm2 = nn.LayerNorm(c)
+        self.attn2 = MultiHeadAttention(c, context_dim, heads)
+        self.norm3 = nn.LayerNorm(c)
+        self.ff = FeedForward(c)
+        self.proj_out = nn.Conv2d(c, c, 1)
+
+    def forward(self, x, context):
+        b, c, h, w = x.shape
+        t = self.proj_in(self.norm(x)).reshape(b, c, h * w).transpose(1, 2)
+        t = t + self.attn1(self.norm1(t))
+        t = t + self.attn2(self.norm2(t), context)
+        t = t + self.ff(self.norm3(t))
+        return x + self.proj_out(t.transpose(1, 2).reshape(b, c, h, w))
+
+
+class TextLayer(nn.Module):
+    def __init__(self, d, heads):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(d)
+        self.attn = MultiHeadAttention(d, d, heads)
+        self.norm2 = nn.LayerNorm(d)
+        self.fc1 = nn.Linear(d, 4 * d)
+        self.fc2 = nn.Linear(4 * d, d)
+
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x))
+        return x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
+
+
+class TextEncoder(nn.Module):
+    """src/text/encoder.rs: token + position embeddings, pre-LN layers, final LayerNorm."""
+
+    def __init__(self, t):
+        super().__init__()
+        self.token_embed = nn.Embedding(len(t["vocab"]), t["dim"])
+        self.pos_embed = nn.Parameter(torch.zeros(t["max_len"], t["dim"]))
+        self.layers = nn.ModuleList(TextLayer(t["dim"], t["heads"]) for _ in range(t["layers"]))
+        self.norm = nn.LayerNorm(t["dim"])
+
+    def forward(self, ids):
+        x = self.token_embed(ids) + self.pos_embed[: ids.shape[1]]
+        for layer in self.layers:
+            x = layer(x)
+        return self.norm(x)
+
+
+def mixer(cfg, c, px, mid=False):
+    text = cfg.get("text")
+    if text is not None and (mid or px in cfg.get("cross_attention_resolutions", [])):
+        return SpatialTransformer(c, text["dim"], cfg["num_heads"], cfg["groups"])
+    if mid or px in cfg["attention_resolutions"]:
+        return Attention(c, cfg["num_heads"], cfg["groups"])
+    return None
+
+
+def mix(m, h, context):
+    if m is None:
+        return h
+    return m(h, context) if isinstance(m, SpatialTransformer) else m(h)
+
+
 class Stage(nn.Module):
     def __init__(self, cin, cout, px, cfg, temb):
         super().__init__()
         self.res = ResBlock(cin, cout, temb, cfg["groups"])
-        self.attn = (
-            Attention(cout, cfg["num_heads"], cfg["groups"])
-            if px in cfg["attention_resolutions"]
-            else None
-        )
+        self.attn = mixer(cfg, cout, px)
 
-    def forward(self, x, emb):
-        h = self.res(x, emb)
-        return self.attn(h) if self.attn is not None else h
+    def forward(self, x, emb, context=None):
+        return mix(self.attn, self.res(x, emb), context)
 
 
 class Down(nn.Module):
@@ -132,6 +236,7 @@ class UNet(nn.Module):
         self.cond_embed = nn.ModuleList(
             nn.Embedding(len(s["words"]) + 1, temb) for s in cfg["vocab"]["slots"]
         )
+        self.text = TextEncoder(cfg["text"]) if cfg.get("text") else None
         self.conv_in = nn.Conv2d(cfg["in_channels"], c0, 3, padding=1)
         px, ch, skips = cfg["image_size"], c0, [c0]
         down = []
@@ -150,7 +255,7 @@ class UNet(nn.Module):
         self.down = nn.ModuleList(down)
         self.mid = nn.Module()
         self.mid.res1 = ResBlock(ch, ch, temb, g)
-        self.mid.attn = Attention(ch, cfg["num_heads"], g)
+        self.mid.attn = mixer(cfg, ch, px, mid=True)
         self.mid.res2 = ResBlock(ch, ch, temb, g)
         up = []
         for l in reversed(range(levels)):
@@ -179,19 +284,20 @@ class UNet(nn.Module):
 
     def forward(self, x, t, cond):
         emb = self.embedding(t, cond)
+        ctx = self.text(cond) if self.text is not None else None
         h = self.conv_in(x)
         skips = [h]
         for level in self.down:
             for s in level.stages:
-                h = s(h, emb)
+                h = s(h, emb, ctx)
                 skips.append(h)
             if level.sampler() is not None:
                 h = level.sampler()(h)
                 skips.append(h)
-        h = self.mid.res2(self.mid.attn(self.mid.res1(h, emb)), emb)
+        h = self.mid.res2(mix(self.mid.attn, self.mid.res1(h, emb), ctx), emb)
         for level in self.up:
             for s in level.stages:
-                h = s(torch.cat([h, skips.pop()], dim=1), emb)
+                h = s(torch.cat([h, skips.pop()], dim=1), emb, ctx)
             if level.sampler() is not None:
                 h = level.sampler()(h)
         return self.conv_out(self.norm_out(h, True))
@@ -224,19 +330,24 @@ def inputs(cfg, b):
     x = torch.randn(b, cfg["in_channels"], s, s, generator=g)
     eps = torch.randn(b, cfg["in_channels"], s, s, generator=g)
     t = torch.tensor([(i * 379) % 1000 for i in range(b)], dtype=torch.float32)
-    cond = torch.tensor(
-        [[i % (len(sl["words"]) + 1) for sl in cfg["vocab"]["slots"]] for i in range(b)]
-    )
+    if cfg.get("text"):
+        # Token ids of a two-object caption (timing does not depend on which).
+        cond = torch.tensor([[1, 10 + i % 24, 3, 1, 10 + (i + 5) % 24, 0, 0, 0][: cfg["text"]["max_len"]]
+                             for i in range(b)])
+    else:
+        cond = torch.tensor(
+            [[i % (len(sl["words"]) + 1) for sl in cfg["vocab"]["slots"]] for i in range(b)]
+        )
     return x, t, cond, eps
 
 
-def bench_torch(cfg, model, runs):
+def bench_torch(cfg, model, runs, forward_batches=(1, 16, 64), train_batch=64):
     out = {}
     with torch.no_grad():
-        for b in (1, 16, 64):
+        for b in forward_batches:
             x, t, cond, _ = inputs(cfg, b)
-            out[f"forward_b{b}_ms"] = median_ms(lambda: model(x, t, cond), runs if b < 64 else 3)
-    x, t, cond, eps = inputs(cfg, 64)
+            out[f"forward_b{b}_ms"] = median_ms(lambda: model(x, t, cond), runs if b < 32 else 3)
+    x, t, cond, eps = inputs(cfg, train_batch)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
 
     def step():
@@ -245,7 +356,7 @@ def bench_torch(cfg, model, runs):
         loss.backward()
         opt.step()
 
-    out["train_b64_ms"] = median_ms(step, 3)
+    out[f"train_b{train_batch}_ms"] = median_ms(step, 3)
     return out
 
 
@@ -256,13 +367,15 @@ def main():
     ap.add_argument("--threads", type=int, default=None, help="threads for both (default: diffuse's)")
     ap.add_argument("--binary", default="target/release/diffuse")
     ap.add_argument("--base-channels", type=int, default=None)
+    ap.add_argument("--network", default="shapes", choices=["shapes", "emoji"])
     args = ap.parse_args()
 
     env = dict(os.environ)
     if args.threads:
         env["RAYON_NUM_THREADS"] = str(args.threads)
     with tempfile.TemporaryDirectory() as d:
-        cmd = [args.binary, "bench", "--model-only", "--json", "--quiet", "--export-parity", d]
+        cmd = [args.binary, "bench", "--model-only", "--json", "--quiet", "--export-parity", d,
+               "--network", args.network]
         if args.base_channels:
             cmd += ["--base-channels", str(args.base_channels)]
         ours = None
@@ -272,7 +385,8 @@ def main():
                 sys.exit(f"diffuse bench failed: {res.stderr.strip()}")
             ours = json.loads(res.stdout)["model"]
         else:
-            cmd = [args.binary, "bench", "--model-only", "--json", "--quiet", "--quick", "--export-parity", d]
+            cmd = [args.binary, "bench", "--model-only", "--json", "--quiet", "--quick", "--export-parity", d,
+                   "--network", args.network]
             res = subprocess.run(cmd, env=env, capture_output=True, text=True)
             if res.returncode != 0:
                 sys.exit(f"diffuse bench failed: {res.stderr.strip()}")
@@ -286,15 +400,19 @@ def main():
         if not max_abs <= 1e-4:
             sys.exit(f"PARITY FAILED: PyTorch and diffuse differ by {max_abs:.3e} (> 1e-4)")
 
-    theirs = bench_torch(cfg, model, runs=7)
+    if args.network == "emoji":
+        fwd, tb = (1, 16), 32
+    else:
+        fwd, tb = (1, 16, 64), 64
+    theirs = bench_torch(cfg, model, runs=7, forward_batches=fwd, train_batch=tb)
     if ours is None:
         print(json.dumps({"pytorch": theirs, "max_abs_diff": max_abs, "threads": threads}))
         return
     mine = {f"forward_b{r['batch']}_ms": r["timing"]["median_ms"] for r in ours["forward"]}
-    mine["train_b64_ms"] = ours["train"]["timing"]["median_ms"]
+    mine[f"train_b{ours['train']['batch']}_ms"] = ours["train"]["timing"]["median_ms"]
     rows = {
         k: {"diffuse": mine[k], "pytorch": theirs[k], "ratio": mine[k] / theirs[k]}
-        for k in ("forward_b1_ms", "forward_b16_ms", "forward_b64_ms", "train_b64_ms")
+        for k in theirs
     }
     if args.json:
         print(json.dumps({**rows, "max_abs_diff": max_abs, "threads": threads}))
@@ -302,10 +420,10 @@ def main():
     print(f"UNet: {ours['parameters']} parameters, {ours['gflop_per_image']:.3f} GFLOP/image, "
           f"{threads} threads, torch {torch.__version__}; parity max |diff| = {max_abs:.2e}")
     print(f"{'':<22}{'diffuse ms':>12}{'PyTorch ms':>12}{'ratio':>8}")
-    names = {"forward_b1_ms": "forward, batch 1", "forward_b16_ms": "forward, batch 16",
-             "forward_b64_ms": "forward, batch 64", "train_b64_ms": "train step, batch 64"}
     for k, r in rows.items():
-        print(f"{names[k]:<22}{r['diffuse']:>12.1f}{r['pytorch']:>12.1f}{r['ratio']:>8.2f}")
+        kind, batch = k[:-3].split("_b")
+        name = f"{'forward' if kind == 'forward' else 'train step'}, batch {batch}"
+        print(f"{name:<22}{r['diffuse']:>12.1f}{r['pytorch']:>12.1f}{r['ratio']:>8.2f}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 //! Development aid for profiling: runs the UNet forward (or a training step) in a loop.
-//! `cargo run --release --example unet_timing -- fwd 16 20 shapes` or `-- train 32 3 emoji`;
+//! `cargo run --release --example unet_timing -- fwd 16 20 shapes` or `-- train 32 3 emoji`
+//! (or `latent`: the emoji network on 4×16×16 autoencoder latents);
 //! a fifth argument `nox` drops the emoji model's cross-attention at 16 and 8 px, or sets the
 //! channel multipliers (`1,2,2,2`).
 use candle_core::Device;
@@ -18,6 +19,15 @@ fn main() {
     let n: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(10);
     let mut cfg = match args.get(4).map(String::as_str) {
         Some("emoji") => UNetConfig::emoji(),
+        // The same network in the latent space of an f=4 autoencoder: 4×16×16 latents, three
+        // levels (16, 8, 4 px) with cross-attention at 8 and 4 px.
+        Some("latent") => UNetConfig {
+            image_size: 16,
+            in_channels: 4,
+            channel_mult: vec![2, 2, 2],
+            cross_attention_resolutions: vec![8, 4],
+            ..UNetConfig::emoji()
+        },
         _ => UNetConfig::default(),
     };
     match args.get(5).map(String::as_str) {

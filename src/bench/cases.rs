@@ -273,6 +273,7 @@ impl GenerateCase<'_> {
             save_tensors: false,
             force: true,
             init_image: None,
+            attention_maps: None,
         };
         generate::run(self.model, &opts, &crate::progress::Silent)
     }

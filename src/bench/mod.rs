@@ -145,6 +145,51 @@ pub struct ModelReport {
     pub train: TrainRow,
 }
 
+/// Which network `diffuse bench --model-only` times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    /// [`UNetConfig::default`](crate::unet::UNetConfig): the 32 px shapes model.
+    Shapes,
+    /// [`UNetConfig::emoji`](crate::unet::UNetConfig::emoji): the 64 px text model.
+    Emoji,
+}
+
+impl std::str::FromStr for Network {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "shapes" => Ok(Network::Shapes),
+            "emoji" => Ok(Network::Emoji),
+            _ => Err(crate::Error::unknown("network", s, &["shapes", "emoji"])),
+        }
+    }
+}
+
+impl std::fmt::Display for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Network::Shapes => "shapes",
+            Network::Emoji => "emoji",
+        })
+    }
+}
+
+impl ModelBenchOptions {
+    /// The network's config with the batches its targets name: forward at 1/16/64 and a
+    /// training step at 64 for shapes; forward at 1/16 and a training step at 32 for emoji.
+    pub fn for_network(network: Network) -> Self {
+        match network {
+            Network::Shapes => Self::default(),
+            Network::Emoji => Self {
+                config: crate::unet::UNetConfig::emoji(),
+                forward_batches: vec![1, 16],
+                train_batch: 32,
+                ..Self::default()
+            },
+        }
+    }
+}
+
 /// Settings of the model benchmark.
 #[derive(Debug, Clone)]
 pub struct ModelBenchOptions {

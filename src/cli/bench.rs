@@ -9,7 +9,6 @@ use clap::Args;
 
 use diffuse::bench::{self, suite::SuiteReport, ModelReport};
 use diffuse::progress::Progress;
-use diffuse::unet::UNetConfig;
 
 use super::flags::ModelFlag;
 use super::Context;
@@ -29,9 +28,15 @@ pub struct BenchArgs {
     /// benches/pytorch_reference.py compares it.
     #[arg(long, conflicts_with = "model")]
     model_only: bool,
-    /// With --model-only: width of the benchmarked UNet's first level.
-    #[arg(long, default_value_t = UNetConfig::default().base_channels)]
-    base_channels: usize,
+    /// With --model-only: width of the benchmarked UNet's first level (default: the
+    /// network's own).
+    #[arg(long)]
+    base_channels: Option<usize>,
+    /// With --model-only: which network, `shapes` (the 32 px slot model) or `emoji` (the
+    /// 64 px text model with cross-attention, timed at batch 1 and 16 and a training step at
+    /// batch 32).
+    #[arg(long, default_value_t = bench::Network::Shapes, value_parser = super::flags::parse::<bench::Network>)]
+    network: bench::Network,
     /// Write weights, config and a fixed input/output pair for benches/pytorch_reference.py.
     #[arg(long, value_name = "DIR", conflicts_with = "model")]
     export_parity: Option<PathBuf>,
@@ -128,20 +133,17 @@ fn suite_table(r: &SuiteReport) -> String {
 
 /// The denoiser-only report (`--model-only`), which benches/pytorch_reference.py reads.
 fn run_model_only(args: &BenchArgs, device: &candle_core::Device, ctx: &Context) -> Result<()> {
-    let config = UNetConfig {
-        base_channels: args.base_channels,
-        ..Default::default()
-    };
+    let mut opts = bench::ModelBenchOptions::for_network(args.network);
+    if let Some(c) = args.base_channels {
+        opts.config.base_channels = c;
+    }
+    opts.runs = if args.quick { 3 } else { 7 };
+    let config = opts.config.clone();
     if let Some(dir) = &args.export_parity {
         bench::export_parity(&config, dir)?;
         ctx.bars
             .note(&format!("parity files written to {}", dir.display()));
     }
-    let opts = bench::ModelBenchOptions {
-        config,
-        runs: if args.quick { 3 } else { 7 },
-        ..Default::default()
-    };
     let report = bench::bench_model(&opts, device, &ctx.bars)?;
     let mut out = std::io::stdout().lock();
     if args.json {

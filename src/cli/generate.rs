@@ -60,6 +60,13 @@ pub struct GenerateArgs {
     fps: f64,
     #[command(flatten)]
     model: ModelFlag,
+    /// Also write cross-attention maps of every prompt word (text models): attention/*.png,
+    /// grid.png and attention.gif.
+    #[arg(long)]
+    attention_maps: bool,
+    /// With --attention-maps: about this many evenly chosen steps.
+    #[arg(long, default_value_t = generate::DEFAULT_ATTENTION_STEPS, requires = "attention_maps")]
+    attention_steps: usize,
     /// Also write trajectory.safetensors (x_t and x0_pred at every step).
     #[arg(long)]
     save_tensors: bool,
@@ -96,6 +103,7 @@ impl GenerateArgs {
             fps: self.fps,
             save_tensors: self.save_tensors,
             force: self.output.force,
+            attention_maps: self.attention_maps.then_some(self.attention_steps),
         }
     }
 }

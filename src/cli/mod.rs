@@ -130,13 +130,21 @@ fn usage_error(e: clap::Error) -> ExitCode {
         let _ = e.print();
         return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
     }
-    // One line: clap's first line names the flag and the reason.
+    // One line: clap's first paragraph names the flag and the reason (some errors list the
+    // flags on the lines after a colon).
     let rendered = e.render().to_string();
-    let first = rendered
+    let first: Vec<&str> = rendered
         .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("error");
-    eprintln!("{first}");
+        .map(str::trim)
+        .skip_while(|l| l.is_empty())
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let line = if first.is_empty() {
+        "error".to_string()
+    } else {
+        first.join(" ")
+    };
+    eprintln!("{line}");
     ExitCode::from(2)
 }
 

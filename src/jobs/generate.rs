@@ -19,6 +19,7 @@ use crate::progress::Progress;
 use crate::prompt;
 use crate::render;
 use crate::render::animation::{AnimationWriter, FrameCount};
+use crate::render::attention::StepMaps;
 use crate::rng::{self, Rng};
 use crate::sampler::{self, Sampler, SamplerConfig};
 use crate::schedule::NoiseSchedule;
@@ -73,7 +74,12 @@ pub struct GenerateOptions {
     pub force: bool,
     /// img2img: start from this picture instead of pure noise.
     pub init_image: Option<InitImage>,
+    /// Cross-attention maps of every prompt word at about this many steps (text models).
+    pub attention_maps: Option<usize>,
 }
+
+/// Steps with attention maps by default.
+pub const DEFAULT_ATTENTION_STEPS: usize = 8;
 
 /// What was done, written as `run.json`.
 #[derive(Debug, Clone, Serialize)]
@@ -119,6 +125,8 @@ struct Plan {
     /// States kept as frames: state 0 is the noise (or the input picture for img2img).
     keep: Vec<usize>,
     scale: u32,
+    /// Sampler step indices whose input gets attention maps.
+    map_steps: Vec<usize>,
 }
 
 impl Plan {
@@ -134,6 +142,12 @@ impl Plan {
             None => prompt::null_ids(unet),
         };
         check_options(opts)?;
+        if opts.attention_maps.is_some() && unet.text.is_none() {
+            return Err(Error::Unsupported(format!(
+                "--attention-maps needs a text model with cross-attention; {} has prompt slots",
+                model.name
+            )));
+        }
         let config = model.with_prediction(opts.sampler);
         let sampler = model.sampler(config)?;
         let timesteps = sampler.timesteps().to_vec();
@@ -150,7 +164,15 @@ impl Plan {
         let total_states = n - start + 1 + usize::from(init.is_some());
         let k = opts.num_images as u32;
         let tile_w = model.meta.unet.image_size as u32 + 1;
+        let map_steps = match opts.attention_maps {
+            Some(m) => render::evenly_chosen(n - start, m)
+                .into_iter()
+                .map(|i| i + start)
+                .collect(),
+            None => Vec::new(),
+        };
         let plan = Self {
+            map_steps,
             ids,
             neg,
             config,
@@ -222,6 +244,13 @@ fn check_options(opts: &GenerateOptions) -> Result<()> {
             return Err(Error::option_is("strength", strength, "is outside [0, 1]"));
         }
     }
+    if opts.attention_maps == Some(0) {
+        return Err(Error::option(
+            "attention-steps",
+            0,
+            "record at least one step",
+        ));
+    }
     crate::render::animation::check_fps(opts.fps)
 }
 
@@ -247,32 +276,33 @@ pub fn run(
     let began = Instant::now();
     let (plan, mut sampler) = Plan::new(model, opts)?;
     fs::prepare_output_dir(&opts.out, opts.force)?;
-    let mut frames = AnimationWriter::new(
+    let frames = AnimationWriter::new(
         &opts.out,
         "denoising.gif",
         plan.keep.len(),
         opts.fps,
         opts.force,
     )?;
+    let mut rec = Recording {
+        frames,
+        trajectory: Vec::new(),
+        maps: Vec::new(),
+    };
     let k = opts.num_images;
     let guided = model.guided(
         opts.guidance,
         &vec![plan.ids.clone(); k],
         &vec![plan.neg.clone(); k],
     )?;
-    let mut trajectory: Vec<(Tensor, Tensor)> = Vec::new();
     progress.stage("denoising", (plan.timesteps.len() - plan.start) as u64);
     let t0 = Instant::now();
-    let x = sample(
-        &plan,
-        sampler.as_mut(),
-        &guided,
-        opts,
-        &mut frames,
-        &mut trajectory,
-        progress,
-    )?;
+    let x = sample(&plan, sampler.as_mut(), &guided, opts, &mut rec, progress)?;
     progress.finish();
+    let Recording {
+        frames,
+        trajectory,
+        maps,
+    } = rec;
     let sampling_ms = ms(t0) - frames.busy_ms();
 
     let t0 = Instant::now();
@@ -280,6 +310,14 @@ pub fn run(
     let animation = frames.finish()?;
     let mut files = animation.files;
     files.extend(render::save_samples(&x, &opts.out, plan.scale)?);
+    if !maps.is_empty() {
+        let words = crate::text::tokenizer::words(&opts.prompt);
+        let base = render::to_rgb8(&x.get(0)?)?;
+        let scale = (256 / base.width()).max(1);
+        let written =
+            render::attention::save_word_maps(&opts.out, &words, &maps, &base, scale, 2.0)?;
+        files.extend(written);
+    }
     if opts.save_tensors && !trajectory.is_empty() {
         let (xs, x0s): (Vec<Tensor>, Vec<Tensor>) = trajectory.into_iter().unzip();
         let tensors = vec![
@@ -320,18 +358,37 @@ pub fn run(
     Ok(report)
 }
 
-/// The reverse loop, streaming the kept states into `frames` and (with `--save-tensors`)
-/// every step's x_t and x0 prediction into `trajectory`. Returns the final sample.
+/// What a run records besides the final sample.
+struct Recording {
+    /// The kept states, streamed to disk.
+    frames: AnimationWriter,
+    /// With `--save-tensors`: every step's x_t and x0 prediction.
+    trajectory: Vec<(Tensor, Tensor)>,
+    /// With `--attention-maps`: the word maps at the chosen steps.
+    maps: Vec<StepMaps>,
+}
+
+/// The reverse loop, recording as it goes. Returns the final sample.
 fn sample(
     plan: &Plan,
     sampler: &mut dyn Sampler,
     guided: &Guided,
     opts: &GenerateOptions,
-    frames: &mut AnimationWriter,
-    trajectory: &mut Vec<(Tensor, Tensor)>,
+    rec: &mut Recording,
     progress: &dyn Progress,
 ) -> Result<Tensor> {
+    let Recording {
+        frames,
+        trajectory,
+        maps,
+    } = rec;
     let mut rng = rng::rng(opts.seed);
+    let observe = |maps: &mut Vec<StepMaps>, step: usize, x: &Tensor| -> Result<()> {
+        if plan.map_steps.contains(&step) {
+            maps.push(word_maps(guided, &plan.ids, x, plan.timesteps[step])?);
+        }
+        Ok(())
+    };
     let record = |frames: &mut AnimationWriter, state: usize, x: &Tensor, x0: Option<&Tensor>| {
         if !plan.keep.contains(&state) {
             return Ok(());
@@ -354,10 +411,15 @@ fn sample(
         }
     };
     let (start, offset) = (plan.start, plan.offset());
+    if start < plan.timesteps.len() {
+        observe(maps, start, &x_start)?;
+    }
     let mut failed: Option<Error> = None;
     let x = pipeline::denoise_from(guided, sampler, &mut rng, start, x_start, |e: StepEvent| {
         if failed.is_none() {
-            failed = record(frames, e.i + 1 - start + offset, e.x, Some(e.x0)).err();
+            failed = record(frames, e.i + 1 - start + offset, e.x, Some(e.x0))
+                .and_then(|()| observe(maps, e.i + 1, e.x))
+                .err();
         }
         if opts.save_tensors {
             trajectory.push((e.x.clone(), e.x0.clone()));
@@ -368,4 +430,20 @@ fn sample(
         Some(e) => Err(e),
         None => Ok(x),
     }
+}
+
+/// The cross-attention maps of image 0 of `x` (the input of the step at timestep `t`) for
+/// every word of the prompt `ids`.
+fn word_maps(guided: &Guided, ids: &[u32], x: &Tensor, t: usize) -> Result<StepMaps> {
+    let unet = guided.model;
+    let cond = crate::unet::cond_tensor(&[ids.to_vec()], unet.device())?; // [1, L]
+    let maps = unet.word_maps(&x.narrow(0, 0, 1)?, t as f64, &cond)?; // [L, H, W]
+    let words = ids.iter().take_while(|&&id| id != 0).count();
+    let words = (0..words)
+        .map(|w| Ok(maps.get(w)?.flatten_all()?.to_vec1::<f32>()?))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(StepMaps {
+        label: format!("t={t}"),
+        words,
+    })
 }

@@ -3,6 +3,7 @@
 //! frames, a looping GIF and a strip); [`plot`] draws line charts.
 
 pub mod animation;
+pub mod attention;
 pub mod plot;
 
 use std::path::Path;

@@ -224,27 +224,20 @@ impl UNetConfig {
     /// Multiply-adds ×2 of one forward pass for one image: convolutions, linear layers and
     /// attention matmuls (normalisation and elementwise work are not counted).
     pub fn flops_per_image(&self) -> f64 {
-        let mut f = 0.0;
         let conv = |cin: usize, cout: usize, k: usize, px: usize| {
             2.0 * (cin * cout * k * k * px * px) as f64
         };
         let temb = self.temb_dim();
         let c0 = self.base_channels;
-        f += 2.0 * (c0 * temb + temb * temb) as f64; // time MLP
         let res = |cin: usize, cout: usize, px: usize| {
-            conv(cin, cout, 3, px)
-                + conv(cout, cout, 3, px)
-                + 2.0 * (temb * cout) as f64
-                + if cin != cout {
-                    conv(cin, cout, 1, px)
-                } else {
-                    0.0
-                }
+            let skip = if cin != cout {
+                conv(cin, cout, 1, px)
+            } else {
+                0.0
+            };
+            conv(cin, cout, 3, px) + conv(cout, cout, 3, px) + 2.0 * (temb * cout) as f64 + skip
         };
-        let attn = |c: usize, px: usize| {
-            let n = (px * px) as f64;
-            conv(c, 3 * c, 1, px) + conv(c, c, 1, px) + 2.0 * 2.0 * n * n * c as f64
-        };
+        let mut f = 2.0 * (c0 * temb + temb * temb) as f64 + self.text_flops(); // time MLP
         let mut px = self.image_size;
         f += conv(self.in_channels, c0, 3, px);
         let mut ch = c0;
@@ -253,11 +246,8 @@ impl UNetConfig {
         for (l, m) in self.channel_mult.iter().enumerate() {
             let out = c0 * m;
             for _ in 0..self.num_res_blocks {
-                f += res(ch, out, px);
+                f += res(ch, out, px) + self.mixer_flops(out, px, false);
                 ch = out;
-                if self.attention_resolutions.contains(&px) {
-                    f += attn(ch, px);
-                }
                 skips.push(ch);
             }
             if l + 1 < levels {
@@ -266,23 +256,49 @@ impl UNetConfig {
                 skips.push(ch);
             }
         }
-        f += 2.0 * res(ch, ch, px) + attn(ch, px);
+        f += 2.0 * res(ch, ch, px) + self.mixer_flops(ch, px, true);
         for (l, m) in self.channel_mult.iter().enumerate().rev() {
             let out = c0 * m;
             for _ in 0..=self.num_res_blocks {
-                let skip = skips.pop().expect("skip");
-                f += res(ch + skip, out, px);
+                let skip = skips.pop().unwrap_or(0);
+                f += res(ch + skip, out, px) + self.mixer_flops(out, px, false);
                 ch = out;
-                if self.attention_resolutions.contains(&px) {
-                    f += attn(ch, px);
-                }
             }
             if l > 0 {
                 px *= 2;
                 f += conv(ch, ch, 3, px);
             }
         }
-        f += conv(ch, self.in_channels, 3, px);
-        f
+        f + conv(ch, self.in_channels, 3, px)
+    }
+
+    /// FLOPs of the attention block after a ResBlock with `c` channels at `px` pixels (the
+    /// middle block's when `mid`): self-attention, a spatial transformer, or none.
+    fn mixer_flops(&self, c: usize, px: usize, mid: bool) -> f64 {
+        let (n, cf) = ((px * px) as f64, c as f64);
+        let proj = |rows: f64, cin: f64, cout: f64| 2.0 * rows * cin * cout;
+        match &self.text {
+            Some(t) if mid || self.cross_attention_resolutions.contains(&px) => {
+                let (l, d) = (t.max_len as f64, t.dim as f64);
+                let io = 2.0 * proj(n, cf, cf);
+                let attn1 = 4.0 * proj(n, cf, cf) + 4.0 * n * n * cf;
+                let attn2 = 2.0 * proj(n, cf, cf) + 2.0 * proj(l, d, cf) + 4.0 * n * l * cf;
+                let ff = proj(n, cf, 8.0 * cf) + proj(n, 4.0 * cf, cf);
+                io + attn1 + attn2 + ff
+            }
+            _ if mid || self.attention_resolutions.contains(&px) => {
+                proj(n, cf, 3.0 * cf) + proj(n, cf, cf) + 4.0 * n * n * cf
+            }
+            _ => 0.0,
+        }
+    }
+
+    /// FLOPs of the text encoder for one prompt (0 for slot models).
+    fn text_flops(&self) -> f64 {
+        self.text.as_ref().map_or(0.0, |t| {
+            let (l, d) = (t.max_len as f64, t.dim as f64);
+            let layer = 4.0 * 2.0 * l * d * d + 4.0 * l * l * d + 2.0 * 2.0 * l * d * 4.0 * d;
+            t.layers as f64 * layer
+        })
     }
 }
