@@ -54,7 +54,8 @@ fn tiny_training_run_writes_its_records_and_resumes() {
     assert_fails_with(&diffuse(&args), "already exists (use --force to overwrite)");
 
     let ckpt = run.join("checkpoint.safetensors");
-    let mut resume = vec![
+    // The run's settings come from the checkpoint (flags that would change them are refused).
+    let resume = vec![
         "train",
         "--out",
         s(&model),
@@ -64,8 +65,8 @@ fn tiny_training_run_writes_its_records_and_resumes() {
         "4",
         "--resume",
         s(&ckpt),
+        "--quiet",
     ];
-    resume.extend_from_slice(&common);
     let o = diffuse(&resume);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("finished at step 4/4"));
@@ -76,6 +77,68 @@ fn tiny_training_run_writes_its_records_and_resumes() {
         .map(|l| l.split(',').next().unwrap())
         .collect();
     assert_eq!(steps, ["1", "2", "3", "4"]);
+    // --checkpoint-every 2 was kept: the resumed run checkpointed and previewed at step 4.
+    assert!(run.join("preview_000004.png").exists());
+}
+
+#[test]
+fn resume_keeps_the_runs_settings_and_refuses_what_would_change_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.safetensors");
+    let run = dir.path().join("run");
+    let train = |extra: &[&str]| {
+        let mut a = vec!["train", "--out", s(&model), "--run-dir", s(&run), "--quiet"];
+        a.extend_from_slice(extra);
+        diffuse(&a)
+    };
+    let o = train(&[
+        "--steps",
+        "2",
+        "--base-channels",
+        "8",
+        "--batch-size",
+        "2",
+        "--checkpoint-every",
+        "1",
+        "--preview-steps",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ckpt = run.join("checkpoint.safetensors");
+    let before = std::fs::read(&ckpt).unwrap();
+    let resume = |extra: &[&str]| {
+        let mut a = vec!["--resume", s(&ckpt)];
+        a.extend_from_slice(extra);
+        train(&a)
+    };
+    // Settings stored in the checkpoint cannot be changed on resume.
+    for (flag, value) in [
+        ("--lr", "0.01"),
+        ("--batch-size", "4"),
+        ("--base-channels", "16"),
+        ("--data", "emoji"),
+        ("--seed", "3"),
+    ] {
+        assert_fails_with(
+            &resume(&["--steps", "3", flag, value]),
+            "'--resume <CKPT>' cannot be used with",
+        );
+    }
+    assert_fails_with(
+        &resume(&["--steps", "3", "--beta-end", "0.03"]),
+        "cannot be used with --resume",
+    );
+    // A total at or below the checkpoint's step is an error, not a false success.
+    assert_fails_with(
+        &resume(&["--steps", "2"]),
+        "--steps 2 is not past the checkpoint's step 2",
+    );
+    assert_fails_with(&resume(&[]), "the run already finished its 2 steps");
+    assert_eq!(std::fs::read(&ckpt).unwrap(), before, "nothing was written");
+    // An allowed change is applied: previews every step from now on.
+    let o = resume(&["--steps", "3"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(run.join("preview_000003.png").exists());
 }
 
 #[test]

@@ -57,7 +57,7 @@ fn resuming_gives_the_same_weights_as_one_run() {
     }
     first.save_checkpoint(&ckpt, 1.5).unwrap();
     drop(first);
-    let mut resumed = Trainer::resume(&ckpt, None, &dev).unwrap();
+    let mut resumed = Trainer::resume(&ckpt, None, Default::default(), &dev).unwrap();
     assert_eq!(resumed.step, k);
     assert_eq!(resumed.elapsed_before_s, 1.5);
     for _ in 0..k {
@@ -130,7 +130,7 @@ fn bad_settings_and_foreign_files_are_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let text = dir.path().join("notes.safetensors");
     std::fs::write(&text, b"hello").unwrap();
-    let e = Trainer::resume(&text, None, &dev)
+    let e = Trainer::resume(&text, None, Default::default(), &dev)
         .err()
         .unwrap()
         .to_string();
@@ -143,7 +143,7 @@ fn bad_settings_and_foreign_files_are_rejected() {
     let t = Trainer::new(tiny(1), &dev).unwrap();
     let model = dir.path().join("m.safetensors");
     t.save_model(&model).unwrap();
-    let e = Trainer::resume(&model, None, &dev)
+    let e = Trainer::resume(&model, None, Default::default(), &dev)
         .err()
         .unwrap()
         .to_string();
@@ -154,7 +154,7 @@ fn bad_settings_and_foreign_files_are_rejected() {
     t.save_checkpoint(&ckpt, 0.0).unwrap();
     let bytes = std::fs::read(&ckpt).unwrap();
     std::fs::write(&ckpt, &bytes[..bytes.len() / 2]).unwrap();
-    let e = Trainer::resume(&ckpt, None, &dev)
+    let e = Trainer::resume(&ckpt, None, Default::default(), &dev)
         .err()
         .unwrap()
         .to_string();

@@ -11,7 +11,8 @@ use clap::{Args, Subcommand};
 
 use diffuse::jobs::{data, train as job};
 use diffuse::schedule::{BetaSchedule, ScheduleConfig};
-use diffuse::train::{DataSource, TrainConfig};
+use diffuse::train::config::{DEFAULT_CHECKPOINT_EVERY, DEFAULT_PREVIEW_STEPS};
+use diffuse::train::{DataSource, RunOverrides, TrainConfig};
 use diffuse::unet::{Prediction, UNetConfig};
 
 use super::flags::{parse, ScheduleFlags};
@@ -23,7 +24,7 @@ pub struct TrainArgs {
     /// captions, for a text-to-image model) or a folder of pictures (class subfolders: the
     /// folder names become the prompts; flat: unconditional). A folder named `shapes` is
     /// written `./shapes`.
-    #[arg(long, default_value_t = TrainConfig::default().data, value_parser = parse::<DataSource>)]
+    #[arg(long, conflicts_with = "resume", default_value_t = TrainConfig::default().data, value_parser = parse::<DataSource>)]
     data: DataSource,
     /// Model file to write (EMA weights + config in the safetensors metadata).
     #[arg(long, value_name = "FILE.safetensors")]
@@ -33,28 +34,28 @@ pub struct TrainArgs {
     #[arg(long)]
     steps: Option<u64>,
     /// Images per step.
-    #[arg(long, default_value_t = TrainConfig::default().batch_size)]
+    #[arg(long, conflicts_with = "resume", default_value_t = TrainConfig::default().batch_size)]
     batch_size: usize,
     /// Peak learning rate (warm-up, then cosine decay).
-    #[arg(long, default_value_t = TrainConfig::default().lr)]
+    #[arg(long, conflicts_with = "resume", default_value_t = TrainConfig::default().lr)]
     lr: f64,
     /// Seed of the weights and of the trainer's noise.
-    #[arg(long, default_value_t = TrainConfig::default().seed)]
+    #[arg(long, conflicts_with = "resume", default_value_t = TrainConfig::default().seed)]
     seed: u64,
     /// Seed of the shapes dataset.
-    #[arg(long, default_value_t = TrainConfig::default().data_seed)]
+    #[arg(long, conflicts_with = "resume", default_value_t = TrainConfig::default().data_seed)]
     data_seed: u64,
     /// Width of the UNet's first level.
-    #[arg(long, default_value_t = UNetConfig::default().base_channels)]
+    #[arg(long, conflicts_with = "resume", default_value_t = UNetConfig::default().base_channels)]
     base_channels: usize,
     /// What the network predicts: epsilon or v_prediction (diffusers' `prediction_type`).
-    #[arg(long, default_value_t = UNetConfig::default().prediction, value_parser = parse::<Prediction>)]
+    #[arg(long, conflicts_with = "resume", default_value_t = UNetConfig::default().prediction, value_parser = parse::<Prediction>)]
     prediction_type: Prediction,
     /// Probability of dropping the whole prompt (for classifier-free guidance).
-    #[arg(long, default_value_t = TrainConfig::default().cond_drop)]
+    #[arg(long, conflicts_with = "resume", default_value_t = TrainConfig::default().cond_drop)]
     cond_drop: f64,
     /// linear, scaled-linear, cosine or sigmoid.
-    #[arg(long, default_value_t = ScheduleConfig::default().beta_schedule,
+    #[arg(long, conflicts_with = "resume", default_value_t = ScheduleConfig::default().beta_schedule,
           value_parser = parse::<BetaSchedule>)]
     beta_schedule: BetaSchedule,
     #[command(flatten)]
@@ -66,18 +67,29 @@ pub struct TrainArgs {
     /// Continue exactly from this checkpoint (its config wins; --steps may extend the run).
     #[arg(long, value_name = "CKPT")]
     resume: Option<PathBuf>,
-    /// Checkpoint, plot and preview every N steps.
-    #[arg(long, default_value_t = job::DEFAULT_CHECKPOINT_EVERY)]
-    checkpoint_every: u64,
-    /// DDPM steps for the preview grids.
-    #[arg(long, default_value_t = job::DEFAULT_PREVIEW_STEPS)]
-    preview_steps: usize,
+    /// Checkpoint, plot and preview every N steps [default: 500; with --resume, the run's].
+    #[arg(long)]
+    checkpoint_every: Option<u64>,
+    /// DDPM steps for the preview grids [default: 50; with --resume, the run's].
+    #[arg(long)]
+    preview_steps: Option<usize>,
     /// Overwrite an existing model file.
     #[arg(long)]
     force: bool,
 }
 
 impl TrainArgs {
+    /// With `--resume` the run's stored schedule is used; a different one is refused.
+    fn check_resume(&self) -> Result<()> {
+        let given = self.schedule.config(self.beta_schedule);
+        if self.resume.is_some() && given != ScheduleConfig::default() {
+            anyhow::bail!(
+                "--train-timesteps, --beta-start and --beta-end cannot be used with --resume: the run's schedule is stored in its checkpoint"
+            );
+        }
+        Ok(())
+    }
+
     fn options(&self) -> job::TrainOptions {
         let config = TrainConfig {
             data: self.data.clone(),
@@ -96,6 +108,8 @@ impl TrainArgs {
             batch_size: self.batch_size,
             lr: self.lr,
             cond_drop: self.cond_drop,
+            checkpoint_every: self.checkpoint_every.unwrap_or(DEFAULT_CHECKPOINT_EVERY),
+            preview_steps: self.preview_steps.unwrap_or(DEFAULT_PREVIEW_STEPS),
             ..Default::default()
         };
         job::TrainOptions {
@@ -107,8 +121,10 @@ impl TrainArgs {
                 .unwrap_or_else(|| job::default_run_dir(&self.out)),
             resume: self.resume.clone(),
             steps_override: self.steps,
-            every: self.checkpoint_every,
-            preview_steps: self.preview_steps,
+            overrides: RunOverrides {
+                checkpoint_every: self.checkpoint_every,
+                preview_steps: self.preview_steps,
+            },
             force: self.force,
             command_line: std::env::args().collect::<Vec<_>>().join(" "),
         }
@@ -116,6 +132,7 @@ impl TrainArgs {
 }
 
 pub fn run(args: &TrainArgs, ctx: &Context) -> Result<()> {
+    args.check_resume()?;
     let device = ctx.device()?;
     let opts = args.options();
     let stop = Arc::new(AtomicBool::new(false));

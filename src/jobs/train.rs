@@ -17,12 +17,7 @@ use crate::render;
 use crate::render::plot::{self, Panel, Series};
 use crate::rng;
 use crate::sampler::{self, SamplerConfig, SamplerKind};
-use crate::train::{TrainConfig, Trainer};
-
-/// Checkpoint, plot and preview every this many steps by default.
-pub const DEFAULT_CHECKPOINT_EVERY: u64 = 500;
-/// DDPM steps of the preview grids by default.
-pub const DEFAULT_PREVIEW_STEPS: usize = 50;
+use crate::train::{RunOverrides, TrainConfig, Trainer};
 
 /// The run folder of a model file by default: `runs/<file stem>`.
 pub fn default_run_dir(out: &Path) -> PathBuf {
@@ -43,10 +38,9 @@ pub struct TrainOptions {
     pub resume: Option<PathBuf>,
     /// With `resume`: a new total step count.
     pub steps_override: Option<u64>,
-    /// Checkpoint, plot and preview every this many steps.
-    pub every: u64,
-    /// DDPM steps for preview grids.
-    pub preview_steps: usize,
+    /// With `resume`: new checkpoint and preview settings (a new run takes them from
+    /// `config`).
+    pub overrides: RunOverrides,
     pub force: bool,
     /// Appended to `commands.txt` in the run folder.
     pub command_line: String,
@@ -222,11 +216,8 @@ fn append_eval_log(path: &Path, step: u64, t: &crate::judge::Tally) -> Result<()
 
 /// A fresh trainer, or the one a checkpoint continues; notes skipped data files.
 fn open_trainer(opts: &TrainOptions, device: &Device, progress: &dyn Progress) -> Result<Trainer> {
-    if opts.every == 0 {
-        return Err(Error::option("checkpoint-every", 0, "must be at least 1"));
-    }
     let trainer = match &opts.resume {
-        Some(ckpt) => Trainer::resume(ckpt, opts.steps_override, device)?,
+        Some(ckpt) => Trainer::resume(ckpt, opts.steps_override, opts.overrides, device)?,
         None => {
             opts.config.validate()?;
             fs::check_overwrite(&opts.out, opts.force)?;
@@ -336,10 +327,10 @@ pub fn run(
         log.append(&s, elapsed(&trainer))?;
         progress.advance(1);
         progress.status(&format!("loss {ema:.4}"));
-        if s.step % opts.every == 0 || s.step == total {
+        if s.step % trainer.config.checkpoint_every == 0 || s.step == total {
             checkpoint(&trainer, &log.points)?;
             let preview = opts.run_dir.join(format!("preview_{:06}.png", s.step));
-            if let Some(tally) = save_preview(&trainer, opts.preview_steps, &preview)? {
+            if let Some(tally) = save_preview(&trainer, trainer.config.preview_steps, &preview)? {
                 append_eval_log(&opts.run_dir.join("eval_log.csv"), s.step, &tally)?;
             }
         }

@@ -2,7 +2,8 @@
 //!
 //! The background is estimated first: a plane per colour channel fitted to the picture's
 //! border (the dataset's backgrounds are plain colours or linear gradients), refitted without
-//! the border pixels an object covers. Then for every noun and every sprite side from 19 to
+//! the border pixels an object covers; the border's median squared residual estimates the
+//! picture's noise, which is taken off every error. Then for every noun and every sprite side from 19 to
 //! 38 px, the whole box is compared with the picture at every position: the sprite's opaque
 //! pixels against the picture, its transparent pixels against the background (mean squared
 //! RGB error). Comparing the whole box keeps a small single-colour sprite (a heart) from
@@ -102,6 +103,9 @@ struct Scene {
     w: u32,
     rgb: Vec<f32>,
     background: Vec<f32>,
+    /// The picture's noise: the median squared difference (per channel) of the border pixels
+    /// from the background planes. Noise adds about this much to every squared error.
+    noise: f32,
 }
 
 /// Least-squares plane `a + b·x + c·y` through the points (x, y, v).
@@ -178,7 +182,24 @@ impl Scene {
                 }
             }
         }
-        Self { w, rgb, background }
+        let mut residuals: Vec<f32> = border
+            .iter()
+            .map(|&(x, y)| {
+                let o = ((y * w + x) * 3) as usize;
+                (0..3)
+                    .map(|c| (rgb[o + c] - background[o + c]).powi(2))
+                    .sum::<f32>()
+                    / 3.0
+            })
+            .collect();
+        residuals.sort_by(f32::total_cmp);
+        let noise = residuals.get(residuals.len() / 2).copied().unwrap_or(0.0);
+        Self {
+            w,
+            rgb,
+            background,
+            noise,
+        }
     }
 
     /// The template's error at (x, y): the mean squared error of its opaque pixels against
@@ -187,7 +208,8 @@ impl Scene {
     /// Stops early, returning infinity, once the opaque part alone exceeds `bound`. `strict`
     /// also requires the opaque pixels to stand out from the background.
     fn error_at(&self, t: &Template, x: u32, y: u32, bound: f32, strict: bool) -> f32 {
-        let limit = bound * t.pixels.len() as f32;
+        // Errors are judged net of the picture's own noise.
+        let limit = (bound + self.noise) * t.pixels.len() as f32;
         let sq = |a: &[f32], b: &[f32]| {
             let (d0, d1, d2) = (a[0] - b[0], a[1] - b[1], a[2] - b[2]);
             (d0 * d0 + d1 * d1 + d2 * d2) / 3.0
@@ -203,8 +225,13 @@ impl Scene {
             }
         }
         // The sprite must explain the picture clearly better than bare background does.
-        let visible = contrast >= MIN_VISIBLE * t.pixels.len() as f32;
-        if strict && (contrast < MIN_CONTRAST * opaque.max(1.0) || !visible) {
+        let n = t.pixels.len().max(1) as f32;
+        let (opaque_net, contrast_net) = (
+            (opaque / n - self.noise).max(0.0),
+            contrast / n - self.noise,
+        );
+        let visible = contrast_net >= MIN_VISIBLE;
+        if strict && (contrast_net < MIN_CONTRAST * opaque_net.max(1.0) || !visible) {
             return f32::INFINITY;
         }
         let mut clear = 0f32;
@@ -212,7 +239,8 @@ impl Scene {
             let o = at(dx, dy);
             clear += sq(&self.rgb[o..o + 3], &self.background[o..o + 3]);
         }
-        opaque / t.pixels.len().max(1) as f32 + clear / t.clear.len().max(1) as f32
+        let clear_net = (clear / t.clear.len().max(1) as f32 - self.noise).max(0.0);
+        opaque_net + clear_net
     }
 }
 

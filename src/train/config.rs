@@ -84,6 +84,26 @@ pub struct TrainConfig {
     pub cond_drop: f64,
     /// Probability of dropping each slot on its own (so "red" or "circle" alone works).
     pub slot_drop: f64,
+    /// Checkpoint, plot and preview every this many steps (kept, so a resumed run goes on
+    /// checkpointing as it did).
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: u64,
+    /// DDPM steps of the preview grids.
+    #[serde(default = "default_preview_steps")]
+    pub preview_steps: usize,
+}
+
+/// Checkpoint, plot and preview every this many steps by default.
+pub const DEFAULT_CHECKPOINT_EVERY: u64 = 500;
+/// DDPM steps of the preview grids by default.
+pub const DEFAULT_PREVIEW_STEPS: usize = 50;
+
+fn default_checkpoint_every() -> u64 {
+    DEFAULT_CHECKPOINT_EVERY
+}
+
+fn default_preview_steps() -> usize {
+    DEFAULT_PREVIEW_STEPS
 }
 
 impl Default for TrainConfig {
@@ -106,6 +126,8 @@ impl Default for TrainConfig {
             ema_decay: 0.999,
             cond_drop: 0.1,
             slot_drop: 0.1,
+            checkpoint_every: DEFAULT_CHECKPOINT_EVERY,
+            preview_steps: DEFAULT_PREVIEW_STEPS,
         }
     }
 }
@@ -130,6 +152,20 @@ impl TrainConfig {
             if !(0.0..1.0).contains(&p) {
                 return Err(Error::out_of_range(option, p, "[0, 1)"));
             }
+        }
+        if self.checkpoint_every == 0 {
+            return Err(Error::option("checkpoint-every", 0, "must be at least 1"));
+        }
+        if self.preview_steps == 0 || self.preview_steps > self.schedule.train_timesteps {
+            let range = format!(
+                "1..={} (the training timesteps)",
+                self.schedule.train_timesteps
+            );
+            return Err(Error::out_of_range(
+                "preview-steps",
+                self.preview_steps,
+                range,
+            ));
         }
         self.unet.validate()?;
         if self.data == DataSource::Emoji {

@@ -32,6 +32,25 @@ pub use checkpoint::{CheckpointMeta, RngState, CHECKPOINT_KEY};
 pub use config::{DataSource, TrainConfig};
 use optim::AdamW;
 
+/// Settings a resumed run may change: how often it checkpoints and previews.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOverrides {
+    pub checkpoint_every: Option<u64>,
+    pub preview_steps: Option<usize>,
+}
+
+impl RunOverrides {
+    /// Replaces the given settings in `config`.
+    pub fn apply(&self, config: &mut TrainConfig) {
+        if let Some(n) = self.checkpoint_every {
+            config.checkpoint_every = n;
+        }
+        if let Some(n) = self.preview_steps {
+            config.preview_steps = n;
+        }
+    }
+}
+
 /// Statistics of one step.
 #[derive(Debug, Clone, Copy)]
 pub struct StepStats {
@@ -112,14 +131,40 @@ impl Trainer {
         })
     }
 
-    /// Continues the run saved at `path`. `steps` may raise the total step count.
-    pub fn resume(path: &Path, steps: Option<u64>, device: &Device) -> Result<Self> {
+    /// Continues the run saved at `path`. `steps` may raise the total step count; the other
+    /// `overrides` (how often to checkpoint, preview steps) replace the stored ones.
+    pub fn resume(
+        path: &Path,
+        steps: Option<u64>,
+        overrides: RunOverrides,
+        device: &Device,
+    ) -> Result<Self> {
         let (meta, tensors): (CheckpointMeta, _) =
             safetensors::load_with_meta(path, CHECKPOINT_KEY, device)?;
         let mut config = meta.config.clone();
         if let Some(s) = steps {
+            if s <= meta.step {
+                return Err(Error::option_is(
+                    "steps",
+                    s,
+                    format!(
+                        "is not past the checkpoint's step {}: nothing to train (give a larger total)",
+                        meta.step
+                    ),
+                ));
+            }
             config.steps = s;
+        } else if meta.step >= config.steps {
+            return Err(Error::file(
+                path,
+                format!(
+                    "the run already finished its {} steps; give --steps to extend it",
+                    config.steps
+                ),
+            ));
         }
+        overrides.apply(&mut config);
+        config.validate()?;
         let mut t = Self::new(config, device)?;
         if t.config.unet.vocab != meta.config.unet.vocab {
             return Err(Error::file(
