@@ -7,34 +7,13 @@ mod common;
 use common::{assert_fails_with, diffuse, s};
 use diffuse::io::safetensors;
 use diffuse::model::{ModelMeta, MODEL_KEY};
-use diffuse::text::TextConfig;
 use diffuse::train::{TrainConfig, Trainer};
-use diffuse::unet::{UNetConfig, Vocabulary};
 use std::path::{Path, PathBuf};
-
-fn tiny_text() -> UNetConfig {
-    let mut text = TextConfig::emoji();
-    text.dim = 16;
-    text.layers = 1;
-    text.heads = 2;
-    UNetConfig {
-        image_size: 16,
-        base_channels: 8,
-        channel_mult: vec![1, 2],
-        groups: 4,
-        num_heads: 2,
-        attention_resolutions: Vec::new(),
-        cross_attention_resolutions: vec![8],
-        vocab: Vocabulary { slots: Vec::new() },
-        text: Some(text),
-        ..Default::default()
-    }
-}
 
 /// A tiny untrained text model file in `dir`.
 fn text_model(dir: &Path) -> PathBuf {
     let config = TrainConfig {
-        unet: tiny_text(),
+        unet: common::tiny_text_unet(),
         batch_size: 1,
         ..Default::default()
     };

@@ -139,26 +139,6 @@ fn every_sprite_decodes() {
     assert_eq!(s.dimensions(), (30, 30));
 }
 
-/// A text UNet small enough for a test.
-fn tiny_text() -> UNetConfig {
-    let mut text = TextConfig::emoji();
-    text.dim = 16;
-    text.layers = 1;
-    text.heads = 2;
-    UNetConfig {
-        image_size: 16,
-        base_channels: 8,
-        channel_mult: vec![1, 2],
-        groups: 4,
-        num_heads: 2,
-        cross_attention_resolutions: vec![8],
-        attention_resolutions: Vec::new(),
-        vocab: diffuse::unet::Vocabulary { slots: Vec::new() },
-        text: Some(text),
-        ..Default::default()
-    }
-}
-
 fn build(cfg: &UNetConfig) -> (UNet, VarMap) {
     let vm = VarMap::new();
     let vb = diffuse::nn::init::SeededInit::var_builder(&vm, 0, &Device::Cpu);
@@ -175,7 +155,7 @@ fn caption_ids(cfg: &UNetConfig, captions: &[&str]) -> Tensor {
 
 #[test]
 fn text_unet_shapes_and_every_weight_gets_a_gradient() {
-    let cfg = tiny_text();
+    let cfg = common::tiny_text_unet();
     let (model, vm) = build(&cfg);
     let x = diffuse::rng::randn(&mut diffuse::rng::rng(0), (2, 3, 16, 16), &Device::Cpu).unwrap();
     let cond = caption_ids(&cfg, &["a cat with a computer", ""]);
@@ -221,7 +201,7 @@ fn text_unet_shapes_and_every_weight_gets_a_gradient() {
 
 #[test]
 fn a_tiny_text_model_learns_a_fixed_batch() {
-    let cfg = tiny_text();
+    let cfg = common::tiny_text_unet();
     let (model, vm) = build(&cfg);
     let captions = ["a cat", "a dog", "a sun above a car", ""];
     let cond = caption_ids(&cfg, &captions);

@@ -121,34 +121,48 @@ fn self_test(json: bool) -> Result<()> {
         job::SELF_TEST_SEED,
         &job::SELF_TEST_SIGMAS,
     )?;
+    print_self_test(json, &rows, "judge", "images", |out| {
+        writeln!(
+            out,
+            "{:>12} {:>8} {:>8} {:>8} {:>10}",
+            "noise sigma", "colour", "shape", "both", "no object"
+        )?;
+        for r in &rows {
+            let t = &r.tally;
+            writeln!(
+                out,
+                "{:>12.2} {:>7.1}% {:>7.1}% {:>7.1}% {:>10}",
+                r.noise_sigma,
+                100.0 * t.colour_accuracy(),
+                100.0 * t.shape_accuracy(),
+                100.0 * t.both_accuracy(),
+                t.no_clear_object
+            )?;
+        }
+        Ok(())
+    })
+}
+
+/// Prints self-test rows as JSON, or a heading and `table`.
+fn print_self_test<R: serde::Serialize>(
+    json: bool,
+    rows: &R,
+    judge: &str,
+    what: &str,
+    table: impl FnOnce(&mut std::io::StdoutLock) -> std::io::Result<()>,
+) -> Result<()> {
     let mut out = std::io::stdout().lock();
     if json {
-        writeln!(out, "{}", serde_json::to_string(&rows)?)?;
+        writeln!(out, "{}", serde_json::to_string(rows)?)?;
         return Ok(());
     }
     writeln!(
         out,
-        "judge on {} fresh dataset images (seed {})",
+        "{judge} on {} fresh dataset {what} (seed {})",
         job::SELF_TEST_COUNT,
         job::SELF_TEST_SEED
     )?;
-    writeln!(
-        out,
-        "{:>12} {:>8} {:>8} {:>8} {:>10}",
-        "noise sigma", "colour", "shape", "both", "no object"
-    )?;
-    for r in rows {
-        let t = &r.tally;
-        writeln!(
-            out,
-            "{:>12.2} {:>7.1}% {:>7.1}% {:>7.1}% {:>10}",
-            r.noise_sigma,
-            100.0 * t.colour_accuracy(),
-            100.0 * t.shape_accuracy(),
-            100.0 * t.both_accuracy(),
-            t.no_clear_object
-        )?;
-    }
+    table(&mut out)?;
     Ok(())
 }
 
@@ -283,32 +297,23 @@ fn emoji_self_test(json: bool) -> Result<()> {
         job::SELF_TEST_SEED,
         &job::SELF_TEST_SIGMAS,
     )?;
-    let mut out = std::io::stdout().lock();
-    if json {
-        writeln!(out, "{}", serde_json::to_string(&rows)?)?;
-        return Ok(());
-    }
-    writeln!(
-        out,
-        "emoji judge on {} fresh dataset scenes (seed {})",
-        job::SELF_TEST_COUNT,
-        job::SELF_TEST_SEED
-    )?;
-    writeln!(
-        out,
-        "{:>12} {:>10} {:>12} {:>12} {:>10}",
-        "noise sigma", "one noun", "pair objects", "pair both", "relation"
-    )?;
-    for r in rows {
+    print_self_test(json, &rows, "emoji judge", "scenes", |out| {
         writeln!(
             out,
-            "{:>12.2} {:>10} {:>12} {:>12} {:>10}",
-            r.noise_sigma,
-            pct(r.single.all_accuracy()),
-            pct(r.pairs.object_accuracy()),
-            pct(r.pairs.all_accuracy()),
-            pct(r.pairs.relation_accuracy())
+            "{:>12} {:>10} {:>12} {:>12} {:>10}",
+            "noise sigma", "one noun", "pair objects", "pair both", "relation"
         )?;
-    }
-    Ok(())
+        for r in &rows {
+            writeln!(
+                out,
+                "{:>12.2} {:>10} {:>12} {:>12} {:>10}",
+                r.noise_sigma,
+                pct(r.single.all_accuracy()),
+                pct(r.pairs.object_accuracy()),
+                pct(r.pairs.all_accuracy()),
+                pct(r.pairs.relation_accuracy())
+            )?;
+        }
+        Ok(())
+    })
 }

@@ -15,6 +15,21 @@ use crate::render;
 pub const DEFAULT_COUNT: usize = 64;
 /// The most images one call writes.
 pub const MAX_COUNT: usize = 1_000_000;
+/// Refuses a count of zero or over [`MAX_COUNT`], before anything is written.
+fn check_count(count: usize) -> Result<()> {
+    if count == 0 {
+        return Err(Error::option("count", 0, "write at least one image"));
+    }
+    if count > MAX_COUNT {
+        return Err(Error::out_of_range(
+            "count",
+            count,
+            format!("1..={MAX_COUNT}"),
+        ));
+    }
+    Ok(())
+}
+
 /// Images drawn and written per batch.
 const BATCH: usize = 256;
 
@@ -27,16 +42,7 @@ pub fn write_shapes(
     force: bool,
     progress: &dyn Progress,
 ) -> Result<usize> {
-    if count == 0 {
-        return Err(Error::option("count", 0, "write at least one image"));
-    }
-    if count > MAX_COUNT {
-        return Err(Error::out_of_range(
-            "count",
-            count,
-            format!("1..={MAX_COUNT}"),
-        ));
-    }
+    check_count(count)?;
     fs::prepare_output_dir(out, force)?;
     progress.stage("drawing shapes", count as u64);
     let mut preview = Vec::new();
@@ -90,16 +96,7 @@ pub fn write_emoji(
     force: bool,
     progress: &dyn Progress,
 ) -> Result<usize> {
-    if count == 0 {
-        return Err(Error::option("count", 0, "write at least one image"));
-    }
-    if count > MAX_COUNT {
-        return Err(Error::out_of_range(
-            "count",
-            count,
-            format!("1..={MAX_COUNT}"),
-        ));
-    }
+    check_count(count)?;
     emoji::check_sprites()?;
     fs::prepare_output_dir(out, force)?;
     progress.stage("drawing scenes", count as u64);

@@ -68,3 +68,24 @@ pub fn tiny_unet() -> diffuse::unet::UNetConfig {
         ..Default::default()
     }
 }
+
+/// A text-model UNet small enough for a test: 16 px, 8/16 channels, cross-attention at 8 px
+/// and in the middle, a one-layer text encoder of width 16 over the emoji vocabulary.
+pub fn tiny_text_unet() -> diffuse::unet::UNetConfig {
+    let mut text = diffuse::text::TextConfig::emoji();
+    text.dim = 16;
+    text.layers = 1;
+    text.heads = 2;
+    diffuse::unet::UNetConfig {
+        image_size: 16,
+        base_channels: 8,
+        channel_mult: vec![1, 2],
+        groups: 4,
+        num_heads: 2,
+        attention_resolutions: Vec::new(),
+        cross_attention_resolutions: vec![8],
+        vocab: diffuse::unet::Vocabulary { slots: Vec::new() },
+        text: Some(text),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,218 @@
+//! `diffuse generate` (and `img2img`): reverse diffusion from seeded noise, or from a noised
+//! picture, to images for a prompt, written as frames (x_t row and x0-prediction row), a GIF,
+//! a labelled strip, the samples, a grid, `run.json`, and optionally the trajectory and the
+//! cross-attention maps per word. Frames stream to disk during sampling. [`plan`] checks the
+//! options; [`record`] runs the loop and records it.
+
+mod plan;
+mod record;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use candle_core::Tensor;
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::io::{fs, safetensors};
+use crate::jobs::{ms, write_run_json};
+use crate::model::LoadedModel;
+use crate::progress::Progress;
+use crate::prompt;
+use crate::render;
+use crate::render::animation::{AnimationWriter, FrameCount};
+use crate::sampler::{self, SamplerConfig};
+
+use plan::Plan;
+use record::Recording;
+
+/// The defaults of `diffuse generate` (and of `diffuse eval`, which measures them): the
+/// settings that scored best with `diffuse eval` for the shipped model (see its model card).
+pub const DEFAULT_SAMPLER: sampler::SamplerKind = sampler::SamplerKind::Ddpm;
+pub const DEFAULT_STEPS: usize = 20;
+pub const DEFAULT_GUIDANCE: f64 = 3.0;
+/// Images side by side.
+pub const DEFAULT_NUM_IMAGES: usize = 4;
+/// The most images one run makes.
+pub const MAX_NUM_IMAGES: usize = 64;
+/// DDIM's η: deterministic.
+pub const DEFAULT_ETA: f64 = 0.0;
+/// GIF speed.
+pub const DEFAULT_FPS: f64 = 10.0;
+/// img2img: how much of the schedule is redone.
+pub const DEFAULT_STRENGTH: f64 = 0.6;
+/// The largest `--scale`: frames stay below the GIF's 65,535-pixel side.
+pub const MAX_SCALE: u32 = 64;
+
+/// The output folder by default: `out/<prompt slug>-seed<seed>`.
+pub fn default_out(prompt: &str, seed: u64) -> PathBuf {
+    PathBuf::from("out").join(format!("{}-seed{seed}", prompt::slug(prompt)))
+}
+
+/// img2img's starting picture (resized to the model's resolution) and strength in [0, 1].
+#[derive(Debug, Clone)]
+pub struct InitImage {
+    pub path: PathBuf,
+    pub strength: f64,
+}
+
+/// Everything `diffuse generate` needs.
+pub struct GenerateOptions {
+    pub prompt: String,
+    pub negative_prompt: Option<String>,
+    pub num_images: usize,
+    /// The sampler; its prediction type is replaced by the model's.
+    pub sampler: SamplerConfig,
+    pub guidance: f64,
+    pub seed: u64,
+    pub out: PathBuf,
+    pub frames: FrameCount,
+    pub x0_row: bool,
+    /// Nearest-neighbour upscaling of frames and the grid; None picks one so a frame is at
+    /// least 256 px wide.
+    pub scale: Option<u32>,
+    pub fps: f64,
+    pub save_tensors: bool,
+    pub force: bool,
+    /// img2img: start from this picture instead of pure noise.
+    pub init_image: Option<InitImage>,
+    /// Cross-attention maps of every prompt word at about this many steps (text models).
+    pub attention_maps: Option<usize>,
+}
+
+/// Steps with attention maps by default.
+pub const DEFAULT_ATTENTION_STEPS: usize = 8;
+
+/// What was done, written as `run.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct GenerateReport {
+    pub command: &'static str,
+    pub diffuse_version: &'static str,
+    pub prompt: String,
+    pub negative_prompt: Option<String>,
+    pub condition_ids: Vec<u32>,
+    pub num_images: usize,
+    pub sampler: SamplerConfig,
+    /// The timesteps actually run (img2img skips the first ones).
+    pub timesteps: Vec<usize>,
+    /// img2img strength.
+    pub strength: Option<f64>,
+    pub guidance: f64,
+    pub seed: u64,
+    pub model: String,
+    pub model_sha256: String,
+    pub model_trained_steps: u64,
+    pub frame_count: usize,
+    pub scale: u32,
+    pub out: PathBuf,
+    pub files: Vec<String>,
+    pub device: String,
+    pub threads: usize,
+    pub sampling_ms: f64,
+    pub writing_ms: f64,
+    pub total_ms: f64,
+}
+
+/// Writes the attention maps and the trajectory when they were recorded; returns their names.
+fn save_extras(
+    x: &Tensor,
+    opts: &GenerateOptions,
+    plan: &Plan,
+    maps: &[render::attention::StepMaps],
+    trajectory: Vec<(Tensor, Tensor)>,
+) -> Result<Vec<String>> {
+    let mut files = Vec::new();
+    if !maps.is_empty() {
+        let words = crate::text::tokenizer::words(&opts.prompt);
+        let base = render::to_rgb8(&x.get(0)?)?;
+        let scale = (256 / base.width()).max(1);
+        let written =
+            render::attention::save_word_maps(&opts.out, &words, maps, &base, scale, 2.0)?;
+        files.extend(written);
+    }
+    if opts.save_tensors && !trajectory.is_empty() {
+        let (xs, x0s): (Vec<Tensor>, Vec<Tensor>) = trajectory.into_iter().unzip();
+        let tensors = vec![
+            ("x_t", Tensor::stack(&xs, 0)?),      // [N, K, 3, H, W]
+            ("x0_pred", Tensor::stack(&x0s, 0)?), // [N, K, 3, H, W]
+        ];
+        let path = opts.out.join("trajectory.safetensors");
+        safetensors::save_trajectory(&path, tensors, &plan.timesteps[plan.start..])?;
+        files.push("trajectory.safetensors".into());
+    }
+    Ok(files)
+}
+
+/// Runs `diffuse generate` on the model's device.
+pub fn run(
+    model: &LoadedModel,
+    opts: &GenerateOptions,
+    progress: &dyn Progress,
+) -> Result<GenerateReport> {
+    let began = Instant::now();
+    let (plan, mut sampler) = Plan::new(model, opts)?;
+    fs::prepare_output_dir(&opts.out, opts.force)?;
+    let frames = AnimationWriter::new(
+        &opts.out,
+        "denoising.gif",
+        plan.keep.len(),
+        opts.fps,
+        opts.force,
+    )?;
+    let mut rec = Recording {
+        frames,
+        trajectory: Vec::new(),
+        maps: Vec::new(),
+    };
+    let k = opts.num_images;
+    let guided = model.guided(
+        opts.guidance,
+        &vec![plan.ids.clone(); k],
+        &vec![plan.neg.clone(); k],
+    )?;
+    progress.stage("denoising", (plan.timesteps.len() - plan.start) as u64);
+    let t0 = Instant::now();
+    let x = record::sample(&plan, sampler.as_mut(), &guided, opts, &mut rec, progress)?;
+    progress.finish();
+    let Recording {
+        frames,
+        trajectory,
+        maps,
+    } = rec;
+    let sampling_ms = ms(t0) - frames.busy_ms();
+
+    let t0 = Instant::now();
+    let frames_before = frames.busy_ms();
+    let animation = frames.finish()?;
+    let mut files = animation.files;
+    files.extend(render::save_samples(&x, &opts.out, plan.scale)?);
+    files.extend(save_extras(&x, opts, &plan, &maps, trajectory)?);
+    files.push("run.json".into());
+    let report = GenerateReport {
+        command: "generate",
+        diffuse_version: env!("CARGO_PKG_VERSION"),
+        prompt: opts.prompt.clone(),
+        negative_prompt: opts.negative_prompt.clone(),
+        condition_ids: plan.ids.clone(),
+        num_images: k,
+        sampler: plan.config,
+        timesteps: plan.timesteps[plan.start..].to_vec(),
+        strength: plan.init.as_ref().map(|(_, s)| *s),
+        guidance: opts.guidance,
+        seed: opts.seed,
+        model: model.name.clone(),
+        model_sha256: model.sha256.clone(),
+        model_trained_steps: model.meta.trained_steps,
+        frame_count: plan.keep.len(),
+        scale: plan.scale,
+        out: opts.out.clone(),
+        files,
+        device: crate::device::device_name(model.device()),
+        threads: rayon::current_num_threads(),
+        sampling_ms,
+        writing_ms: frames_before + ms(t0),
+        total_ms: ms(began),
+    };
+    write_run_json(&opts.out, &report)?;
+    Ok(report)
+}

@@ -1,0 +1,172 @@
+//! The checked inputs of a `generate` run: prompt ids, the sampler, which states become
+//! frames and which steps get attention maps, img2img's start; every option is checked here,
+//! before anything is written.
+
+use candle_core::Tensor;
+
+use super::{GenerateOptions, InitImage, MAX_NUM_IMAGES, MAX_SCALE};
+use crate::error::{Error, Result};
+use crate::io::image::{load_image, LoadOptions, Size};
+use crate::model::LoadedModel;
+use crate::pipeline;
+use crate::prompt;
+use crate::render;
+use crate::rng::{self, Rng};
+use crate::sampler::{Sampler, SamplerConfig};
+use crate::schedule::NoiseSchedule;
+
+/// The checked inputs of a run: condition ids, the sampler and which states become frames.
+pub(super) struct Plan {
+    pub(super) ids: Vec<u32>,
+    pub(super) neg: Vec<u32>,
+    pub(super) config: SamplerConfig,
+    pub(super) schedule: NoiseSchedule,
+    pub(super) timesteps: Vec<usize>,
+    /// img2img: the sampler index it starts at (0 for plain generation).
+    pub(super) start: usize,
+    /// img2img: the input picture `[3, H, W]` and the strength.
+    pub(super) init: Option<(Tensor, f64)>,
+    /// States kept as frames: state 0 is the noise (or the input picture for img2img).
+    pub(super) keep: Vec<usize>,
+    pub(super) scale: u32,
+    /// Sampler step indices whose input gets attention maps.
+    pub(super) map_steps: Vec<usize>,
+}
+
+impl Plan {
+    /// Checks every option before anything is written; returns the plan and its sampler.
+    pub(super) fn new<'m>(
+        model: &'m LoadedModel,
+        opts: &GenerateOptions,
+    ) -> Result<(Self, Box<dyn Sampler + 'm>)> {
+        let unet = &model.meta.unet;
+        let ids = prompt::encode(&opts.prompt, unet)?;
+        let neg = match &opts.negative_prompt {
+            Some(p) => prompt::encode(p, unet)?,
+            None => prompt::null_ids(unet),
+        };
+        check_options(opts)?;
+        if opts.attention_maps.is_some() && unet.text.is_none() {
+            return Err(Error::Unsupported(format!(
+                "--attention-maps needs a text model with cross-attention; {} has prompt slots",
+                model.name
+            )));
+        }
+        let config = model.with_prediction(opts.sampler);
+        let sampler = model.sampler(config)?;
+        let timesteps = sampler.timesteps().to_vec();
+        let n = timesteps.len();
+        let init = match &opts.init_image {
+            Some(init) => Some((load_init(model, &init.path)?, init.strength)),
+            None => None,
+        };
+        // img2img starts part-way: state 0 is the input, state 1 the input noised to the
+        // start step; plain generation starts from pure noise (state 0).
+        let start = init
+            .as_ref()
+            .map_or(0, |(_, s)| pipeline::img2img_start(n, *s));
+        let total_states = n - start + 1 + usize::from(init.is_some());
+        let k = opts.num_images as u32;
+        let tile_w = model.meta.unet.image_size as u32 + 1;
+        let map_steps = match opts.attention_maps {
+            Some(m) => render::evenly_chosen(n - start, m)
+                .into_iter()
+                .map(|i| i + start)
+                .collect(),
+            None => Vec::new(),
+        };
+        let plan = Self {
+            map_steps,
+            ids,
+            neg,
+            config,
+            schedule: model.schedule.clone(),
+            start,
+            init,
+            keep: opts.frames.pick(total_states),
+            scale: opts
+                .scale
+                .unwrap_or_else(|| (256 / (k * tile_w + 1)).max(1) + 1),
+            timesteps,
+        };
+        Ok((plan, sampler))
+    }
+
+    /// img2img's first sampler input: the picture `x_in` `[K, 3, H, W]` noised to the start
+    /// timestep (the picture itself when strength 0 leaves no step to run).
+    pub(super) fn noised_input(&self, x_in: &Tensor, rng: &mut Rng) -> Result<Tensor> {
+        let noise = rng::randn(rng, x_in.shape().clone(), x_in.device())?;
+        if self.start >= self.timesteps.len() {
+            return Ok(x_in.clone());
+        }
+        let k = x_in.dim(0)?;
+        self.schedule
+            .q_sample(x_in, &vec![self.timesteps[self.start]; k], &noise)
+    }
+
+    /// The extra input state of img2img.
+    pub(super) fn offset(&self) -> usize {
+        usize::from(self.init.is_some())
+    }
+
+    /// A state's label on the strip: "input", "noise", or the timestep it is at: the start
+    /// of img2img, then the timestep each step began from.
+    pub(super) fn label(&self, state: usize) -> String {
+        let (n, offset) = (self.timesteps.len(), self.offset());
+        if self.init.is_some() && state == 0 {
+            "input".into()
+        } else if state == offset {
+            match &self.init {
+                Some(_) if self.start < n => format!("t={}", self.timesteps[self.start]),
+                Some(_) => "input".into(),
+                None => "noise".into(),
+            }
+        } else {
+            format!("t={}", self.timesteps[state - offset - 1 + self.start])
+        }
+    }
+}
+
+fn check_options(opts: &GenerateOptions) -> Result<()> {
+    if opts.num_images == 0 || opts.num_images > MAX_NUM_IMAGES {
+        let range = format!("1..={MAX_NUM_IMAGES}");
+        return Err(Error::out_of_range("num-images", opts.num_images, range));
+    }
+    if !(opts.guidance.is_finite() && opts.guidance >= 0.0) {
+        return Err(Error::option_is(
+            "guidance",
+            opts.guidance,
+            "must be a number ≥ 0",
+        ));
+    }
+    opts.frames.validate()?;
+    if let Some(s) = opts.scale.filter(|s| *s == 0 || *s > MAX_SCALE) {
+        return Err(Error::out_of_range("scale", s, format!("1..={MAX_SCALE}")));
+    }
+    if let Some(InitImage { strength, .. }) = &opts.init_image {
+        if !(0.0..=1.0).contains(strength) {
+            return Err(Error::option_is("strength", strength, "is outside [0, 1]"));
+        }
+    }
+    if opts.attention_maps == Some(0) {
+        return Err(Error::option(
+            "attention-steps",
+            0,
+            "record at least one step",
+        ));
+    }
+    crate::render::animation::check_fps(opts.fps)
+}
+
+/// img2img's input, resized to the model's resolution, on the model's device.
+fn load_init(model: &LoadedModel, path: &std::path::Path) -> Result<Tensor> {
+    let side = model.meta.unet.image_size as u32;
+    let opts = LoadOptions {
+        size: Some(Size {
+            width: side,
+            height: side,
+        }),
+        ..LoadOptions::default()
+    };
+    Ok(load_image(path, &opts, model.device())?.x0)
+}
