@@ -104,7 +104,7 @@ fn build(source: String, bytes: &[u8], device: &Device) -> Result<LoadedModel> {
         reason,
     };
     let (meta, tensors) =
-        safetensors::load_bytes_with_meta::<ModelMeta>(bytes, MODEL_KEY, device).map_err(fail)?;
+        safetensors::load_bytes_with_meta::<ModelMeta>(bytes, MODEL_KEY, &source, device)?;
     meta.unet
         .validate()
         .map_err(|e| fail(format!("invalid config metadata: {e}")))?;

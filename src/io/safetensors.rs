@@ -57,27 +57,36 @@ pub fn load_with_meta<M: DeserializeOwned>(
     device: &Device,
 ) -> Result<(M, HashMap<String, Tensor>)> {
     let bytes = std::fs::read(path).map_err(|e| Error::file(path, e))?;
-    load_bytes_with_meta(&bytes, key, device).map_err(|e| Error::file(path, e))
+    load_bytes_with_meta(&bytes, key, &format!("'{}'", path.display()), device)
 }
 
-/// [`load_with_meta`] on bytes already in memory (the built-in model); the error is the
-/// reason alone, for the caller to prefix with the file's name.
+/// [`load_with_meta`] on bytes already in memory (the built-in model); `name` names them in
+/// errors (a quoted path, or "the built-in model …").
 pub fn load_bytes_with_meta<M: DeserializeOwned>(
     bytes: &[u8],
     key: &str,
+    name: &str,
     device: &Device,
-) -> std::result::Result<(M, HashMap<String, Tensor>), String> {
+) -> Result<(M, HashMap<String, Tensor>)> {
+    let fail = |reason: String| Error::File {
+        name: name.to_string(),
+        reason,
+    };
     let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
-        .map_err(|e| format!("not a valid safetensors file ({e})"))?;
+        .map_err(|e| fail(format!("not a valid safetensors file ({e})")))?;
     let json = header
         .metadata()
         .as_ref()
         .and_then(|m| m.get(key))
-        .ok_or_else(|| format!("has no '{key}' metadata (not a diffuse file of this kind)"))?;
+        .ok_or_else(|| {
+            fail(format!(
+                "has no '{key}' metadata (not a diffuse file of this kind)"
+            ))
+        })?;
     let meta: M =
-        serde_json::from_str(json).map_err(|e| format!("invalid '{key}' metadata: {e}"))?;
+        serde_json::from_str(json).map_err(|e| fail(format!("invalid '{key}' metadata: {e}")))?;
     let tensors = candle_core::safetensors::load_buffer(bytes, device)
-        .map_err(|e| format!("cannot read tensors: {e}"))?;
+        .map_err(|e| fail(format!("cannot read tensors: {e}")))?;
     Ok((meta, tensors))
 }
 
