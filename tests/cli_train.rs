@@ -283,3 +283,69 @@ fn trains_on_a_folder_of_class_subfolders() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(dir.path().join("gen/sample_00.png").exists());
 }
+
+#[test]
+fn emoji_training_has_everything_the_shapes_trainer_has() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("e.safetensors");
+    let run = dir.path().join("run");
+    let train = |extra: &[&str]| {
+        let mut a = vec!["train", "--out", s(&model), "--run-dir", s(&run), "--quiet"];
+        a.extend_from_slice(extra);
+        diffuse(&a)
+    };
+    let o = train(&[
+        "--data",
+        "emoji",
+        "--steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--base-channels",
+        "8",
+        "--checkpoint-every",
+        "1",
+        "--preview-steps",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for f in [
+        "train_log.csv",
+        "loss.png",
+        "preview_000001.png",
+        "checkpoint.safetensors",
+        "eval_log.csv",
+    ] {
+        assert!(run.join(f).exists(), "{f} missing");
+    }
+    let eval = std::fs::read_to_string(run.join("eval_log.csv")).unwrap();
+    assert!(
+        eval.starts_with("step,object_accuracy,all_found_accuracy,relation_accuracy,samples\n1,"),
+        "{eval}"
+    );
+    let o = train(&[
+        "--resume",
+        s(&run.join("checkpoint.safetensors")),
+        "--steps",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(run.join("preview_000002.png").exists());
+    // The model file is a text model: it reads captions.
+    let out = dir.path().join("gen");
+    let o = diffuse(&[
+        "generate",
+        "--model",
+        s(&model),
+        "--prompt",
+        "a frog above a car",
+        "--steps",
+        "2",
+        "--num-images",
+        "1",
+        "--out",
+        s(&out),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}

@@ -82,7 +82,8 @@ pub struct Counts {
 }
 
 impl Counts {
-    fn add(&mut self, r: &Reading) {
+    /// Counts one reading.
+    pub fn add(&mut self, r: &Reading) {
         self.samples += 1;
         self.objects += r.found.len();
         self.objects_found += r.found.iter().filter(|&&f| f).count();

@@ -172,16 +172,27 @@ pub fn preview_samples(trainer: &Trainer, ids: &[Vec<u32>], steps: usize) -> Res
         .collect()
 }
 
-/// Samples one image per prompt with the EMA weights and saves the grid. For the shapes
-/// vocabulary, also returns the judge's tally of those samples.
-pub fn save_preview(
-    trainer: &Trainer,
-    steps: usize,
-    path: &Path,
-) -> Result<Option<crate::judge::Tally>> {
-    let vocab = &trainer.config.unet.vocab;
-    let ids = preview_prompts(&trainer.config.unet)?;
+/// The judge's reading of a preview grid: the shapes judge's tally, or the emoji judge's
+/// counts for a text model.
+pub enum PreviewScore {
+    Shapes(crate::judge::Tally),
+    Emoji(crate::jobs::eval_emoji::Counts),
+}
+
+/// Samples one image per prompt with the EMA weights and saves the grid (labelled with the
+/// captions for a text model); returns the judge's reading where there is a judge for it.
+pub fn save_preview(trainer: &Trainer, steps: usize, path: &Path) -> Result<Option<PreviewScore>> {
+    let config = &trainer.config.unet;
+    let ids = preview_prompts(config)?;
     let images = preview_samples(trainer, &ids, steps)?;
+    if config.text.is_some() {
+        let captions = emoji::preview_captions();
+        let big: Vec<RgbImage> = images.iter().map(|i| render::upscale(i, 2)).collect();
+        let refs: Vec<&RgbImage> = big.iter().collect();
+        render::save_png(&render::grid(&refs, 4, 2, Some(&captions)), path)?;
+        return Ok(Some(PreviewScore::Emoji(emoji_score(&images, &captions))));
+    }
+    let vocab = &config.vocab;
     let refs: Vec<&image::RgbImage> = images.iter().collect();
     let cols = vocab.slots.last().map_or(4, |s| s.words.len().min(8));
     render::save_png(&render::grid(&refs, cols, 2, None), path)?;
@@ -196,21 +207,54 @@ pub fn save_preview(
             Some(id[1] as usize),
         );
     }
-    Ok(Some(tally))
+    Ok(Some(PreviewScore::Shapes(tally)))
+}
+
+/// The emoji judge's counts over preview images and their captions.
+fn emoji_score(images: &[RgbImage], captions: &[String]) -> crate::jobs::eval_emoji::Counts {
+    let mut counts = crate::jobs::eval_emoji::Counts::default();
+    for (img, caption) in images.iter().zip(captions) {
+        let words = crate::text::tokenizer::words(caption);
+        let Ok(parsed) = crate::text::grammar::parse(caption, &words) else {
+            continue;
+        };
+        let nouns: Vec<usize> = parsed
+            .nouns
+            .iter()
+            .filter_map(|n| emoji::noun_index(n))
+            .collect();
+        counts.add(&crate::judge::emoji::read(img, &nouns, parsed.relation));
+    }
+    counts
 }
 
 /// Appends the judge's accuracy on a preview grid to `eval_log.csv`.
-fn append_eval_log(path: &Path, step: u64, t: &crate::judge::Tally) -> Result<()> {
-    let mut text = std::fs::read_to_string(path).unwrap_or_else(|_| {
-        "step,colour_accuracy,shape_accuracy,both_accuracy,no_clear_object\n".into()
-    });
-    text.push_str(&format!(
-        "{step},{:.4},{:.4},{:.4},{}\n",
-        t.colour_accuracy(),
-        t.shape_accuracy(),
-        t.both_accuracy(),
-        t.no_clear_object
-    ));
+fn append_eval_log(path: &Path, step: u64, score: &PreviewScore) -> Result<()> {
+    let (header, row) = match score {
+        PreviewScore::Shapes(t) => (
+            "step,colour_accuracy,shape_accuracy,both_accuracy,no_clear_object",
+            format!(
+                "{step},{:.4},{:.4},{:.4},{}",
+                t.colour_accuracy(),
+                t.shape_accuracy(),
+                t.both_accuracy(),
+                t.no_clear_object
+            ),
+        ),
+        PreviewScore::Emoji(c) => (
+            "step,object_accuracy,all_found_accuracy,relation_accuracy,samples",
+            format!(
+                "{step},{:.4},{:.4},{:.4},{}",
+                c.object_accuracy(),
+                c.all_accuracy(),
+                c.relation_accuracy(),
+                c.samples
+            ),
+        ),
+    };
+    let mut text = std::fs::read_to_string(path).unwrap_or_else(|_| format!("{header}\n"));
+    text.push_str(&row);
+    text.push('\n');
     fs::write_atomic(path, text.as_bytes())
 }
 
@@ -330,8 +374,8 @@ pub fn run(
         if s.step % trainer.config.checkpoint_every == 0 || s.step == total {
             checkpoint(&trainer, &log.points)?;
             let preview = opts.run_dir.join(format!("preview_{:06}.png", s.step));
-            if let Some(tally) = save_preview(&trainer, trainer.config.preview_steps, &preview)? {
-                append_eval_log(&opts.run_dir.join("eval_log.csv"), s.step, &tally)?;
+            if let Some(score) = save_preview(&trainer, trainer.config.preview_steps, &preview)? {
+                append_eval_log(&opts.run_dir.join("eval_log.csv"), s.step, &score)?;
             }
         }
     }
