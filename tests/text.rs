@@ -11,10 +11,6 @@ use diffuse::data::emoji::{self, Relation, Scene, NOUNS};
 use diffuse::text::{grammar, tokenizer, TextConfig};
 use diffuse::unet::{UNet, UNetConfig};
 
-fn emoji_config() -> UNetConfig {
-    UNetConfig::emoji()
-}
-
 #[test]
 fn tokenizer_round_trips_and_pads() {
     let cfg = TextConfig::emoji();
@@ -388,7 +384,6 @@ fn the_shapes_models_samples_are_unchanged() {
             "{name}: mean {mean:.3}, max {max}"
         );
     }
-    let _ = emoji_config();
 }
 
 #[test]
