@@ -203,6 +203,22 @@ impl SamplerCase {
     }
 }
 
+/// The prompt the benchmarks generate: the course page's "a cat with a computer" for a text
+/// model, the first word of every slot for a slot model ("red circle").
+pub fn benchmark_prompt(model: &LoadedModel) -> String {
+    let config = &model.meta.unet;
+    match &config.text {
+        Some(_) => crate::data::emoji::caption(0, Some((crate::data::emoji::Relation::With, 2))),
+        None => config
+            .vocab
+            .slots
+            .iter()
+            .map(|s| s.words[0].as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+}
+
 /// End-to-end generation with a trained model at `diffuse generate`'s default sampler and
 /// guidance: sampling alone, or the whole `generate` job writing every frame, the GIF, the
 /// strip and the samples into `out`.
@@ -223,22 +239,9 @@ impl GenerateCase<'_> {
         }
     }
 
-    /// The benchmarked prompt: the course page's "a cat with a computer" for a text model,
-    /// the first word of every slot for a slot model.
+    /// The benchmarked prompt ([`benchmark_prompt`]).
     pub fn prompt(&self) -> String {
-        let config = &self.model.meta.unet;
-        match &config.text {
-            Some(_) => {
-                crate::data::emoji::caption(0, Some((crate::data::emoji::Relation::With, 2)))
-            }
-            None => config
-                .vocab
-                .slots
-                .iter()
-                .map(|s| s.words[0].as_str())
-                .collect::<Vec<_>>()
-                .join(" "),
-        }
+        benchmark_prompt(self.model)
     }
 
     /// Sampling only: noise to final images (as 8-bit pictures), nothing written.

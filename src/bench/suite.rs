@@ -25,6 +25,8 @@ pub struct SuiteOptions {
     pub scratch: std::path::PathBuf,
     /// The `diffuse` executable, to time whole `generate` processes (start-up included).
     pub exe: Option<std::path::PathBuf>,
+    /// The model file those processes load (None: the built-in model).
+    pub model_path: Option<std::path::PathBuf>,
 }
 
 impl Default for SuiteOptions {
@@ -34,6 +36,7 @@ impl Default for SuiteOptions {
             train_batch: crate::train::TrainConfig::default().batch_size,
             scratch: std::env::temp_dir().join(format!("diffuse-bench-{}", std::process::id())),
             exe: None,
+            model_path: None,
         }
     }
 }
@@ -264,7 +267,9 @@ fn generate(
             }
         }
         if let Some(exe) = &opts.exe {
-            rows.extend(whole_process(exe, scratch, b.runs, b.long_ms)?);
+            let prompt = super::cases::benchmark_prompt(model);
+            let which = (opts.model_path.as_deref(), prompt.as_str());
+            rows.extend(whole_process(exe, which, scratch, b.runs, b.long_ms)?);
         }
         Ok(())
     })();
@@ -374,29 +379,34 @@ fn training_step(
 }
 
 /// Wall time of whole `diffuse generate` processes, start-up and model loading included:
-/// one image, 20 steps, guidance 3 (the speed target), with all frames and with two.
+/// one image at generate's defaults (the speed target), with all frames and with two.
 fn whole_process(
     exe: &std::path::Path,
+    model: (Option<&std::path::Path>, &str),
     scratch: &std::path::Path,
     runs: usize,
     long_ms: f64,
 ) -> Result<Vec<Row>> {
+    let (model_path, prompt) = model;
     let mut rows = Vec::new();
     for frames in ["all", "2"] {
         let out = scratch.join("process");
         let (t, _) = measure(1, runs, long_ms, || {
-            let status = std::process::Command::new(exe)
-                .args(["generate", "--prompt", "a red circle", "--num-images", "1"])
+            let mut cmd = std::process::Command::new(exe);
+            if let Some(path) = model_path {
+                cmd.arg("--model").arg(path);
+            }
+            let status = cmd
                 .args([
-                    "--steps",
-                    "20",
-                    "--guidance",
-                    "3",
+                    "generate",
+                    "--prompt",
+                    prompt,
+                    "--num-images",
+                    "1",
                     "--seed",
                     "0",
-                    "--frames",
-                    frames,
                 ])
+                .args(["--frames", frames])
                 .arg("--out")
                 .arg(&out)
                 .args(["--force", "--quiet"])
@@ -414,7 +424,11 @@ fn whole_process(
             }
             Ok(())
         })?;
-        let name = format!("whole process: 1 image, 20 steps, guidance 3, --frames {frames}");
+        let name = format!(
+            "whole process: 1 image, {} steps, guidance {}, --frames {frames}",
+            crate::jobs::generate::DEFAULT_STEPS,
+            crate::jobs::generate::DEFAULT_GUIDANCE
+        );
         rows.push(row("generate", name, t, 1.0, "images/s"));
     }
     Ok(rows)

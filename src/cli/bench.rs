@@ -52,6 +52,7 @@ pub fn run(args: &BenchArgs, ctx: &Context) -> Result<()> {
         quick: args.quick,
         scratch: std::env::temp_dir().join(format!("diffuse-bench-{}", std::process::id())),
         exe: std::env::current_exe().ok(),
+        model_path: args.model.model.clone(),
         ..Default::default()
     };
     let report = bench::suite::run(&model, &opts, &ctx.bars)?;
