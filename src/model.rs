@@ -19,6 +19,9 @@ use crate::unet::{UNet, UNetConfig};
 /// Metadata key of a model file.
 pub const MODEL_KEY: &str = "diffuse_model";
 
+/// The model-file format this version writes and reads.
+pub const MODEL_FORMAT: u32 = 1;
+
 /// How the built-in model is named in messages and reports.
 pub const BUILTIN_NAME: &str = "the built-in model (models/shapes32.safetensors)";
 
@@ -105,6 +108,12 @@ fn build(source: String, bytes: &[u8], device: &Device) -> Result<LoadedModel> {
     };
     let (meta, tensors) =
         safetensors::load_bytes_with_meta::<ModelMeta>(bytes, MODEL_KEY, &source, device)?;
+    if meta.format != MODEL_FORMAT {
+        return Err(fail(format!(
+            "model format {} is not one this diffuse reads ({MODEL_FORMAT})",
+            meta.format
+        )));
+    }
     meta.unet
         .validate()
         .map_err(|e| fail(format!("invalid config metadata: {e}")))?;

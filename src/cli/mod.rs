@@ -85,13 +85,23 @@ impl Context {
     }
 }
 
+/// The most threads `--threads` may ask for.
+const MAX_THREADS: usize = 1024;
+
 /// Sizes rayon's pool (and candle's, which reads the same variable) from `--threads`.
-fn set_threads(threads: Option<usize>) -> Result<()> {
+fn set_threads(threads: Option<usize>, quiet: bool) -> Result<()> {
     let Some(n) = threads else {
         return Ok(());
     };
     if n == 0 {
         anyhow::bail!("--threads 0: need at least one thread");
+    }
+    if n > MAX_THREADS {
+        anyhow::bail!("--threads {n} is out of range 1..={MAX_THREADS}");
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    if n > cores && !quiet {
+        eprintln!("note: --threads {n} is more than the {cores} cores here; it will be slower, not faster");
     }
     std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     rayon::ThreadPoolBuilder::new()
@@ -101,7 +111,7 @@ fn set_threads(threads: Option<usize>) -> Result<()> {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    set_threads(cli.threads)?;
+    set_threads(cli.threads, cli.quiet)?;
     let ctx = Context {
         bars: Bars::new(cli.quiet),
         device: cli.device,

@@ -221,8 +221,12 @@ pub fn build<'a>(
             format!("1..={t} (the model's training timesteps)"),
         ));
     }
-    if !(config.eta >= 0.0 && config.eta.is_finite()) {
-        return Err(Error::option_is("eta", config.eta, "must be a number ≥ 0"));
+    if !(0.0..=1.0).contains(&config.eta) {
+        return Err(Error::option_is(
+            "eta",
+            config.eta,
+            "is outside [0, 1] (0 is deterministic DDIM, 1 is DDPM-like)",
+        ));
     }
     Ok(match config.kind {
         SamplerKind::Ddpm => Box::new(ddpm::Ddpm::new(schedule, config)),

@@ -58,6 +58,15 @@ impl TextConfig {
         if self.vocab.first().map(String::as_str) != Some(PAD) {
             return bad(format!("the vocabulary must start with '{PAD}'"));
         }
+        if self.max_len > 256 || self.dim > 2048 || self.layers > 24 || self.vocab.len() > 100_000 {
+            return bad(format!(
+                "max_len {}, dim {}, layers {} or a vocabulary of {} words is above the limits (256, 2048, 24, 100000)",
+                self.max_len,
+                self.dim,
+                self.layers,
+                self.vocab.len()
+            ));
+        }
         if self.max_len == 0 || self.dim == 0 || self.heads == 0 || self.dim % self.heads != 0 {
             return bad(format!(
                 "max_len {} and dim {} must be non-zero, dim a multiple of heads {}",

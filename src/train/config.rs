@@ -93,6 +93,9 @@ pub struct TrainConfig {
     pub preview_steps: usize,
 }
 
+/// The largest batch `--batch-size` may ask for.
+pub const MAX_BATCH_SIZE: usize = 4096;
+
 /// Checkpoint, plot and preview every this many steps by default.
 pub const DEFAULT_CHECKPOINT_EVERY: u64 = 500;
 /// DDPM steps of the preview grids by default.
@@ -137,6 +140,18 @@ impl TrainConfig {
     pub fn validate(&self) -> Result<()> {
         if self.steps == 0 {
             return Err(Error::option("steps", 0, "train for at least one step"));
+        }
+        if self.batch_size > MAX_BATCH_SIZE {
+            let range = format!("1..={MAX_BATCH_SIZE}");
+            return Err(Error::out_of_range("batch-size", self.batch_size, range));
+        }
+        if self.unet.base_channels > crate::unet::config::MAX_BASE_CHANNELS {
+            let range = format!("1..={}", crate::unet::config::MAX_BASE_CHANNELS);
+            return Err(Error::out_of_range(
+                "base-channels",
+                self.unet.base_channels,
+                range,
+            ));
         }
         if self.batch_size == 0 {
             return Err(Error::option(

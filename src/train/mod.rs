@@ -336,7 +336,7 @@ impl Trainer {
     /// Writes the EMA weights as a model file, with its config and schedule in the metadata.
     pub fn save_model(&self, path: &Path) -> Result<()> {
         let meta = ModelMeta {
-            format: 1,
+            format: crate::model::MODEL_FORMAT,
             unet: self.config.unet.clone(),
             schedule: self.config.schedule,
             trained_steps: self.step,

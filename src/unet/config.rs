@@ -148,6 +148,11 @@ impl Default for UNetConfig {
     }
 }
 
+/// The largest image side a model may have.
+pub const MAX_IMAGE_SIZE: usize = 1024;
+/// The widest first level a model may have.
+pub const MAX_BASE_CHANNELS: usize = 512;
+
 impl UNetConfig {
     /// The text-to-image model for 64×64 emoji scenes: four levels (64, 32, 16, 8 px) of
     /// 32, 64, 64 and 64 channels, spatial transformers with cross-attention at 16 and 8 px
@@ -187,6 +192,25 @@ impl UNetConfig {
         if levels == 0 || self.base_channels == 0 || self.in_channels == 0 {
             return bad("channel_mult, base_channels and in_channels must be non-zero".into());
         }
+        // Ceilings far above any CPU-trainable network, so a broken or hostile file cannot
+        // ask for unbounded memory before the weights are even read.
+        let limits = [
+            ("image_size", self.image_size, MAX_IMAGE_SIZE),
+            ("in_channels", self.in_channels, 64),
+            ("base_channels", self.base_channels, MAX_BASE_CHANNELS),
+            ("levels", levels, 8),
+            ("num_res_blocks", self.num_res_blocks, 8),
+            ("groups", self.groups, 256),
+            ("num_heads", self.num_heads, 64),
+        ];
+        for (name, v, max) in limits {
+            if v > max {
+                return bad(format!("{name} {v} is above the limit {max}"));
+            }
+        }
+        if self.num_heads == 0 || self.channel_mult.iter().any(|&m| m == 0 || m > 16) {
+            return bad("num_heads must be at least 1 and every channel_mult in 1..=16".into());
+        }
         if self.image_size % (1 << (levels - 1)) != 0 {
             return bad(format!(
                 "image_size {} is not divisible by 2^{}",
@@ -196,7 +220,7 @@ impl UNetConfig {
         }
         for m in &self.channel_mult {
             let c = self.base_channels * m;
-            if self.groups == 0 || c % self.groups != 0 || c % self.num_heads.max(1) != 0 {
+            if self.groups == 0 || c % self.groups != 0 || c % self.num_heads != 0 {
                 return bad(format!(
                     "{c} channels do not divide into {} groups and {} heads",
                     self.groups, self.num_heads

@@ -1,0 +1,143 @@
+//! Regression tests for bad input found by trying diffuse as a new user would (the hardening
+//! issue): every size, count and thread option has a ceiling checked before any work starts,
+//! broken model files are refused with one line, and options are validated the same way in
+//! every command. Each case runs the real binary.
+
+mod common;
+
+use common::{assert_fails_with, diffuse, s};
+use diffuse::io::safetensors;
+use diffuse::model::{ModelMeta, MODEL_KEY};
+
+#[test]
+fn sizes_counts_and_threads_have_ceilings_checked_up_front() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let o = s(&out);
+    let gen = |extra: &[&str]| {
+        let mut a = vec![
+            "generate",
+            "--prompt",
+            "a red circle",
+            "--out",
+            o,
+            "--steps",
+            "2",
+        ];
+        a.extend_from_slice(extra);
+        diffuse(&a)
+    };
+    assert_fails_with(
+        &gen(&["--scale", "100000"]),
+        "--scale 100000 is out of range 1..=64",
+    );
+    assert_fails_with(
+        &gen(&["--num-images", "65"]),
+        "--num-images 65 is out of range 1..=64",
+    );
+    assert_fails_with(
+        &diffuse(&["--threads", "100000", "schedule"]),
+        "--threads 100000 is out of range 1..=1024",
+    );
+    assert_fails_with(
+        &diffuse(&[
+            "train",
+            "--out",
+            s(&dir.path().join("m.safetensors")),
+            "--batch-size",
+            "1000000",
+        ]),
+        "--batch-size 1000000 is out of range 1..=4096",
+    );
+    assert_fails_with(
+        &diffuse(&[
+            "train",
+            "--out",
+            s(&dir.path().join("m.safetensors")),
+            "--base-channels",
+            "100000",
+        ]),
+        "--base-channels 100000 is out of range 1..=512",
+    );
+    assert_fails_with(
+        &diffuse(&["data", "shapes", "--count", "10000000", "--out", o]),
+        "--count 10000000 is out of range 1..=1000000",
+    );
+    assert_fails_with(&gen(&["--fps", "0"]), "--fps 0 is out of range (0, 100]");
+    assert!(!out.exists(), "nothing was written");
+}
+
+#[test]
+fn a_device_or_oversized_file_is_not_read_as_a_model() {
+    if std::path::Path::new("/dev/zero").exists() {
+        let o = diffuse(&[
+            "generate",
+            "--prompt",
+            "red",
+            "--model",
+            "/dev/zero",
+            "--out",
+            "x",
+        ]);
+        assert_fails_with(&o, "'/dev/zero': not a regular file");
+    }
+}
+
+#[test]
+fn broken_model_metadata_is_refused_before_building_the_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = candle_core::Device::Cpu;
+    let (meta, tensors): (ModelMeta, _) =
+        safetensors::load_bytes_with_meta(diffuse::model::SHAPES32, MODEL_KEY, "built-in", &dev)
+            .unwrap();
+    let write = |name: &str, change: &dyn Fn(&mut ModelMeta)| {
+        let mut m = meta.clone();
+        change(&mut m);
+        let path = dir.path().join(name);
+        safetensors::save_with_meta(&path, &tensors, MODEL_KEY, &m).unwrap();
+        path
+    };
+    let gen = |model: &std::path::Path| {
+        diffuse(&[
+            "generate",
+            "--prompt",
+            "red",
+            "--model",
+            s(model),
+            "--out",
+            s(&dir.path().join("o")),
+        ])
+    };
+    let huge = write("huge.safetensors", &|m| m.unet.image_size = 100_000);
+    assert_fails_with(&gen(&huge), "image_size 100000 is above the limit 1024");
+    let heads = write("heads.safetensors", &|m| m.unet.num_heads = 0);
+    assert_fails_with(&gen(&heads), "num_heads must be at least 1");
+    let format = write("format.safetensors", &|m| m.format = 99);
+    assert_fails_with(
+        &gen(&format),
+        "model format 99 is not one this diffuse reads (1)",
+    );
+}
+
+#[test]
+fn eval_and_generate_validate_options_the_same_way() {
+    for g in ["NaN", "inf", "-1"] {
+        let o = diffuse(&["eval", "--guidance", g, "--samples-per-prompt", "1"]);
+        assert_fails_with(&o, &format!("--guidance {g}"));
+        let o = diffuse(&["generate", "--prompt", "red", "--guidance", g, "--out", "x"]);
+        assert_fails_with(&o, &format!("--guidance {g}"));
+    }
+    let o = diffuse(&[
+        "generate",
+        "--prompt",
+        "red",
+        "--sampler",
+        "ddim",
+        "--eta",
+        "5",
+        "--out",
+        "x",
+    ]);
+    assert_fails_with(&o, "--eta 5 is outside [0, 1]");
+    assert!(!std::path::Path::new("x").exists());
+}
