@@ -141,3 +141,75 @@ fn eval_and_generate_validate_options_the_same_way() {
     assert_fails_with(&o, "--eta 5 is outside [0, 1]");
     assert!(!std::path::Path::new("x").exists());
 }
+
+#[test]
+fn force_replaces_a_runs_own_files_and_keeps_the_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let gen = |images: &str| {
+        let o = diffuse(&[
+            "generate",
+            "--prompt",
+            "a red circle",
+            "--steps",
+            "2",
+            "--num-images",
+            images,
+            "--seed",
+            "1",
+            "--out",
+            s(&out),
+            "--quiet",
+            "--force",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    gen("4");
+    std::fs::write(out.join("notes.txt"), b"mine").unwrap();
+    gen("2");
+    assert!(out.join("sample_01.png").exists());
+    assert!(
+        !out.join("sample_03.png").exists(),
+        "a stale sample is left"
+    );
+    assert_eq!(std::fs::read(out.join("notes.txt")).unwrap(), b"mine");
+}
+
+#[test]
+fn img2img_records_itself_and_its_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let o = diffuse(&[
+        "img2img",
+        "--image",
+        "assets/scene.png",
+        "--prompt",
+        "green",
+        "--steps",
+        "4",
+        "--num-images",
+        "1",
+        "--seed",
+        "1",
+        "--out",
+        s(&out),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let run = common::run_json(&out);
+    assert_eq!(run["command"], "img2img");
+    assert_eq!(run["image"], "assets/scene.png");
+}
+
+#[test]
+fn single_file_outputs_are_checked_before_the_work() {
+    let dir = tempfile::tempdir().unwrap();
+    // A folder given where a file is wanted fails at once, not after sampling or training.
+    let o = diffuse(&["eval", "--grid", s(dir.path()), "--samples-per-prompt", "1"]);
+    assert_fails_with(&o, "it is a folder; give a file name");
+    let o = diffuse(&["train", "--out", s(dir.path()), "--steps", "1"]);
+    assert_fails_with(&o, "it is a folder; give a file name");
+    assert!(!std::path::Path::new("runs")
+        .join(dir.path().file_name().unwrap())
+        .exists());
+}

@@ -86,10 +86,48 @@ pub fn create_dir(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).map_err(|e| write_err(dir, e))
 }
 
-/// Refuses to replace an existing file unless `force`.
+/// Checks, before any work, that a single output file can be written at `path`: not a
+/// folder, not an existing file unless `force`, and its folder creatable and writable.
 pub fn check_overwrite(path: &Path, force: bool) -> Result<()> {
+    if path.is_dir() {
+        return Err(Error::Write {
+            path: PathBuf::from(path),
+            reason: std::io::Error::other("it is a folder; give a file name"),
+        });
+    }
     if path.exists() && !force {
         return Err(Error::Exists(PathBuf::from(path)));
+    }
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    create_dir(parent)?;
+    // A temporary file proves the folder is writable now, not after hours of work.
+    let probe = temp_path(path);
+    fs::File::create(&probe).map_err(|e| write_err(path, e))?;
+    let _ = fs::remove_file(&probe);
+    Ok(())
+}
+
+/// Removes the files an earlier run of the same command left in `dir` (`force` only): the
+/// names `owned` says are a run's; the user's other files stay.
+pub fn remove_owned(dir: &Path, owned: impl Fn(&str) -> bool) -> Result<()> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !owned(&name) {
+            continue;
+        }
+        let path = e.path();
+        let removed = if path.is_dir() {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+        removed.map_err(|reason| Error::Write { path, reason })?;
     }
     Ok(())
 }

@@ -86,6 +86,7 @@ pub const DEFAULT_ATTENTION_STEPS: usize = 8;
 /// What was done, written as `run.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct GenerateReport {
+    /// "generate" or "img2img".
     pub command: &'static str,
     pub diffuse_version: &'static str,
     pub prompt: String,
@@ -97,6 +98,9 @@ pub struct GenerateReport {
     pub timesteps: Vec<usize>,
     /// img2img strength.
     pub strength: Option<f64>,
+    /// img2img: the input picture.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<PathBuf>,
     pub guidance: f64,
     pub seed: u64,
     pub model: String,
@@ -111,6 +115,20 @@ pub struct GenerateReport {
     pub sampling_ms: f64,
     pub writing_ms: f64,
     pub total_ms: f64,
+}
+
+/// Whether `name` is a file (or folder) `generate` writes, so `--force` may remove it.
+fn is_generate_output(name: &str) -> bool {
+    let sample = name.starts_with("sample_") && name.ends_with(".png");
+    let fixed = [
+        "denoising.gif",
+        "strip.png",
+        "grid.png",
+        "run.json",
+        "trajectory.safetensors",
+        "attention",
+    ];
+    sample || fixed.contains(&name)
 }
 
 /// Writes the attention maps and the trajectory when they were recorded; returns their names.
@@ -152,6 +170,9 @@ pub fn run(
     let began = Instant::now();
     let (plan, mut sampler) = Plan::new(model, opts)?;
     fs::prepare_output_dir(&opts.out, opts.force)?;
+    if opts.force {
+        fs::remove_owned(&opts.out, is_generate_output)?;
+    }
     let frames = AnimationWriter::new(
         &opts.out,
         "denoising.gif",
@@ -189,7 +210,11 @@ pub fn run(
     files.extend(save_extras(&x, opts, &plan, &maps, trajectory)?);
     files.push("run.json".into());
     let report = GenerateReport {
-        command: "generate",
+        command: if opts.init_image.is_some() {
+            "img2img"
+        } else {
+            "generate"
+        },
         diffuse_version: env!("CARGO_PKG_VERSION"),
         prompt: opts.prompt.clone(),
         negative_prompt: opts.negative_prompt.clone(),
@@ -198,6 +223,7 @@ pub fn run(
         sampler: plan.config,
         timesteps: plan.timesteps[plan.start..].to_vec(),
         strength: plan.init.as_ref().map(|(_, s)| *s),
+        image: opts.init_image.as_ref().map(|i| i.path.clone()),
         guidance: opts.guidance,
         seed: opts.seed,
         model: model.name.clone(),
