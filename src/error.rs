@@ -195,5 +195,15 @@ impl Error {
     }
 }
 
+/// A prompt as messages quote it: at most 60 characters, so a huge prompt does not flood
+/// the one-line error.
+pub fn clip(text: &str) -> String {
+    const MAX: usize = 60;
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
 /// The library's result type.
 pub type Result<T> = std::result::Result<T, Error>;

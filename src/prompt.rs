@@ -52,13 +52,13 @@ pub fn parse(text: &str, vocab: &Vocabulary) -> Result<Vec<u32>> {
         let Some((slot, pos)) = found else {
             return Err(Error::UnknownWord {
                 word: w.clone(),
-                prompt: text.to_string(),
+                prompt: crate::error::clip(text),
                 valid: valid_words(vocab),
             });
         };
         if filled[slot] {
             return Err(Error::Prompt {
-                prompt: text.to_string(),
+                prompt: crate::error::clip(text),
                 reason: format!(
                     "names two {} words; use at most one",
                     vocab.slots[slot].name

@@ -213,3 +213,42 @@ fn single_file_outputs_are_checked_before_the_work() {
         .join(dir.path().file_name().unwrap())
         .exists());
 }
+
+#[test]
+fn smaller_ones_negative_numbers_long_prompts_and_class_folders() {
+    // A negative number is a value, not a flag.
+    let o = diffuse(&["generate", "--prompt", "red", "--fps", "-10", "--out", "x"]);
+    assert_fails_with(&o, "--fps -10 is out of range (0, 100]");
+    // A huge prompt is not echoed whole.
+    let long = "mauve ".repeat(15_000); // 90 KB, under the OS limit of one argument
+    let o = diffuse(&["generate", "--prompt", &long, "--out", "x"]);
+    assert_fails_with(&o, "unknown word 'mauve'");
+    assert!(o.stderr.len() < 1000, "{} bytes of error", o.stderr.len());
+    // Class folders that collide, or that name an article, are refused.
+    let dir = tempfile::tempdir().unwrap();
+    for (a, b) in [("Red Fox", "red-fox"), ("a", "dog")] {
+        let data = dir.path().join(format!("data-{b}"));
+        for class in [a, b] {
+            std::fs::create_dir_all(data.join(class)).unwrap();
+            image::RgbImage::new(8, 8)
+                .save(data.join(class).join("1.png"))
+                .unwrap();
+        }
+        let model = dir.path().join(format!("{b}.safetensors"));
+        let o = diffuse(&[
+            "train",
+            "--data",
+            s(&data),
+            "--out",
+            s(&model),
+            "--steps",
+            "1",
+        ]);
+        let needle = if b == "dog" {
+            "prompt word 'a'"
+        } else {
+            "both give the prompt word 'red-fox'"
+        };
+        assert_fails_with(&o, needle);
+    }
+}

@@ -56,7 +56,7 @@ pub struct GenerateArgs {
     #[arg(long)]
     scale: Option<u32>,
     /// GIF frames per second.
-    #[arg(long, default_value_t = generate::DEFAULT_FPS)]
+    #[arg(long, default_value_t = generate::DEFAULT_FPS, allow_negative_numbers = true)]
     fps: f64,
     #[command(flatten)]
     model: ModelFlag,

@@ -45,7 +45,7 @@ pub struct NoiseArgs {
     #[arg(long, default_value_t = noise::DEFAULT_SEED)]
     seed: u64,
     /// GIF frames per second.
-    #[arg(long, default_value_t = noise::DEFAULT_FPS)]
+    #[arg(long, default_value_t = noise::DEFAULT_FPS, allow_negative_numbers = true)]
     fps: f64,
     /// Scale the picture down when a side is longer than this.
     #[arg(long, default_value_t = LoadOptions::default().max_side)]

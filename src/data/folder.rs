@@ -55,6 +55,36 @@ fn prepare(path: &Path, size: usize) -> Result<Vec<f32>> {
     Ok(t.flatten_all()?.to_vec1()?)
 }
 
+/// Refuses a class folder whose prompt word is empty, an article (it could never be
+/// prompted), or the same as an earlier folder's ("Red Fox" and "red-fox").
+fn check_class(
+    root: &Path,
+    name: &str,
+    word: &str,
+    earlier: &[String],
+    earlier_dirs: &[&PathBuf],
+) -> Result<()> {
+    let fail = |reason: String| Error::DataFolder {
+        path: root.to_path_buf(),
+        reason: Reason::Because(reason),
+    };
+    if word.is_empty() || ["a", "an", "the"].contains(&word) {
+        return Err(fail(format!(
+            "class folder '{name}' gives the prompt word '{word}', which a prompt cannot name; rename the folder"
+        )));
+    }
+    if let Some(i) = earlier.iter().position(|w| w == word) {
+        let other = earlier_dirs[i]
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy();
+        return Err(fail(format!(
+            "class folders '{other}' and '{name}' both give the prompt word '{word}'; rename or merge them"
+        )));
+    }
+    Ok(())
+}
+
 impl FolderDataset {
     /// Scans `root`: subfolders are classes; with none, the files in `root` are one
     /// unconditional set.
@@ -89,6 +119,7 @@ impl FolderDataset {
                     .filter(|w| !w.is_empty())
                     .collect::<Vec<_>>()
                     .join("-");
+                check_class(root, &name, &word, &classes, &subdirs[..i])?;
                 classes.push(word);
                 let files = sorted_entries(d)?
                     .into_iter()

@@ -35,7 +35,7 @@ fn relation_at(words: &[String], i: usize) -> Option<(Relation, usize)> {
 /// Parses the words of a prompt (already checked against the vocabulary).
 pub fn parse(prompt: &str, words: &[String]) -> Result<Caption> {
     let fail = |reason: &str| Error::Prompt {
-        prompt: prompt.to_string(),
+        prompt: crate::error::clip(prompt),
         reason: reason.to_string(),
     };
     let mut nouns = Vec::new();

@@ -41,7 +41,7 @@ impl<'a> Tokenizer<'a> {
         let words = words(text);
         if words.len() > self.max_len {
             return Err(Error::Prompt {
-                prompt: text.to_string(),
+                prompt: crate::error::clip(text),
                 reason: format!(
                     "has {} words; this model reads at most {}",
                     words.len(),
@@ -53,7 +53,7 @@ impl<'a> Tokenizer<'a> {
         for w in &words {
             let id = self.id(w).ok_or_else(|| Error::UnknownWord {
                 word: w.clone(),
-                prompt: text.to_string(),
+                prompt: crate::error::clip(text),
                 valid: format!("closest: {}", self.closest(w, 3).join(", ")),
             })?;
             ids.push(id);
