@@ -349,3 +349,46 @@ fn emoji_training_has_everything_the_shapes_trainer_has() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+#[cfg(unix)]
+#[test]
+fn sigterm_during_training_saves_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_diffuse"))
+        .args([
+            "train",
+            "--out",
+            s(&dir.path().join("m.safetensors")),
+            "--run-dir",
+            s(&run),
+        ])
+        .args([
+            "--steps",
+            "100000",
+            "--batch-size",
+            "2",
+            "--base-channels",
+            "8",
+            "--quiet",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until a few steps are logged, then ask it to stop as a service manager would.
+    let log = run.join("train_log.csv");
+    let started = std::time::Instant::now();
+    while std::fs::read_to_string(&log).map_or(0, |t| t.lines().count()) < 3 {
+        assert!(started.elapsed().as_secs() < 120, "training did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("stopped at step"));
+    assert!(run.join("checkpoint.safetensors").exists());
+}

@@ -138,7 +138,7 @@ pub fn run(args: &TrainArgs, ctx: &Context) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
-        // First Ctrl-C: save a checkpoint and stop cleanly.
+        // First Ctrl-C (or SIGTERM, SIGHUP): save a checkpoint and stop cleanly.
         let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
     }
     let outcome = job::run(&opts, &device, &ctx.bars, &stop)?;
