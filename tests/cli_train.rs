@@ -355,7 +355,7 @@ fn emoji_training_has_everything_the_shapes_trainer_has() {
 fn sigterm_during_training_saves_a_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_diffuse"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_diffuse"))
         .args([
             "train",
             "--out",
