@@ -252,3 +252,37 @@ fn smaller_ones_negative_numbers_long_prompts_and_class_folders() {
         assert_fails_with(&o, needle);
     }
 }
+
+#[test]
+fn a_folder_another_run_is_writing_is_refused_and_no_lock_is_left_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let gen = || {
+        diffuse(&[
+            "generate",
+            "--prompt",
+            "red",
+            "--steps",
+            "2",
+            "--num-images",
+            "1",
+            "--seed",
+            "1",
+            "--out",
+            s(&out),
+            "--quiet",
+            "--force",
+        ])
+    };
+    let o = gen();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        !out.join(diffuse::io::fs::LOCK_NAME).exists(),
+        "the lock is removed at the end"
+    );
+    std::fs::write(out.join(diffuse::io::fs::LOCK_NAME), "12345\n").unwrap();
+    assert_fails_with(
+        &gen(),
+        "another diffuse run (process 12345) is writing there",
+    );
+}

@@ -67,10 +67,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Makes sure `dir` exists and may be written: refuses a non-empty folder unless `force`.
-pub fn prepare_output_dir(dir: &Path, force: bool) -> Result<()> {
+/// Returns the folder's lock, held until the run ends: a second run writing to the same
+/// folder at the same time fails instead of mixing its files in.
+pub fn prepare_output_dir(dir: &Path, force: bool) -> Result<OutputLock> {
+    let lock = dir.join(LOCK_NAME);
     match fs::metadata(dir) {
         Ok(meta) if !meta.is_dir() => return Err(Error::NotAFolder(PathBuf::from(dir))),
         Ok(_) => {
+            if lock.exists() {
+                return Err(locked(dir, &lock));
+            }
             let mut entries = fs::read_dir(dir).map_err(|e| write_err(dir, e))?;
             if entries.next().is_some() && !force {
                 return Err(Error::OutputNotEmpty(PathBuf::from(dir)));
@@ -78,7 +84,42 @@ pub fn prepare_output_dir(dir: &Path, force: bool) -> Result<()> {
         }
         Err(_) => {}
     }
-    fs::create_dir_all(dir).map_err(|e| write_err(dir, e))
+    fs::create_dir_all(dir).map_err(|e| write_err(dir, e))?;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&lock)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => locked(dir, &lock),
+            _ => write_err(&lock, e),
+        })?;
+    let _ = writeln!(file, "{}", std::process::id());
+    Ok(OutputLock(lock))
+}
+
+/// The lock file a run keeps in its output folder while it writes there.
+pub const LOCK_NAME: &str = ".diffuse-lock";
+
+/// An output folder's lock; dropping it removes the lock file.
+#[derive(Debug)]
+pub struct OutputLock(PathBuf);
+
+impl Drop for OutputLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+fn locked(dir: &Path, lock: &Path) -> Error {
+    let pid = fs::read_to_string(lock).unwrap_or_default();
+    Error::Write {
+        path: PathBuf::from(dir),
+        reason: std::io::Error::other(format!(
+            "another diffuse run (process {}) is writing there; if none is, remove {}",
+            pid.trim(),
+            lock.display()
+        )),
+    }
 }
 
 /// Creates `dir` (and parents) if needed.

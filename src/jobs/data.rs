@@ -43,7 +43,7 @@ pub fn write_shapes(
     progress: &dyn Progress,
 ) -> Result<usize> {
     check_count(count)?;
-    fs::prepare_output_dir(out, force)?;
+    let _lock = fs::prepare_output_dir(out, force)?;
     progress.stage("drawing shapes", count as u64);
     let mut preview = Vec::new();
     for first in (0..count).step_by(BATCH) {
@@ -98,7 +98,7 @@ pub fn write_emoji(
 ) -> Result<usize> {
     check_count(count)?;
     emoji::check_sprites()?;
-    fs::prepare_output_dir(out, force)?;
+    let _lock = fs::prepare_output_dir(out, force)?;
     progress.stage("drawing scenes", count as u64);
     let mut preview = Vec::new();
     let mut jsonl = String::new();

@@ -119,7 +119,7 @@ pub fn run(opts: &NoiseOptions, device: &Device, progress: &dyn Progress) -> Res
     let img = load(opts, device, progress)?;
     let load_ms = ms(t0);
 
-    fs::prepare_output_dir(&opts.out, opts.force)?;
+    let _lock = fs::prepare_output_dir(&opts.out, opts.force)?;
     let mut frames = animation::AnimationWriter::new(
         &opts.out,
         "noising.gif",

@@ -169,7 +169,7 @@ pub fn run(
 ) -> Result<GenerateReport> {
     let began = Instant::now();
     let (plan, mut sampler) = Plan::new(model, opts)?;
-    fs::prepare_output_dir(&opts.out, opts.force)?;
+    let _lock = fs::prepare_output_dir(&opts.out, opts.force)?;
     if opts.force {
         fs::remove_owned(&opts.out, is_generate_output)?;
     }
