@@ -286,3 +286,34 @@ fn a_folder_another_run_is_writing_is_refused_and_no_lock_is_left_behind() {
         "another diffuse run (process 12345) is writing there",
     );
 }
+
+#[test]
+fn noise_force_removes_an_earlier_runs_trajectory() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let noise = |extra: &[&str]| {
+        let mut a = vec![
+            "noise",
+            "--image",
+            "assets/scene.png",
+            "--size",
+            "16x16",
+            "--frames",
+            "3",
+            "--out",
+            s(&out),
+            "--quiet",
+            "--force",
+        ];
+        a.extend_from_slice(extra);
+        let o = diffuse(&a);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    noise(&["--save-tensors"]);
+    assert!(out.join("trajectory.safetensors").exists());
+    noise(&[]);
+    assert!(
+        !out.join("trajectory.safetensors").exists(),
+        "a stale trajectory is left"
+    );
+}

@@ -120,6 +120,16 @@ pub fn run(opts: &NoiseOptions, device: &Device, progress: &dyn Progress) -> Res
     let load_ms = ms(t0);
 
     let _lock = fs::prepare_output_dir(&opts.out, opts.force)?;
+    if opts.force {
+        // An earlier run's files; its frames go in the writer below.
+        let owned = [
+            "noising.gif",
+            "strip.png",
+            "run.json",
+            "trajectory.safetensors",
+        ];
+        fs::remove_owned(&opts.out, |name| owned.contains(&name))?;
+    }
     let mut frames = animation::AnimationWriter::new(
         &opts.out,
         "noising.gif",
