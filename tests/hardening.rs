@@ -317,3 +317,87 @@ fn noise_force_removes_an_earlier_runs_trajectory() {
         "a stale trajectory is left"
     );
 }
+
+#[test]
+fn a_photo_is_turned_upright_by_its_exif_orientation() {
+    let dir = tempfile::tempdir().unwrap();
+    // A 40×20 JPEG tagged "rotate 90° clockwise" (EXIF orientation 6), as phones store them.
+    let mut jpeg = Vec::new();
+    image::RgbImage::from_pixel(40, 20, image::Rgb([200, 30, 30]))
+        .write_to(
+            &mut std::io::Cursor::new(&mut jpeg),
+            image::ImageFormat::Jpeg,
+        )
+        .unwrap();
+    let tiff: Vec<u8> = [
+        b"II*\0".as_slice(),
+        &8u32.to_le_bytes(),
+        &1u16.to_le_bytes(),
+        &0x0112u16.to_le_bytes(),
+        &3u16.to_le_bytes(),
+        &1u32.to_le_bytes(),
+        &6u16.to_le_bytes(),
+        &[0, 0],
+        &0u32.to_le_bytes(),
+    ]
+    .concat();
+    let payload = [b"Exif\0\0".as_slice(), &tiff].concat();
+    let app1 = [
+        &[0xFF, 0xE1][..],
+        &((payload.len() + 2) as u16).to_be_bytes(),
+        &payload,
+    ]
+    .concat();
+    let tagged = [&jpeg[..2], &app1, &jpeg[2..]].concat();
+    let path = dir.path().join("photo.jpg");
+    std::fs::write(&path, tagged).unwrap();
+    let out = dir.path().join("out");
+    let o = diffuse(&[
+        "noise",
+        "--image",
+        s(&path),
+        "--frames",
+        "2",
+        "--out",
+        s(&out),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let run = common::run_json(&out);
+    assert_eq!(
+        run["size"],
+        serde_json::json!([20, 40]),
+        "the picture is upright"
+    );
+}
+
+#[test]
+fn nan_weights_and_ignored_bench_flags_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = candle_core::Device::Cpu;
+    let (meta, mut tensors): (ModelMeta, _) =
+        safetensors::load_bytes_with_meta(diffuse::model::SHAPES32, MODEL_KEY, "built-in", &dev)
+            .unwrap();
+    let w = tensors.get("conv_out.weight").unwrap();
+    let nan = (w.ones_like().unwrap() * f64::NAN).unwrap();
+    tensors.insert("conv_out.weight".into(), nan);
+    let path = dir.path().join("nan.safetensors");
+    safetensors::save_with_meta(&path, &tensors, MODEL_KEY, &meta).unwrap();
+    let o = diffuse(&[
+        "generate",
+        "--prompt",
+        "red",
+        "--model",
+        s(&path),
+        "--steps",
+        "2",
+        "--out",
+        s(&dir.path().join("o")),
+    ]);
+    assert_fails_with(&o, "sampling produced NaN or infinite values");
+    let o = diffuse(&["bench", "--base-channels", "16"]);
+    assert_fails_with(
+        &o,
+        "--base-channels and --network choose the network of --model-only",
+    );
+}

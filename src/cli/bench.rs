@@ -47,6 +47,9 @@ pub fn run(args: &BenchArgs, ctx: &Context) -> Result<()> {
     if args.model_only || args.export_parity.is_some() {
         return run_model_only(args, &device, ctx);
     }
+    if args.base_channels.is_some() || args.network != bench::Network::Shapes {
+        anyhow::bail!("--base-channels and --network choose the network of --model-only; the full suite times --model");
+    }
     let model = diffuse::model::load(args.model.model.as_deref(), &device)?;
     let opts = bench::suite::SuiteOptions {
         quick: args.quick,

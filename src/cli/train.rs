@@ -126,7 +126,11 @@ impl TrainArgs {
                 preview_steps: self.preview_steps,
             },
             force: self.force,
-            command_line: std::env::args().collect::<Vec<_>>().join(" "),
+            // Lossy, so a path that is not UTF-8 is recorded rather than a panic.
+            command_line: std::env::args_os()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" "),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Reads a user's picture into a model-space tensor `[3, H, W]` in [-1, 1].
 //!
 //! Any format the image crate decodes (PNG 8/16-bit, JPEG, GIF's first frame, BMP, WebP,
-//! TIFF), in gray, gray+alpha, RGB or RGBA. Alpha is composited over white. 8-bit pixels map
+//! TIFF), in gray, gray+alpha, RGB or RGBA, turned upright by its EXIF orientation. Alpha is composited over white. 8-bit pixels map
 //! as x/127.5 - 1; deeper ones keep their precision (v·2 - 1 for v in [0, 1]).
 
 use std::path::{Path, PathBuf};
@@ -105,10 +105,17 @@ pub fn decode(path: &Path) -> Result<DynamicImage> {
     if reader.format().is_none() {
         return Err(image_err(path, "not a recognised image format"));
     }
-    reader.decode().map_err(|e| {
+    let fail = |e: image::ImageError| {
         let msg = e.to_string().replace('\n', " ");
         image_err(path, format!("cannot decode: {msg}"))
-    })
+    };
+    // Photos from phones are often stored sideways with an EXIF orientation tag: honour it.
+    let mut decoder = reader.into_decoder().map_err(fail)?;
+    let orientation = image::ImageDecoder::orientation(&mut decoder)
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(decoder).map_err(fail)?;
+    img.apply_orientation(orientation);
+    Ok(img)
 }
 
 /// Composites alpha over white and drops it, keeping 8-bit images 8-bit.

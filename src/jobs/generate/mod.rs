@@ -117,6 +117,22 @@ pub struct GenerateReport {
     pub total_ms: f64,
 }
 
+/// Fails when sampling produced NaN or infinite values (broken weights would otherwise give
+/// black pictures without a word).
+fn check_finite(x: &Tensor, model: &LoadedModel) -> Result<()> {
+    let values = x
+        .flatten_all()?
+        .to_dtype(candle_core::DType::F32)?
+        .to_vec1::<f32>()?;
+    if values.iter().all(|v| v.is_finite()) {
+        return Ok(());
+    }
+    Err(crate::Error::File {
+        name: model.name.clone(),
+        reason: "sampling produced NaN or infinite values; the weights may be broken".into(),
+    })
+}
+
 /// Whether `name` is a file (or folder) `generate` writes, so `--force` may remove it.
 fn is_generate_output(name: &str) -> bool {
     let sample = name.starts_with("sample_") && name.ends_with(".png");
@@ -194,6 +210,7 @@ pub fn run(
     progress.stage("denoising", (plan.timesteps.len() - plan.start) as u64);
     let t0 = Instant::now();
     let x = record::sample(&plan, sampler.as_mut(), &guided, opts, &mut rec, progress)?;
+    check_finite(&x, model)?;
     progress.finish();
     let Recording {
         frames,
