@@ -6,6 +6,7 @@
 //! - [`unet`]: the denoiser (config, blocks, embeddings).
 //! - [`sampler`]: DDPM, DDIM and DPM-Solver++ behind one trait, step by step as diffusers.
 //! - [`pipeline`]: classifier-free guidance and the observed reverse loop.
+//! - [`edit`]: inpainting (replace, RePaint), seed and prompt interpolation, DDIM inversion.
 //! - [`model`]: a trained model file (or the built-in one), its schedule and sampler config.
 //! - [`prompt`]: prompt text to condition ids.
 //! - [`train`]: the trainer, its config, checkpoints and AdamW.
@@ -25,6 +26,7 @@ pub mod alloc;
 pub mod bench;
 pub mod data;
 pub mod device;
+pub mod edit;
 pub mod error;
 pub mod forward;
 pub mod io;

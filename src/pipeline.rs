@@ -8,19 +8,20 @@ use candle_core::Tensor;
 use crate::error::Result;
 use crate::rng::{self, Rng};
 use crate::sampler::Sampler;
-use crate::unet::{cond_tensor, UNet};
+use crate::unet::{cond_tensor, Condition, UNet};
 
 /// The UNet with classifier-free guidance: ε = ε_u + w·(ε_c − ε_u), computed as one batched
 /// forward of 2B images. With w = 1, or a conditional batch equal to the unconditional one,
-/// only the conditional half runs.
+/// only the conditional half runs. The prompts are encoded once, when it is made.
 pub struct Guided<'a> {
     pub model: &'a UNet,
     /// Guidance scale w.
     pub scale: f64,
-    /// Condition ids `[B, slots]`.
-    cond: Tensor,
-    /// The unconditional (or negative-prompt) ids `[B, slots]`.
-    uncond: Tensor,
+    /// The encoded prompts `[B]`.
+    cond: Condition,
+    /// The prompts and the unconditional (or negative) prompts `[2B]`; None when only the
+    /// conditional half runs.
+    both: Option<Condition>,
 }
 
 impl<'a> Guided<'a> {
@@ -33,37 +34,77 @@ impl<'a> Guided<'a> {
         uncond_ids: &[Vec<u32>],
     ) -> Result<Self> {
         let device = model.device();
+        let b = cond_ids.len();
+        let cond = cond_tensor(cond_ids, device)?; // [B, slots]
+        if (scale - 1.0).abs() < 1e-12 || cond_ids == uncond_ids {
+            let cond = model.condition(&cond)?;
+            return Ok(Self {
+                model,
+                scale,
+                cond,
+                both: None,
+            });
+        }
+        let uncond = cond_tensor(uncond_ids, device)?; // [B, slots]
+        let both = model.condition(&Tensor::cat(&[&cond, &uncond], 0)?)?; // [2B]
         Ok(Self {
             model,
             scale,
-            cond: cond_tensor(cond_ids, device)?, // [B, slots]
-            uncond: cond_tensor(uncond_ids, device)?, // [B, slots]
+            cond: both.narrow(0, b)?,
+            both: Some(both),
         })
     }
 
-    fn skip_uncond(&self) -> Result<bool> {
-        if (self.scale - 1.0).abs() < 1e-12 {
-            return Ok(true);
-        }
-        let same = self
-            .cond
-            .eq(&self.uncond)?
-            .flatten_all()?
-            .min(0)?
-            .to_scalar::<u8>()?
-            == 1;
-        Ok(same)
+    /// Guidance at `scale` for already encoded conditions of the same batch.
+    pub fn from_conditions(
+        model: &'a UNet,
+        scale: f64,
+        cond: Condition,
+        uncond: &Condition,
+    ) -> Result<Self> {
+        let both = if (scale - 1.0).abs() < 1e-12 || cond.same_as(uncond)? {
+            None
+        } else {
+            Some(cond.cat(uncond)?)
+        };
+        Ok(Self {
+            model,
+            scale,
+            cond,
+            both,
+        })
+    }
+
+    /// The encoded prompts and unconditional prompts, `[B]` each.
+    pub fn conditions(&self) -> Result<(Condition, Condition)> {
+        let b = self.cond.batch();
+        let uncond = match &self.both {
+            Some(both) => both.narrow(b, b)?,
+            None => self.cond.clone(),
+        };
+        Ok((self.cond.clone(), uncond))
+    }
+
+    /// Images per batch.
+    pub fn batch(&self) -> usize {
+        self.cond.batch()
     }
 
     /// The guided prediction for `x_t` `[B, 3, H, W]` at timestep `t`.
     pub fn predict(&self, x_t: &Tensor, t: usize) -> Result<Tensor> {
         let b = x_t.dim(0)?;
-        if self.skip_uncond()? {
-            return Ok(self.model.forward(x_t, &vec![t as f64; b], &self.cond)?);
-        }
+        let Some(both) = &self.both else {
+            return Ok(self.model.forward_conditioned(
+                x_t,
+                &vec![t as f64; b],
+                &self.cond,
+                None,
+            )?);
+        };
         let x2 = Tensor::cat(&[x_t, x_t], 0)?; // [2B, 3, H, W]
-        let c2 = Tensor::cat(&[&self.cond, &self.uncond], 0)?; // [2B, slots]
-        let out = self.model.forward(&x2, &vec![t as f64; 2 * b], &c2)?;
+        let out = self
+            .model
+            .forward_conditioned(&x2, &vec![t as f64; 2 * b], both, None)?;
         let (cond, uncond) = (out.narrow(0, 0, b)?, out.narrow(0, b, b)?);
         Ok((&uncond + (cond - &uncond)?.affine(self.scale, 0.0)?)?)
     }
@@ -85,7 +126,7 @@ pub struct StepEvent<'a> {
 /// Pure noise x_T `[B, C, H, W]` for the guided batch, drawn from `rng` on the model's device.
 pub fn initial_noise(guided: &Guided, rng: &mut Rng) -> Result<Tensor> {
     let cfg = &guided.model.config;
-    let b = guided.cond.dim(0)?;
+    let b = guided.batch();
     let shape = (b, cfg.in_channels, cfg.image_size, cfg.image_size);
     rng::randn(rng, shape, guided.model.device())
 }

@@ -277,6 +277,9 @@ impl GenerateCase<'_> {
             force: true,
             init_image: None,
             attention_maps: None,
+            inpaint: None,
+            from_noise: None,
+            start_step: None,
         };
         generate::run(self.model, &opts, &crate::progress::Silent)
     }

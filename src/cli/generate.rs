@@ -1,17 +1,34 @@
-//! `diffuse generate` and `diffuse img2img`: reverse diffusion from noise (or from a noised
-//! picture) to images for a prompt, frame by frame.
+//! `diffuse generate`, `diffuse img2img` and `diffuse inpaint`: reverse diffusion from noise
+//! (or from a noised picture, or around the kept part of one) to images for a prompt, frame
+//! by frame.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
 
-use diffuse::jobs::generate::{self, GenerateOptions, InitImage};
+use diffuse::edit::inpaint::InpaintMethod;
+use diffuse::jobs::generate::{self, GenerateOptions, InitImage, InpaintSpec};
 use diffuse::render::animation::FrameCount;
+use diffuse::sampler::repaint;
 use diffuse::sampler::SamplerConfig;
 
 use super::flags::{parse, ModelFlag, OutputFlags, SamplerTuning, SamplingFlags};
 use super::Context;
+
+#[derive(Args)]
+pub struct GenerateCmd {
+    #[command(flatten)]
+    generate: GenerateArgs,
+    /// Start from this noise file instead of seeded noise: `diffuse invert`'s noise.safetensors,
+    /// or any safetensors file with one f32 tensor `noise` [K, 3, H, W].
+    #[arg(long)]
+    from_noise: Option<PathBuf>,
+    /// Start at this sampler step, taking the starting noise as the state at its timestep
+    /// (default: 0, or the step a noise file from `diffuse invert` holds).
+    #[arg(long)]
+    start_step: Option<usize>,
+}
 
 #[derive(Args)]
 pub struct Img2ImgArgs {
@@ -21,8 +38,58 @@ pub struct Img2ImgArgs {
     /// How much of the schedule to redo: 0 keeps the picture, 1 starts from pure noise.
     #[arg(long, default_value_t = generate::DEFAULT_STRENGTH, allow_hyphen_values = true)]
     strength: f64,
+    /// Start at this sampler step instead of one given by --strength (0 redoes every step).
+    #[arg(long, conflicts_with = "strength")]
+    start_step: Option<usize>,
     #[command(flatten)]
     generate: GenerateArgs,
+}
+
+#[derive(Args)]
+pub struct InpaintArgs {
+    /// The picture (resized to the model's resolution).
+    #[arg(long)]
+    image: PathBuf,
+    /// White where the picture is repainted, black where it is kept (gray above 50 % counts
+    /// as white); the same size or aspect ratio as the picture.
+    #[arg(long)]
+    mask: PathBuf,
+    /// Repaint where the mask is black instead.
+    #[arg(long)]
+    invert_mask: bool,
+    /// replace (impose the kept region after every step) or repaint (RePaint, with jumps
+    /// back in time).
+    #[arg(long, default_value_t = InpaintMethod::Replace, value_parser = parse::<InpaintMethod>)]
+    method: InpaintMethod,
+    /// RePaint: steps taken forward in time per jump (diffusers' jump_length) [default: 10].
+    #[arg(long)]
+    jump_length: Option<usize>,
+    /// RePaint: how often each jump is made (diffusers' jump_n_sample) [default: 10].
+    #[arg(long)]
+    jump_n_sample: Option<usize>,
+    #[command(flatten)]
+    generate: GenerateArgs,
+}
+
+impl InpaintArgs {
+    fn spec(&self) -> Result<InpaintSpec> {
+        let jumps = [
+            ("jump-length", self.jump_length),
+            ("jump-n-sample", self.jump_n_sample),
+        ];
+        if let Some((flag, _)) = jumps.iter().find(|(_, v)| v.is_some()) {
+            if self.method != InpaintMethod::Repaint {
+                anyhow::bail!("--{flag} applies to --method repaint only");
+            }
+        }
+        Ok(InpaintSpec {
+            invert_mask: self.invert_mask,
+            method: self.method,
+            jump_length: self.jump_length.unwrap_or(repaint::DEFAULT_JUMP_LENGTH),
+            jump_n_sample: self.jump_n_sample.unwrap_or(repaint::DEFAULT_JUMP_N_SAMPLE),
+            ..InpaintSpec::new(self.image.clone(), self.mask.clone())
+        })
+    }
 }
 
 #[derive(Args)]
@@ -75,7 +142,8 @@ pub struct GenerateArgs {
 }
 
 impl GenerateArgs {
-    fn options(&self, init_image: Option<InitImage>) -> GenerateOptions {
+    /// The options for plain generation; the callers add img2img's or inpaint's inputs.
+    fn options(&self) -> GenerateOptions {
         let seed = self.seed.unwrap_or_else(|| rand::random::<u64>() >> 11);
         let mut sampler = SamplerConfig {
             eta: self.tuning.eta,
@@ -86,7 +154,10 @@ impl GenerateArgs {
             sampler.timestep_spacing = sp;
         }
         GenerateOptions {
-            init_image,
+            init_image: None,
+            inpaint: None,
+            from_noise: None,
+            start_step: None,
             prompt: self.prompt.clone(),
             negative_prompt: self.negative_prompt.clone(),
             num_images: self.num_images,
@@ -108,8 +179,13 @@ impl GenerateArgs {
     }
 }
 
-pub fn run(args: &GenerateArgs, ctx: &Context) -> Result<()> {
-    run_with(args, None, ctx)
+pub fn run(args: &GenerateCmd, ctx: &Context) -> Result<()> {
+    let opts = GenerateOptions {
+        from_noise: args.from_noise.clone(),
+        start_step: args.start_step,
+        ..args.generate.options()
+    };
+    run_with(&args.generate, opts, ctx)
 }
 
 pub fn run_img2img(args: &Img2ImgArgs, ctx: &Context) -> Result<()> {
@@ -117,13 +193,26 @@ pub fn run_img2img(args: &Img2ImgArgs, ctx: &Context) -> Result<()> {
         path: args.image.clone(),
         strength: args.strength,
     };
-    run_with(&args.generate, Some(init), ctx)
+    let opts = GenerateOptions {
+        init_image: Some(init),
+        start_step: args.start_step,
+        ..args.generate.options()
+    };
+    run_with(&args.generate, opts, ctx)
 }
 
-fn run_with(args: &GenerateArgs, init: Option<InitImage>, ctx: &Context) -> Result<()> {
+pub fn run_inpaint(args: &InpaintArgs, ctx: &Context) -> Result<()> {
+    let opts = GenerateOptions {
+        inpaint: Some(args.spec()?),
+        ..args.generate.options()
+    };
+    run_with(&args.generate, opts, ctx)
+}
+
+fn run_with(args: &GenerateArgs, opts: GenerateOptions, ctx: &Context) -> Result<()> {
     let device = ctx.device()?;
     let model = diffuse::model::load(args.model.model.as_deref(), &device)?;
-    let report = generate::run(&model, &args.options(init), &ctx.bars)?;
+    let report = generate::run(&model, &opts, &ctx.bars)?;
     args.output.print(&report, || {
         format!(
             "\"{}\": {} image(s), {} {} steps, guidance {}, seed {} -> {} ({} frames, {:.2} s sampling)",

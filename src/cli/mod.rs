@@ -62,9 +62,11 @@ enum Command {
     /// Judge a model's samples for every prompt (or, with --self-test, the judge itself).
     Eval(eval::EvalArgs),
     /// Turn noise into images for a prompt, frame by frame (reverse diffusion).
-    Generate(generate::GenerateArgs),
+    Generate(generate::GenerateCmd),
     /// SDEdit: noise a picture part-way, then denoise it towards a prompt.
     Img2img(generate::Img2ImgArgs),
+    /// Repaint the masked part of a picture (white = repaint) so it fits the rest.
+    Inpaint(generate::InpaintArgs),
 }
 
 /// What every command gets besides its own flags.
@@ -124,6 +126,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => eval::run(args, &ctx).context("diffuse eval"),
         Command::Generate(args) => generate::run(args, &ctx).context("diffuse generate"),
         Command::Img2img(args) => generate::run_img2img(args, &ctx).context("diffuse img2img"),
+        Command::Inpaint(args) => generate::run_inpaint(args, &ctx).context("diffuse inpaint"),
         Command::Bench(args) => bench::run(args, &ctx).context("diffuse bench"),
     }
 }

@@ -4,4 +4,5 @@
 
 pub mod fs;
 pub mod image;
+pub mod noise;
 pub mod safetensors;

@@ -203,3 +203,46 @@ pub fn save_samples(x: &Tensor, out: &std::path::Path, scale: u32) -> Result<Vec
     files.push("grid.png".into());
     Ok(files)
 }
+
+/// Outlines the repainted region (`repaint`, `side`×`side`, row-major) on every tile of a
+/// frame from [`state_frame`] with `cols` tiles per row and `rows` rows, upscaled by `scale`:
+/// a yellow line along each edge between a repainted and a kept pixel.
+pub fn outline_tiles(
+    img: &mut RgbImage,
+    repaint: &[bool],
+    side: usize,
+    (cols, rows): (usize, usize),
+    scale: u32,
+) {
+    const LINE: Rgb<u8> = Rgb([255, 214, 0]);
+    let s = scale.max(1);
+    let width = (s / 4).max(1);
+    let at = |x: i64, y: i64| -> Option<bool> {
+        let inside = x >= 0 && y >= 0 && (x as usize) < side && (y as usize) < side;
+        inside.then(|| repaint[y as usize * side + x as usize])
+    };
+    for (r, c) in (0..rows).flat_map(|r| (0..cols).map(move |c| (r, c))) {
+        let ox = s * (1 + c as u32 * (side as u32 + 1));
+        let oy = s * (1 + r as u32 * (side as u32 + 1));
+        for (y, x) in (0..side as i64).flat_map(|y| (0..side as i64).map(move |x| (y, x))) {
+            if at(x, y) != Some(true) {
+                continue;
+            }
+            // Edges towards a kept neighbour: left, right, top, bottom.
+            let (px, py) = (ox + x as u32 * s, oy + y as u32 * s);
+            let edges = [
+                (at(x - 1, y) == Some(false), (px, py, width, s)),
+                (at(x + 1, y) == Some(false), (px + s - width, py, width, s)),
+                (at(x, y - 1) == Some(false), (px, py, s, width)),
+                (at(x, y + 1) == Some(false), (px, py + s - width, s, width)),
+            ];
+            for (_, (x0, y0, w, h)) in edges.into_iter().filter(|(kept, _)| *kept) {
+                for (dy, dx) in (0..h).flat_map(|dy| (0..w).map(move |dx| (dy, dx))) {
+                    if x0 + dx < img.width() && y0 + dy < img.height() {
+                        img.put_pixel(x0 + dx, y0 + dy, LINE);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -58,3 +58,29 @@ impl Sampler for Ddim<'_> {
         Ok((x_prev, x0))
     }
 }
+
+/// One step of DDIM inversion, as diffusers' `DDIMInverseScheduler.step`: from `x` at the
+/// grid's timestep before `t` (t − T/N, or the clean picture with ᾱ = 1 under
+/// `set_alpha_to_one`) to x at `t`, using the model output at `t`. Returns (x_t, x0_pred).
+pub fn invert_step(
+    schedule: &NoiseSchedule,
+    config: &SamplerConfig,
+    model_output: &Tensor,
+    t: usize,
+    x: &Tensor,
+) -> Result<(Tensor, Tensor)> {
+    let ac = &schedule.alphas_cumprod;
+    let from = t as i64 - (schedule.len() / config.steps) as i64;
+    let initial_alpha = if config.set_alpha_to_one { 1.0 } else { ac[0] };
+    let a_from = if from >= 0 {
+        ac[from as usize]
+    } else {
+        initial_alpha
+    };
+    let a_t = ac[t];
+    let (x0, eps) = predict_x0_eps(config.prediction, model_output, x, a_from)?;
+    let x0 = config.process_x0(x0)?;
+    // x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε
+    let x_t = (x0.affine(a_t.sqrt(), 0.0)? + eps.affine((1.0 - a_t).sqrt(), 0.0)?)?;
+    Ok((x_t, x0))
+}

@@ -5,6 +5,7 @@
 pub mod ddim;
 pub mod ddpm;
 pub mod dpm_solver;
+pub mod repaint;
 
 use std::fmt;
 use std::str::FromStr;

@@ -9,6 +9,7 @@
 //!   in the middle) attend to it, as in Stable Diffusion.
 
 pub mod blocks;
+pub mod condition;
 pub mod config;
 pub mod transformer;
 
@@ -20,6 +21,7 @@ use crate::text::TextEncoder;
 use blocks::{
     attention, downsample, res_block, upsample, Attention, Downsample, ResBlock, Upsample,
 };
+pub use condition::Condition;
 pub use config::{Prediction, Slot, UNetConfig, Vocabulary};
 use transformer::{spatial_transformer, SpatialTransformer};
 
@@ -136,16 +138,36 @@ impl UNet {
         self.conv_in.weight.device()
     }
 
-    /// The embedding SiLU(time MLP(t) + Σ_slots cond_embed[slot](id)) `[B, temb]`.
-    fn embedding(&self, t: &[f64], cond: &Tensor, device: &Device) -> Result<Tensor> {
+    /// The embedding SiLU(time MLP(t) + Σ_slots slot embedding) `[B, temb]`.
+    fn embedding(&self, t: &[f64], cond: &Condition, device: &Device) -> Result<Tensor> {
         let feats = blocks::timestep_features(t, self.config.base_channels, device)?; // [B, C0]
         let h = candle_nn::ops::silu(&self.time_in.forward(&feats)?)?; // [B, temb]
         let mut emb = self.time_out.forward(&h)?; // [B, temb]
-        for (i, table) in self.cond_embed.iter().enumerate() {
-            let ids = cond.narrow(1, i, 1)?.squeeze(1)?; // [B]
-            emb = (emb + table.forward(&ids)?)?;
+        for slot in &cond.slots {
+            emb = (emb + slot)?;
         }
         candle_nn::ops::silu(&emb)
+    }
+
+    /// Encodes condition ids `[B, slots]` or `[B, L]` (u32) once: the slot embeddings
+    /// `[B, temb]` each, or the text context `[B, L, d]`.
+    pub fn condition(&self, cond: &Tensor) -> Result<Condition> {
+        let b = cond.dim(0)?;
+        if cond.dims() != [b, self.cond_len()] {
+            candle_core::bail!(
+                "unet: condition ids must be [{b}, {}], got {:?}",
+                self.cond_len(),
+                cond.dims()
+            );
+        }
+        let slots = (self.cond_embed.iter().enumerate())
+            .map(|(i, table)| table.forward(&cond.narrow(1, i, 1)?.squeeze(1)?)) // [B, temb]
+            .collect::<Result<Vec<_>>>()?;
+        let context = match &self.text {
+            Some(enc) => Some(enc.forward(cond)?), // [B, L, d]
+            None => None,
+        };
+        Ok(Condition::new(slots, context, b))
     }
 
     /// Condition ids per image: slots for slot models, tokens for text models.
@@ -168,23 +190,30 @@ impl UNet {
         x_t: &Tensor,
         t: &[f64],
         cond: &Tensor,
+        maps: Option<&mut AttentionMaps>,
+    ) -> Result<Tensor> {
+        self.forward_conditioned(x_t, t, &self.condition(cond)?, maps)
+    }
+
+    /// The prediction for `x_t` `[B, C, H, W]` at timesteps `t` (B values) under an encoded
+    /// [`Condition`] of batch B, recording cross-attention maps into `maps` when given.
+    pub fn forward_conditioned(
+        &self,
+        x_t: &Tensor,
+        t: &[f64],
+        cond: &Condition,
         mut maps: Option<&mut AttentionMaps>,
     ) -> Result<Tensor> {
         let b = x_t.dim(0)?;
-        if t.len() != b || cond.dims() != [b, self.cond_len()] {
+        if t.len() != b || cond.batch() != b {
             candle_core::bail!(
-                "unet: batch {b} needs {b} timesteps and cond [{b}, {}], got {} and {:?}",
-                self.cond_len(),
+                "unet: batch {b} needs {b} timesteps and conditions, got {} and {}",
                 t.len(),
-                cond.dims()
+                cond.batch()
             );
         }
         let emb = self.embedding(t, cond, x_t.device())?; // [B, temb]
-        let context = match &self.text {
-            Some(enc) => Some(enc.forward(cond)?), // [B, L, d]
-            None => None,
-        };
-        let ctx = context.as_ref();
+        let ctx = cond.context.as_ref(); // [B, L, d]
         let mut h = self.conv_in.forward(x_t)?; // [B, C0, H, W]
         let mut skips = vec![h.clone()];
         for (stages, ds) in &self.down {

@@ -4,8 +4,11 @@
 //! cross-attention maps per word. Frames stream to disk during sampling. [`plan`] checks the
 //! options; [`record`] runs the loop and records it.
 
+mod inpaint;
 mod plan;
 mod record;
+
+pub use inpaint::InpaintSpec;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -78,6 +81,13 @@ pub struct GenerateOptions {
     pub init_image: Option<InitImage>,
     /// Cross-attention maps of every prompt word at about this many steps (text models).
     pub attention_maps: Option<usize>,
+    /// inpaint: repaint part of a picture instead of generating from noise.
+    pub inpaint: Option<InpaintSpec>,
+    /// Start from this noise file (e.g. from `diffuse invert`) instead of seeded noise.
+    pub from_noise: Option<PathBuf>,
+    /// Start at this sampler step (generate: the starting state is taken to be at its
+    /// timestep; img2img: instead of the strength).
+    pub start_step: Option<usize>,
 }
 
 /// Steps with attention maps by default.
@@ -86,7 +96,7 @@ pub const DEFAULT_ATTENTION_STEPS: usize = 8;
 /// What was done, written as `run.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct GenerateReport {
-    /// "generate" or "img2img".
+    /// "generate", "img2img" or "inpaint".
     pub command: &'static str,
     pub diffuse_version: &'static str,
     pub prompt: String,
@@ -101,6 +111,16 @@ pub struct GenerateReport {
     /// img2img: the input picture.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<PathBuf>,
+    /// inpaint: the picture, the mask, the method and the share of pixels repainted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inpaint: Option<InpaintSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repainted_share: Option<f64>,
+    /// generate --from-noise: the starting state's file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_noise: Option<PathBuf>,
+    /// The sampler step the run started at.
+    pub start_step: usize,
     pub guidance: f64,
     pub seed: u64,
     pub model: String,
@@ -227,10 +247,10 @@ pub fn run(
     files.extend(save_extras(&x, opts, &plan, &maps, trajectory)?);
     files.push("run.json".into());
     let report = GenerateReport {
-        command: if opts.init_image.is_some() {
-            "img2img"
-        } else {
-            "generate"
+        command: match (&opts.init_image, &opts.inpaint) {
+            (Some(_), _) => "img2img",
+            (None, Some(_)) => "inpaint",
+            (None, None) => "generate",
         },
         diffuse_version: env!("CARGO_PKG_VERSION"),
         prompt: opts.prompt.clone(),
@@ -241,6 +261,10 @@ pub fn run(
         timesteps: plan.timesteps[plan.start..].to_vec(),
         strength: plan.init.as_ref().map(|(_, s)| *s),
         image: opts.init_image.as_ref().map(|i| i.path.clone()),
+        inpaint: opts.inpaint.clone(),
+        repainted_share: plan.inpaint.as_ref().map(|i| i.share),
+        from_noise: opts.from_noise.clone(),
+        start_step: plan.start,
         guidance: opts.guidance,
         seed: opts.seed,
         model: model.name.clone(),

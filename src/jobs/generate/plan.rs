@@ -4,14 +4,18 @@
 
 use candle_core::Tensor;
 
+use super::inpaint::{self, InpaintPlan};
 use super::{GenerateOptions, InitImage, MAX_NUM_IMAGES, MAX_SCALE};
+use crate::edit::inpaint::InpaintMethod;
 use crate::error::{Error, Result};
 use crate::io::image::{load_image, LoadOptions, Size};
+use crate::io::noise::{load_noise, NoiseMeta};
 use crate::model::LoadedModel;
 use crate::pipeline;
 use crate::prompt;
 use crate::render;
 use crate::rng::{self, Rng};
+use crate::sampler::repaint::repaint_timesteps;
 use crate::sampler::{Sampler, SamplerConfig};
 use crate::schedule::NoiseSchedule;
 
@@ -26,7 +30,12 @@ pub(super) struct Plan {
     pub(super) start: usize,
     /// img2img: the input picture `[3, H, W]` and the strength.
     pub(super) init: Option<(Tensor, f64)>,
-    /// States kept as frames: state 0 is the noise (or the input picture for img2img).
+    /// inpaint: the picture, the mask and (for RePaint) the timesteps with their jumps.
+    pub(super) inpaint: Option<InpaintPlan>,
+    /// `--from-noise`: the starting state `[K, C, H, W]`.
+    pub(super) from_noise: Option<Tensor>,
+    /// States kept as frames: state 0 is the noise (or the input picture for img2img and
+    /// inpaint).
     pub(super) keep: Vec<usize>,
     pub(super) scale: u32,
     /// Sampler step indices whose input gets attention maps.
@@ -54,18 +63,32 @@ impl Plan {
         }
         let config = model.with_prediction(opts.sampler);
         let sampler = model.sampler(config)?;
-        let timesteps = sampler.timesteps().to_vec();
-        let n = timesteps.len();
+        let mut timesteps = sampler.timesteps().to_vec();
         let init = match &opts.init_image {
             Some(init) => Some((load_init(model, &init.path)?, init.strength)),
             None => None,
         };
-        // img2img starts part-way: state 0 is the input, state 1 the input noised to the
-        // start step; plain generation starts from pure noise (state 0).
-        let start = init
+        let inpaint = match &opts.inpaint {
+            Some(spec) => Some(inpaint::load(model, spec)?),
+            None => None,
+        };
+        if let Some(spec) = opts
+            .inpaint
             .as_ref()
-            .map_or(0, |(_, s)| pipeline::img2img_start(n, *s));
-        let total_states = n - start + 1 + usize::from(init.is_some());
+            .filter(|s| s.method == InpaintMethod::Repaint)
+        {
+            let t = model.schedule.len();
+            timesteps = repaint_timesteps(t, config.steps, spec.jump_length, spec.jump_n_sample)?;
+        }
+        let (from_noise, start) = start_state(model, opts, &timesteps)?;
+        // img2img and inpaint have the input picture as an extra first state.
+        let input = usize::from(init.is_some() || inpaint.is_some());
+        let start = start.unwrap_or_else(|| {
+            init.as_ref()
+                .map_or(0, |(_, s)| pipeline::img2img_start(timesteps.len(), *s))
+        });
+        let n = timesteps.len();
+        let total_states = n - start + 1 + input;
         let k = opts.num_images as u32;
         let tile_w = model.meta.unet.image_size as u32 + 1;
         let map_steps = match opts.attention_maps {
@@ -83,6 +106,8 @@ impl Plan {
             schedule: model.schedule.clone(),
             start,
             init,
+            inpaint,
+            from_noise,
             keep: opts.frames.pick(total_states),
             scale: opts
                 .scale
@@ -104,21 +129,22 @@ impl Plan {
             .q_sample(x_in, &vec![self.timesteps[self.start]; k], &noise)
     }
 
-    /// The extra input state of img2img.
+    /// The extra input state of img2img and inpaint.
     pub(super) fn offset(&self) -> usize {
-        usize::from(self.init.is_some())
+        usize::from(self.init.is_some() || self.inpaint.is_some())
     }
 
     /// A state's label on the strip: "input", "noise", or the timestep it is at: the start
     /// of img2img, then the timestep each step began from.
     pub(super) fn label(&self, state: usize) -> String {
         let (n, offset) = (self.timesteps.len(), self.offset());
-        if self.init.is_some() && state == 0 {
+        if offset == 1 && state == 0 {
             "input".into()
         } else if state == offset {
             match &self.init {
                 Some(_) if self.start < n => format!("t={}", self.timesteps[self.start]),
                 Some(_) => "input".into(),
+                None if self.start > 0 => format!("t={}", self.timesteps[self.start]),
                 None => "noise".into(),
             }
         } else {
@@ -169,4 +195,82 @@ fn load_init(model: &LoadedModel, path: &std::path::Path) -> Result<Tensor> {
         ..LoadOptions::default()
     };
     Ok(load_image(path, &opts, model.device())?.x0)
+}
+
+/// The starting state from `--from-noise` (repeated to K images when it holds one), and the
+/// step to start at: `--start-step`, else the step a noise file from `diffuse invert` is the
+/// state at.
+fn start_state(
+    model: &LoadedModel,
+    opts: &GenerateOptions,
+    timesteps: &[usize],
+) -> Result<(Option<Tensor>, Option<usize>)> {
+    let mut start = opts.start_step;
+    if start.is_some() && opts.inpaint.is_some() {
+        return Err(Error::Unsupported(
+            "--start-step is for generate and img2img; inpaint runs every step".into(),
+        ));
+    }
+    let noise = match &opts.from_noise {
+        None => None,
+        Some(path) => {
+            if opts.init_image.is_some() || opts.inpaint.is_some() {
+                return Err(Error::Unsupported(
+                    "--from-noise is for generate; img2img and inpaint start from their picture"
+                        .into(),
+                ));
+            }
+            let u = &model.meta.unet;
+            let chw = [u.in_channels, u.image_size, u.image_size];
+            let (noise, meta) = load_noise(path, chw, MAX_NUM_IMAGES, model.device())?;
+            let (k, want) = (noise.dim(0)?, opts.num_images);
+            if k != 1 && k != want {
+                return Err(Error::file(
+                    path,
+                    format!(
+                    "holds {k} starting states but --num-images is {want}; use --num-images {k}"
+                ),
+                ));
+            }
+            if let Some(meta) = meta {
+                start = Some(check_noise_meta(path, &meta, start, timesteps)?);
+            }
+            Some(if k == 1 {
+                noise.repeat((want, 1, 1, 1))?
+            } else {
+                noise
+            })
+        }
+    };
+    let n = timesteps.len();
+    if let Some(s) = start.filter(|s| *s >= n) {
+        let range = format!("0..={} (this run has {n} steps)", n - 1);
+        return Err(Error::out_of_range("start-step", s, range));
+    }
+    Ok((noise, start))
+}
+
+/// The step a noise file from `diffuse invert` starts at; its timestep must be the run's
+/// timestep at that step.
+fn check_noise_meta(
+    path: &std::path::Path,
+    meta: &NoiseMeta,
+    start: Option<usize>,
+    timesteps: &[usize],
+) -> Result<usize> {
+    let step = start.unwrap_or(meta.start_step);
+    if timesteps.get(step) == Some(&meta.timestep) {
+        return Ok(step);
+    }
+    let here = timesteps
+        .get(step)
+        .map_or("past the last step".to_string(), |t| format!("at t={t}"));
+    Err(Error::file(
+        path,
+        format!(
+            "is the state at t={} (step {} of {} {} steps), but this run's step {step} is {here}; use --sampler {} --steps {} --start-step {}",
+            meta.timestep, meta.start_step, meta.sampler.steps, meta.sampler.kind,
+            meta.sampler.kind, meta.sampler.steps, meta.start_step
+        ),
+    ))
 }

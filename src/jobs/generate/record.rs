@@ -6,6 +6,7 @@ use candle_core::Tensor;
 
 use super::plan::Plan;
 use super::GenerateOptions;
+use crate::edit::inpaint::{replace_start, InpaintMethod, Known, RePaint, Replace};
 use crate::error::{Error, Result};
 use crate::pipeline::{self, Guided, StepEvent};
 use crate::progress::Progress;
@@ -46,33 +47,59 @@ pub(super) fn sample(
         }
         Ok(())
     };
+    let outline = plan.inpaint.as_ref().map(|i| &i.repaint);
+    let side = guided.model.config.image_size;
     let record = |frames: &mut AnimationWriter, state: usize, x: &Tensor, x0: Option<&Tensor>| {
         if !plan.keep.contains(&state) {
             return Ok(());
         }
-        let img = render::state_frame(x, x0, plan.scale, opts.x0_row)?;
+        let mut img = render::state_frame(x, x0, plan.scale, opts.x0_row)?;
+        if let Some(repaint) = outline {
+            let rows = 1 + usize::from(opts.x0_row);
+            render::outline_tiles(&mut img, repaint, side, (x.dim(0)?, rows), plan.scale);
+        }
         frames.push(img, || plan.label(state))
     };
-    let x_start = match &plan.init {
-        None => {
-            let noise = pipeline::initial_noise(guided, &mut rng)?; // [K, C, H, W]
-            record(frames, 0, &noise, None)?;
-            noise
-        }
-        Some((image, _)) => {
-            let x_in = image.unsqueeze(0)?.repeat((opts.num_images, 1, 1, 1))?; // [K, 3, H, W]
-            record(frames, 0, &x_in, Some(&x_in))?;
-            let x_start = plan.noised_input(&x_in, &mut rng)?;
-            record(frames, 1, &x_start, None)?;
-            x_start
-        }
+    let (k, start, offset) = (opts.num_images, plan.start, plan.offset());
+    let input = match (&plan.init, &plan.inpaint) {
+        (Some((image, _)), _) => Some(image.unsqueeze(0)?.repeat((k, 1, 1, 1))?),
+        (None, Some(inpaint)) => Some(inpaint.known.image.repeat((k, 1, 1, 1))?),
+        (None, None) => None,
+    }; // [K, 3, H, W]
+    if let Some(x_in) = &input {
+        record(frames, 0, x_in, Some(x_in))?;
+    }
+    let noise = match (&plan.init, &plan.from_noise, &input) {
+        (Some(_), _, Some(x_in)) => plan.noised_input(x_in, &mut rng)?,
+        (None, Some(noise), _) => noise.clone(),
+        _ => pipeline::initial_noise(guided, &mut rng)?, // [K, C, H, W]
     };
-    let (start, offset) = (plan.start, plan.offset());
+    let method = plan.inpaint.as_ref().map(|i| i.method);
+    let known = match (&plan.inpaint, input) {
+        (Some(inpaint), Some(image)) => Some(Known {
+            image,
+            keep: inpaint.known.keep.clone(),
+        }),
+        _ => None,
+    };
+    // The replace method noises the kept region with one ε, drawn after the starting noise.
+    let (x_start, eps) = match (&known, method) {
+        (Some(known), Some(InpaintMethod::Replace)) => {
+            let eps = rng::randn(&mut rng, noise.shape().clone(), noise.device())?;
+            let t0 = plan.timesteps[0];
+            (
+                replace_start(&plan.schedule, known, t0, &eps, &noise)?,
+                Some(eps),
+            )
+        }
+        _ => (noise, None),
+    };
+    record(frames, offset, &x_start, None)?;
     if start < plan.timesteps.len() {
         observe(maps, start, &x_start)?;
     }
     let mut failed: Option<Error> = None;
-    let x = pipeline::denoise_from(guided, sampler, &mut rng, start, x_start, |e: StepEvent| {
+    let on_step = |e: StepEvent| {
         if failed.is_none() {
             failed = record(frames, e.i + 1 - start + offset, e.x, Some(e.x0))
                 .and_then(|()| observe(maps, e.i + 1, e.x))
@@ -82,7 +109,25 @@ pub(super) fn sample(
             trajectory.push((e.x.clone(), e.x0.clone()));
         }
         progress.advance(1);
-    })?;
+    };
+    let (schedule, config) = (&plan.schedule, &plan.config);
+    let x = match (known, eps) {
+        (Some(known), Some(eps)) => {
+            let mut replace = Replace::new(sampler, schedule, &known, eps);
+            pipeline::denoise_from(guided, &mut replace, &mut rng, 0, x_start, on_step)?
+        }
+        (Some(known), None) => {
+            let (shape, device) = (x_start.shape().clone(), x_start.device().clone());
+            let repaint = RePaint {
+                schedule,
+                config: *config,
+                timesteps: &plan.timesteps,
+            };
+            let draw = || rng::randn(&mut rng, shape.clone(), &device);
+            repaint.run(|x, t| guided.predict(x, t), &known, x_start, draw, on_step)?
+        }
+        (None, _) => pipeline::denoise_from(guided, sampler, &mut rng, start, x_start, on_step)?,
+    };
     match failed {
         Some(e) => Err(e),
         None => Ok(x),

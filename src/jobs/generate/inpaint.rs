@@ -1,0 +1,117 @@
+//! `diffuse inpaint`'s inputs: the picture and its mask at the model's resolution, checked
+//! before anything runs (white = repaint, gray above 50 % counts as white).
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Tensor;
+use image::imageops::FilterType;
+use serde::Serialize;
+
+use crate::edit::inpaint::{InpaintMethod, Known};
+use crate::error::{Error, Result};
+use crate::io::image::{decode, flatten_over_white, load_image, LoadOptions, Size};
+use crate::model::LoadedModel;
+use crate::sampler::repaint::{DEFAULT_JUMP_LENGTH, DEFAULT_JUMP_N_SAMPLE};
+
+/// What `diffuse inpaint` repaints and how.
+#[derive(Debug, Clone, Serialize)]
+pub struct InpaintSpec {
+    pub image: PathBuf,
+    /// White where the picture is repainted, black where it is kept.
+    pub mask: PathBuf,
+    /// Swap the two: repaint where the mask is black.
+    pub invert_mask: bool,
+    pub method: InpaintMethod,
+    /// RePaint's `jump_length` and `jump_n_sample` (diffusers' names).
+    pub jump_length: usize,
+    pub jump_n_sample: usize,
+}
+
+impl InpaintSpec {
+    /// Replace-method inpainting of `image` under `mask` with diffusers' RePaint defaults.
+    pub fn new(image: PathBuf, mask: PathBuf) -> Self {
+        Self {
+            image,
+            mask,
+            invert_mask: false,
+            method: InpaintMethod::Replace,
+            jump_length: DEFAULT_JUMP_LENGTH,
+            jump_n_sample: DEFAULT_JUMP_N_SAMPLE,
+        }
+    }
+}
+
+/// The loaded inputs of an inpainting run.
+pub(super) struct InpaintPlan {
+    /// The picture `[1, 3, S, S]` and the keep mask `[1, 1, S, S]`.
+    pub(super) known: Known,
+    /// Per pixel (row-major, S×S): repainted.
+    pub(super) repaint: Vec<bool>,
+    /// The share of pixels repainted.
+    pub(super) share: f64,
+    pub(super) method: InpaintMethod,
+}
+
+/// Loads the picture and the mask at the model's side S; refuses a mask whose shape cannot
+/// be matched to the picture's, and masks that repaint everything or nothing.
+pub(super) fn load(model: &LoadedModel, spec: &InpaintSpec) -> Result<InpaintPlan> {
+    let side = model.meta.unet.image_size as u32;
+    let size = Some(Size {
+        width: side,
+        height: side,
+    });
+    let picture = load_image(
+        &spec.image,
+        &LoadOptions {
+            size,
+            ..LoadOptions::default()
+        },
+        model.device(),
+    )?;
+    let repaint = load_mask(&spec.mask, picture.original_size, side, spec.invert_mask)?;
+    let share = repaint.iter().filter(|r| **r).count() as f64 / repaint.len() as f64;
+    let mask_err = |reason: &str| Error::file(&spec.mask, reason);
+    if share == 0.0 {
+        return Err(mask_err(
+            "repaints nothing: it has no white (above 50 % gray) pixel at the model's resolution, so the output would be the picture itself (white marks what to repaint; see --invert-mask)",
+        ));
+    }
+    if share == 1.0 {
+        return Err(mask_err(
+            "repaints everything: it is all white at the model's resolution, which is plain generation (use diffuse generate; black marks what to keep)",
+        ));
+    }
+    let keep: Vec<f32> = repaint.iter().map(|r| if *r { 0.0 } else { 1.0 }).collect();
+    let s = side as usize;
+    Ok(InpaintPlan {
+        known: Known {
+            image: picture.x0.unsqueeze(0)?, // [1, 3, S, S]
+            keep: Tensor::from_vec(keep, (1, 1, s, s), model.device())?, // [1, 1, S, S]
+        },
+        repaint,
+        share,
+        method: spec.method,
+    })
+}
+
+/// The mask at `side`×`side`: true where it is white (luma above 50 %), or black with
+/// `invert`. Its shape must match the picture's `(width, height)`: the same size, or the
+/// same aspect ratio within 1 %.
+fn load_mask(path: &Path, picture: (u32, u32), side: u32, invert: bool) -> Result<Vec<bool>> {
+    let img = flatten_over_white(decode(path)?);
+    let (w, h) = (img.width(), img.height());
+    let aspect = |w: u32, h: u32| w as f64 / h as f64;
+    if (w, h) != picture && (aspect(w, h) / aspect(picture.0, picture.1) - 1.0).abs() > 0.01 {
+        return Err(Error::file(
+            path,
+            format!(
+                "is {w}x{h} but the picture is {}x{}; a mask needs the picture's size or at least its aspect ratio",
+                picture.0, picture.1
+            ),
+        ));
+    }
+    let luma = img
+        .resize_exact(side, side, FilterType::Triangle)
+        .to_luma32f();
+    Ok(luma.pixels().map(|p| (p.0[0] > 0.5) != invert).collect())
+}
