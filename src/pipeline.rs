@@ -160,21 +160,34 @@ pub fn denoise_from(
 /// The reverse loop around any noise predictor `predict(x_t, t)`: per step, draw the
 /// sampler's noise (if it uses any) from `rng` and take the step.
 pub fn denoise_with(
-    mut predict: impl FnMut(&Tensor, usize) -> Result<Tensor>,
+    predict: impl FnMut(&Tensor, usize) -> Result<Tensor>,
     sampler: &mut dyn Sampler,
     rng: &mut Rng,
+    start: usize,
+    x: Tensor,
+    on_step: impl FnMut(StepEvent),
+) -> Result<Tensor> {
+    let (shape, device) = (x.shape().clone(), x.device().clone());
+    let draw = || rng::randn(rng, shape.clone(), &device);
+    denoise_drawing(predict, sampler, draw, start, x, on_step)
+}
+
+/// The reverse loop with the sampler's noise from `draw()` (called only for samplers that
+/// use noise, once per step).
+pub fn denoise_drawing(
+    mut predict: impl FnMut(&Tensor, usize) -> Result<Tensor>,
+    sampler: &mut dyn Sampler,
+    mut draw: impl FnMut() -> Result<Tensor>,
     start: usize,
     mut x: Tensor,
     mut on_step: impl FnMut(StepEvent),
 ) -> Result<Tensor> {
-    let shape = x.shape().clone();
-    let device = x.device().clone();
     let timesteps = sampler.timesteps().to_vec();
     let n = timesteps.len();
     for (i, &t) in timesteps.iter().enumerate().skip(start) {
         let eps = predict(&x, t)?;
         let noise = if sampler.uses_noise() {
-            rng::randn(rng, shape.clone(), &device)?
+            draw()?
         } else {
             x.zeros_like()?
         };

@@ -69,6 +69,9 @@ pub struct SamplerTuning {
     /// leading, trailing or linspace (default: the sampler's diffusers default).
     #[arg(long, value_parser = parse::<TimestepSpacing>)]
     pub timestep_spacing: Option<TimestepSpacing>,
+    /// Do not clamp the x0 prediction to [-1, 1] (diffusers' clip_sample=False; DDPM, DDIM).
+    #[arg(long)]
+    pub no_clip_sample: bool,
 }
 
 /// `--model`: a model file, or the built-in model when left out.

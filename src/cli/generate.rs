@@ -148,6 +148,7 @@ impl GenerateArgs {
         let mut sampler = SamplerConfig {
             eta: self.tuning.eta,
             thresholding: !self.sampling.no_thresholding,
+            clip_sample: !self.tuning.no_clip_sample,
             ..SamplerConfig::new(self.sampling.sampler, self.sampling.steps)
         };
         if let Some(sp) = self.tuning.timestep_spacing {

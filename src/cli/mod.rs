@@ -8,6 +8,8 @@ mod bench;
 mod eval;
 mod flags;
 mod generate;
+mod interpolate;
+mod invert;
 mod noise;
 mod schedule;
 mod train;
@@ -67,6 +69,10 @@ enum Command {
     Img2img(generate::Img2ImgArgs),
     /// Repaint the masked part of a picture (white = repaint) so it fits the rest.
     Inpaint(generate::InpaintArgs),
+    /// DDIM inversion: find the noise that deterministic DDIM turns back into a picture.
+    Invert(invert::InvertArgs),
+    /// Walk between two seeds and/or two prompts, one whole sample per frame.
+    Interpolate(interpolate::InterpolateArgs),
 }
 
 /// What every command gets besides its own flags.
@@ -127,6 +133,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Generate(args) => generate::run(args, &ctx).context("diffuse generate"),
         Command::Img2img(args) => generate::run_img2img(args, &ctx).context("diffuse img2img"),
         Command::Inpaint(args) => generate::run_inpaint(args, &ctx).context("diffuse inpaint"),
+        Command::Invert(args) => invert::run(args, &ctx).context("diffuse invert"),
+        Command::Interpolate(args) => interpolate::run(args, &ctx).context("diffuse interpolate"),
         Command::Bench(args) => bench::run(args, &ctx).context("diffuse bench"),
     }
 }

@@ -6,6 +6,8 @@ pub mod data;
 pub mod eval;
 pub mod eval_emoji;
 pub mod generate;
+pub mod interpolate;
+pub mod invert;
 pub mod noise;
 pub mod train;
 

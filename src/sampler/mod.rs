@@ -42,6 +42,16 @@ impl FromStr for TimestepSpacing {
     }
 }
 
+impl fmt::Display for TimestepSpacing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Leading => "leading",
+            Self::Trailing => "trailing",
+            Self::Linspace => "linspace",
+        })
+    }
+}
+
 /// Which sampler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SamplerKind {

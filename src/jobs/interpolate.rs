@@ -1,0 +1,208 @@
+//! `diffuse interpolate`: a walk between two seeds and/or two prompts. Frame i of N is a
+//! full sample at weight w = i/(N−1): its starting noise (and, for stochastic samplers, every
+//! step's noise) is the slerp of the two seeds' noises, its prompt the linear blend of the
+//! two encoded prompts. The ends equal `diffuse generate --num-images 1` with each seed and
+//! prompt. Each sample is written as it is made (`sample_000.png …`, and upscaled as a frame),
+//! with a GIF and a strip.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use candle_core::Tensor;
+use serde::Serialize;
+
+use crate::edit::interpolate::{slerp, weights};
+use crate::error::{Error, Result};
+use crate::io::fs;
+use crate::jobs::generate::MAX_SCALE;
+use crate::jobs::{ms, write_run_json};
+use crate::model::LoadedModel;
+use crate::pipeline::{self, Guided};
+use crate::progress::Progress;
+use crate::prompt;
+use crate::render::{self, animation::AnimationWriter};
+use crate::rng;
+use crate::sampler::{SamplerConfig, SamplerKind};
+use crate::unet::Condition;
+
+/// Frames by default.
+pub const DEFAULT_FRAMES: usize = 16;
+/// The most frames (each one is a whole sampling run).
+pub const MAX_FRAMES: usize = 256;
+/// The sampler by default: deterministic DDIM, so neighbouring frames differ only by w.
+pub const DEFAULT_SAMPLER: SamplerKind = SamplerKind::Ddim;
+
+/// Everything `diffuse interpolate` needs.
+pub struct InterpolateOptions {
+    pub prompt: String,
+    /// The prompt at the far end (default: the same prompt).
+    pub prompt_to: Option<String>,
+    pub seed: u64,
+    pub seed_to: u64,
+    pub frames: usize,
+    pub sampler: SamplerConfig,
+    pub guidance: f64,
+    pub out: PathBuf,
+    pub scale: Option<u32>,
+    pub fps: f64,
+    pub force: bool,
+}
+
+/// What was done, written as `run.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct InterpolateReport {
+    pub command: &'static str,
+    pub diffuse_version: &'static str,
+    pub prompt: String,
+    pub prompt_to: String,
+    pub seed: u64,
+    pub seed_to: u64,
+    /// The weight of the far end in each frame.
+    pub weights: Vec<f64>,
+    pub sampler: SamplerConfig,
+    pub guidance: f64,
+    pub model: String,
+    pub model_sha256: String,
+    pub out: PathBuf,
+    pub files: Vec<String>,
+    pub sampling_ms: f64,
+    pub total_ms: f64,
+}
+
+fn check(opts: &InterpolateOptions) -> Result<()> {
+    if opts.frames < 2 || opts.frames > MAX_FRAMES {
+        return Err(Error::option(
+            "frames",
+            opts.frames,
+            format!(
+                "an interpolation has 2..={MAX_FRAMES} frames (the two ends and the steps between)"
+            ),
+        ));
+    }
+    let prompt_to = opts.prompt_to.as_ref().unwrap_or(&opts.prompt);
+    if opts.seed == opts.seed_to && *prompt_to == opts.prompt {
+        return Err(Error::option(
+            "seed-to",
+            opts.seed_to,
+            "is the same as --seed and the prompts are the same: every frame would be one picture; give another --seed-to or a --prompt-to",
+        ));
+    }
+    if !(opts.guidance.is_finite() && opts.guidance >= 0.0) {
+        return Err(Error::option_is(
+            "guidance",
+            opts.guidance,
+            "must be a number ≥ 0",
+        ));
+    }
+    if let Some(s) = opts.scale.filter(|s| *s == 0 || *s > MAX_SCALE) {
+        return Err(Error::out_of_range("scale", s, format!("1..={MAX_SCALE}")));
+    }
+    Ok(())
+}
+
+/// Whether `name` is a file `interpolate` writes, so `--force` may remove it.
+fn is_interpolate_output(name: &str) -> bool {
+    let sample = name.starts_with("sample_") && name.ends_with(".png");
+    sample || ["interpolation.gif", "strip.png", "run.json"].contains(&name)
+}
+
+/// The encoded prompt (batch 1) and the unconditional prompt, as `generate` encodes them.
+fn conditions(model: &LoadedModel, text: &str, guidance: f64) -> Result<(Condition, Condition)> {
+    let unet = &model.meta.unet;
+    let ids = prompt::encode(text, unet)?;
+    model
+        .guided(guidance, &[ids], &[prompt::null_ids(unet)])?
+        .conditions()
+}
+
+/// Runs `diffuse interpolate` on the model's device.
+pub fn run(
+    model: &LoadedModel,
+    opts: &InterpolateOptions,
+    progress: &dyn Progress,
+) -> Result<InterpolateReport> {
+    let began = Instant::now();
+    check(opts)?;
+    let config = model.with_prediction(opts.sampler);
+    model.sampler(config)?; // checks the steps and η
+    let prompt_to = opts
+        .prompt_to
+        .clone()
+        .unwrap_or_else(|| opts.prompt.clone());
+    let (cond_a, uncond) = conditions(model, &opts.prompt, opts.guidance)?;
+    let (cond_b, _) = conditions(model, &prompt_to, opts.guidance)?;
+    let _lock = fs::prepare_output_dir(&opts.out, opts.force)?;
+    if opts.force {
+        fs::remove_owned(&opts.out, is_interpolate_output)?;
+    }
+    let side = model.meta.unet.image_size as u32;
+    let scale = opts.scale.unwrap_or((256 / side).max(1));
+    let mut frames = AnimationWriter::new(
+        &opts.out,
+        "interpolation.gif",
+        opts.frames,
+        opts.fps,
+        opts.force,
+    )?;
+    let ws = weights(opts.frames);
+    let u = &model.meta.unet;
+    let shape = (1, u.in_channels, u.image_size, u.image_size);
+    progress.stage("interpolating", opts.frames as u64);
+    let t0 = Instant::now();
+    let mut busy = 0.0;
+    let mut files = Vec::new();
+    for (i, &w) in ws.iter().enumerate() {
+        let (mut rng_a, mut rng_b) = (rng::rng(opts.seed), rng::rng(opts.seed_to));
+        let mut draw = || -> Result<Tensor> {
+            let a = rng::randn(&mut rng_a, shape, model.device())?;
+            slerp(&a, &rng::randn(&mut rng_b, shape, model.device())?, w)
+        };
+        let noise = draw()?; // [1, C, H, W]
+        let guided = Guided::from_conditions(
+            &model.unet,
+            opts.guidance,
+            cond_a.lerp(&cond_b, w)?,
+            &uncond,
+        )?;
+        let mut sampler = model.sampler(config)?;
+        let x = pipeline::denoise_drawing(
+            |x, t| guided.predict(x, t),
+            sampler.as_mut(),
+            &mut draw,
+            0,
+            noise,
+            |_| {},
+        )?;
+        let written = Instant::now();
+        let sample = render::to_rgb8(&x.get(0)?)?;
+        let name = format!("sample_{i:03}.png");
+        render::save_png(&sample, &opts.out.join(&name))?;
+        files.push(name);
+        frames.push(render::upscale(&sample, scale), || format!("w={w:.2}"))?;
+        busy += ms(written);
+        progress.advance(1);
+    }
+    progress.finish();
+    let sampling_ms = ms(t0) - busy;
+    files.extend(frames.finish()?.files);
+    files.push("run.json".into());
+    let report = InterpolateReport {
+        command: "interpolate",
+        diffuse_version: env!("CARGO_PKG_VERSION"),
+        prompt: opts.prompt.clone(),
+        prompt_to,
+        seed: opts.seed,
+        seed_to: opts.seed_to,
+        weights: ws,
+        sampler: config,
+        guidance: opts.guidance,
+        model: model.name.clone(),
+        model_sha256: model.sha256.clone(),
+        out: opts.out.clone(),
+        files,
+        sampling_ms,
+        total_ms: ms(began),
+    };
+    write_run_json(&opts.out, &report)?;
+    Ok(report)
+}

@@ -1,0 +1,253 @@
+//! `diffuse invert`: DDIM inversion of a picture to the noise that deterministic DDIM turns
+//! back into it. Writes `noise.safetensors` (for `generate --from-noise`), the frames of the
+//! picture becoming noise (x_t row and x0-guess row), a GIF and a strip, the resized input,
+//! the reconstruction sampled back from the noise, and `run.json` with its PSNR.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use candle_core::Tensor;
+use serde::Serialize;
+
+use crate::edit::invert::{check_invertible, ddim_invert, psnr, timesteps};
+use crate::error::{Error, Result};
+use crate::io::fs;
+use crate::io::image::{load_image, LoadOptions, Size};
+use crate::io::noise::{save_noise, NoiseMeta};
+use crate::jobs::generate::MAX_SCALE;
+use crate::jobs::{ms, write_run_json};
+use crate::model::LoadedModel;
+use crate::pipeline::{self, StepEvent};
+use crate::progress::Progress;
+use crate::prompt;
+use crate::render::{self, animation::AnimationWriter, animation::FrameCount};
+use crate::sampler::{SamplerConfig, SamplerKind};
+
+/// Inversion steps by default (the round trip's PSNR in the README is measured at 50).
+pub const DEFAULT_STEPS: usize = 50;
+/// Guidance while inverting and reconstructing: 1, none (guidance makes the ODE stiffer and
+/// the round trip worse).
+pub const DEFAULT_GUIDANCE: f64 = 1.0;
+
+/// The sampler `diffuse invert` uses by default: DDIM, η = 0, with x0 neither clipped nor
+/// thresholded (either would make the steps lose information and break the round trip).
+pub fn default_sampler(steps: usize) -> SamplerConfig {
+    SamplerConfig {
+        clip_sample: false,
+        thresholding: false,
+        ..SamplerConfig::new(SamplerKind::Ddim, steps)
+    }
+}
+
+/// Everything `diffuse invert` needs.
+pub struct InvertOptions {
+    pub image: PathBuf,
+    pub prompt: String,
+    pub sampler: SamplerConfig,
+    pub guidance: f64,
+    /// Invert up to this sampler step (0: all the way to x_T).
+    pub start_step: usize,
+    pub out: PathBuf,
+    pub frames: FrameCount,
+    pub scale: Option<u32>,
+    pub fps: f64,
+    pub force: bool,
+}
+
+/// What was done, written as `run.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct InvertReport {
+    pub command: &'static str,
+    pub diffuse_version: &'static str,
+    pub image: PathBuf,
+    pub prompt: String,
+    pub sampler: SamplerConfig,
+    pub guidance: f64,
+    pub start_step: usize,
+    /// The timesteps inverted through, cleanest first.
+    pub timesteps: Vec<usize>,
+    pub model: String,
+    pub model_sha256: String,
+    /// Reconstruction from the noise against the (resized) input, in dB over [-1, 1].
+    pub psnr_db: f64,
+    /// The command that samples the picture back from the noise.
+    pub reconstruct_command: String,
+    pub out: PathBuf,
+    pub files: Vec<String>,
+    pub total_ms: f64,
+}
+
+/// Whether `name` is a file `invert` writes, so `--force` may remove it.
+fn is_invert_output(name: &str) -> bool {
+    let fixed = [
+        "noise.safetensors",
+        "input.png",
+        "reconstruction.png",
+        "inversion.gif",
+        "strip.png",
+        "run.json",
+    ];
+    fixed.contains(&name)
+}
+
+fn check(opts: &InvertOptions) -> Result<()> {
+    check_invertible(&opts.sampler)?;
+    if !(opts.guidance.is_finite() && opts.guidance >= 0.0) {
+        return Err(Error::option_is(
+            "guidance",
+            opts.guidance,
+            "must be a number ≥ 0",
+        ));
+    }
+    if opts.start_step >= opts.sampler.steps {
+        let range = format!(
+            "0..={} (--steps {})",
+            opts.sampler.steps.saturating_sub(1),
+            opts.sampler.steps
+        );
+        return Err(Error::out_of_range("start-step", opts.start_step, range));
+    }
+    if let Some(s) = opts.scale.filter(|s| *s == 0 || *s > MAX_SCALE) {
+        return Err(Error::out_of_range("scale", s, format!("1..={MAX_SCALE}")));
+    }
+    opts.frames.validate()
+}
+
+/// Runs `diffuse invert` on the model's device.
+pub fn run(
+    model: &LoadedModel,
+    opts: &InvertOptions,
+    progress: &dyn Progress,
+) -> Result<InvertReport> {
+    let began = Instant::now();
+    let config = model.with_prediction(opts.sampler);
+    model.sampler(config)?; // checks --steps against the model's schedule
+    check(opts)?;
+    let unet = &model.meta.unet;
+    let ids = prompt::encode(&opts.prompt, unet)?;
+    let side = unet.image_size as u32;
+    let size = Some(Size {
+        width: side,
+        height: side,
+    });
+    let picture = load_image(
+        &opts.image,
+        &LoadOptions {
+            size,
+            ..LoadOptions::default()
+        },
+        model.device(),
+    )?;
+    let x = picture.x0.unsqueeze(0)?; // [1, 3, S, S]
+    let grid = timesteps(&model.schedule, &config);
+    let up: Vec<usize> = grid[opts.start_step..].iter().rev().copied().collect();
+    let _lock = fs::prepare_output_dir(&opts.out, opts.force)?;
+    if opts.force {
+        fs::remove_owned(&opts.out, is_invert_output)?;
+    }
+    let keep = opts.frames.pick(up.len() + 1);
+    let scale = opts.scale.unwrap_or((256 / (side + 2)).max(1) + 1);
+    let mut frames =
+        AnimationWriter::new(&opts.out, "inversion.gif", keep.len(), opts.fps, opts.force)?;
+    let guided = model.guided(opts.guidance, &[ids.clone()], &[prompt::null_ids(unet)])?;
+    let mut record = |state: usize, x: &Tensor, x0: &Tensor, label: String| -> Result<()> {
+        if keep.contains(&state) {
+            frames.push(render::state_frame(x, Some(x0), scale, true)?, || label)?;
+        }
+        Ok(())
+    };
+    record(0, &x, &x, "input".into())?;
+    progress.stage("inverting", up.len() as u64);
+    let mut failed = None;
+    let noise = ddim_invert(
+        |x, t| guided.predict(x, t),
+        &model.schedule,
+        &config,
+        &x,
+        opts.start_step,
+        |e: StepEvent| {
+            if failed.is_none() {
+                failed = record(e.i + 1, e.x, e.x0, format!("t={}", e.t)).err();
+            }
+            progress.advance(1);
+        },
+    )?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    progress.stage("reconstructing", up.len() as u64);
+    let mut sampler = model.sampler(config)?;
+    let mut rng = crate::rng::rng(0); // DDIM with η = 0 draws no noise
+    let back = pipeline::denoise_from(
+        &guided,
+        sampler.as_mut(),
+        &mut rng,
+        opts.start_step,
+        noise.clone(),
+        |_| progress.advance(1),
+    )?;
+    progress.finish();
+    let psnr_db = psnr(&back, &x)?;
+    let mut files = frames.finish()?.files;
+    let meta = NoiseMeta {
+        prompt: opts.prompt.clone(),
+        sampler: config,
+        guidance: opts.guidance,
+        start_step: opts.start_step,
+        timestep: grid[opts.start_step],
+        model_sha256: model.sha256.clone(),
+    };
+    save_noise(&opts.out.join("noise.safetensors"), &noise, &meta)?;
+    render::save_png(&render::to_rgb8(&x.get(0)?)?, &opts.out.join("input.png"))?;
+    render::save_png(
+        &render::to_rgb8(&back.get(0)?)?,
+        &opts.out.join("reconstruction.png"),
+    )?;
+    files.extend(
+        [
+            "noise.safetensors",
+            "input.png",
+            "reconstruction.png",
+            "run.json",
+        ]
+        .map(String::from),
+    );
+    let report = InvertReport {
+        command: "invert",
+        diffuse_version: env!("CARGO_PKG_VERSION"),
+        image: opts.image.clone(),
+        prompt: opts.prompt.clone(),
+        sampler: config,
+        guidance: opts.guidance,
+        start_step: opts.start_step,
+        timesteps: up,
+        model: model.name.clone(),
+        model_sha256: model.sha256.clone(),
+        psnr_db,
+        reconstruct_command: reconstruct_command(opts, &config),
+        out: opts.out.clone(),
+        files,
+        total_ms: ms(began),
+    };
+    write_run_json(&opts.out, &report)?;
+    Ok(report)
+}
+
+/// The `diffuse generate` command line that samples the picture back from the noise.
+fn reconstruct_command(opts: &InvertOptions, config: &SamplerConfig) -> String {
+    let mut cmd = format!(
+        "diffuse generate --from-noise {} --prompt {:?} --num-images 1 --sampler ddim --steps {} --guidance {} --timestep-spacing {}",
+        opts.out.join("noise.safetensors").display(),
+        opts.prompt,
+        config.steps,
+        opts.guidance,
+        config.timestep_spacing,
+    );
+    if !config.clip_sample {
+        cmd.push_str(" --no-clip-sample");
+    }
+    if !config.thresholding {
+        cmd.push_str(" --no-thresholding");
+    }
+    cmd
+}
