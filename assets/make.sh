@@ -10,9 +10,11 @@ cargo build --release --quiet
 bin=target/release/diffuse
 pics=assets/readme
 
-# assets/scene.png itself is drawn by a small program of ours (examples/scene.rs).
-cargo run --release --quiet --example scene -- assets/scene.png
+# assets/scene.png and the mask over its sun are drawn by a small program of ours
+# (examples/scene.rs).
+cargo run --release --quiet --example scene -- assets/scene.png assets/scene-sun-mask.png
 
+rm -rf out/inpaint out/repaint out/interpolate out/interpolate-seeds out/invert out/reconstruct
 rm -rf out/red-circle out/forward out/markov out/schedules.png out/prompts.png out/seeds \
   out/guidance-0 out/guidance-1 out/guidance-3 out/guidance-7 out/ddpm-10 out/ddim-10 \
   out/dpm-10
@@ -69,3 +71,21 @@ cp out/sweep.png $pics/sweep.png
 # The loss curve is drawn by the training run itself (its command is in the README and in
 # runs/shapes32/commands.txt); training again would take hours, so copy the committed one.
 cp runs/shapes32/loss.png $pics/loss.png
+
+# Inpainting the sun of the scene, with the replace method and with RePaint.
+$bin inpaint --image assets/scene.png --mask assets/scene-sun-mask.png --prompt "a red square" --seed 1 --out out/inpaint --quiet
+cp out/inpaint/strip.png $pics/inpaint-strip.png
+$bin inpaint --image assets/scene.png --mask assets/scene-sun-mask.png --prompt "a red square" --method repaint --seed 1 --frames 8 --out out/repaint --quiet
+cp out/repaint/strip.png $pics/repaint-strip.png
+
+# Interpolation between two seeds, then between two prompts (and seeds).
+$bin interpolate --prompt "a red circle" --seed 1 --seed-to 2 --frames 8 --out out/interpolate-seeds --quiet
+cp out/interpolate-seeds/strip.png $pics/interpolate-seeds.png
+$bin interpolate --prompt "a red circle" --prompt-to "a blue square" --seed 1 --seed-to 2 --frames 8 --out out/interpolate --quiet
+cp out/interpolate/strip.png $pics/interpolate-prompts.png
+
+# DDIM inversion of the scene, and sampling its noise back.
+$bin invert --image assets/scene.png --frames 8 --out out/invert --quiet
+cp out/invert/strip.png $pics/invert-strip.png
+$bin generate --from-noise out/invert/noise.safetensors --prompt "" --num-images 1 --sampler ddim --steps 50 --guidance 1 --no-clip-sample --no-thresholding --frames 8 --out out/reconstruct --quiet
+cp out/reconstruct/strip.png $pics/reconstruct-strip.png

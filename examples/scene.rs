@@ -1,13 +1,17 @@
 //! Draws `assets/scene.png`, the picture the README diffuses: a sunset over hills and a lake,
 //! computed pixel by pixel (4×4 supersampled), so the project owns every pixel.
 //!
-//! Run: `cargo run --release --example scene -- assets/scene.png`
+//! Run: `cargo run --release --example scene -- assets/scene.png`; with a second path it also
+//! writes the inpainting mask of the README (white over the sun and its glow, black elsewhere):
+//! `cargo run --release --example scene -- assets/scene.png assets/scene-sun-mask.png`
 
 use image::{Rgb, RgbImage};
 
 const W: u32 = 256;
 const H: u32 = 256;
 const SS: u32 = 4;
+/// The sun's centre and radius, in [0, 1]².
+const SUN: (f64, f64, f64) = (0.62, 0.50, 0.11);
 
 fn mix(a: [f64; 3], b: [f64; 3], t: f64) -> [f64; 3] {
     let t = t.clamp(0.0, 1.0);
@@ -24,7 +28,7 @@ fn shade(x: f64, y: f64) -> [f64; 3] {
         (y / horizon).powf(1.6),
     );
     // Sun with a soft glow.
-    let (sx, sy, sr) = (0.62, 0.50, 0.11);
+    let (sx, sy, sr) = SUN;
     let d = ((x - sx).powi(2) + (y - sy).powi(2)).sqrt();
     c = mix(
         c,
@@ -88,4 +92,14 @@ fn main() {
     });
     img.save(&path).expect("write the scene");
     println!("wrote {path}");
+    if let Some(mask_path) = std::env::args().nth(2) {
+        let (sx, sy, sr) = SUN;
+        let mask = image::GrayImage::from_fn(W, H, |px, py| {
+            let (x, y) = ((px as f64 + 0.5) / W as f64, (py as f64 + 0.5) / H as f64);
+            let inside = ((x - sx).powi(2) + (y - sy).powi(2)).sqrt() < sr + 0.05;
+            image::Luma([if inside { 255 } else { 0 }])
+        });
+        mask.save(&mask_path).expect("write the mask");
+        println!("wrote {mask_path}");
+    }
 }

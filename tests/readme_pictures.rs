@@ -69,7 +69,7 @@ fn tiny(words: &[String]) -> Vec<String> {
         }
     }
     let command = out[0].clone();
-    if matches!(command.as_str(), "generate" | "eval" | "train")
+    if matches!(command.as_str(), "generate" | "eval" | "train" | "invert")
         && !out.iter().any(|w| w == "--steps")
     {
         out.extend(["--steps".into(), "3".into()]);
@@ -116,6 +116,12 @@ fn readme_lists_the_pictures_the_issue_asks_for() {
         "--sampler dpm++2m --steps 10",
         "diffuse eval --sweep",
         "diffuse train",
+        "diffuse inpaint --image assets/scene.png",
+        "--method repaint",
+        "diffuse interpolate --prompt \"a red circle\" --seed 1 --seed-to 2",
+        "--prompt-to \"a blue square\"",
+        "diffuse invert --image assets/scene.png",
+        "diffuse generate --from-noise out/invert/noise.safetensors",
     ] {
         assert!(cmds.contains(needle), "README pictures lack {needle}");
     }
@@ -139,13 +145,11 @@ fn every_readme_picture_command_runs_at_a_tiny_setting() {
     let dir = tempfile::tempdir().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     std::fs::create_dir_all(dir.path().join("assets")).unwrap();
-    std::fs::copy(
-        root.join("assets/scene.png"),
-        dir.path().join("assets/scene.png"),
-    )
-    .unwrap();
+    for asset in ["assets/scene.png", "assets/scene-sun-mask.png"] {
+        std::fs::copy(root.join(asset), dir.path().join(asset)).unwrap();
+    }
     let cmds = picture_commands();
-    assert!(cmds.len() >= 14, "only {} picture commands", cmds.len());
+    assert!(cmds.len() >= 20, "only {} picture commands", cmds.len());
     for cmd in cmds {
         let args = tiny(&shell_words(&cmd));
         let o = Command::new(env!("CARGO_BIN_EXE_diffuse"))

@@ -214,11 +214,25 @@ fn run_with(args: &GenerateArgs, opts: GenerateOptions, ctx: &Context) -> Result
     let device = ctx.device()?;
     let model = diffuse::model::load(args.model.model.as_deref(), &device)?;
     let report = generate::run(&model, &opts, &ctx.bars)?;
+    let how = match &report.inpaint {
+        Some(i) if i.method == InpaintMethod::Repaint => format!(
+            "RePaint over {} timesteps (jump length {}, {} jumps)",
+            report.timesteps.len(),
+            i.jump_length,
+            i.jump_n_sample
+        ),
+        _ => format!("{} {} steps", report.sampler.kind, report.timesteps.len()),
+    };
     args.output.print(&report, || {
         format!(
-            "\"{}\": {} image(s), {} {} steps, guidance {}, seed {} -> {} ({} frames, {:.2} s sampling)",
-            report.prompt, report.num_images, report.sampler.kind, report.timesteps.len(),
-            report.guidance, report.seed, report.out.display(), report.frame_count, report.sampling_ms / 1e3
+            "\"{}\": {} image(s), {how}, guidance {}, seed {} -> {} ({} frames, {:.2} s sampling)",
+            report.prompt,
+            report.num_images,
+            report.guidance,
+            report.seed,
+            report.out.display(),
+            report.frame_count,
+            report.sampling_ms / 1e3
         )
     })
 }

@@ -115,6 +115,30 @@ fn conditions(model: &LoadedModel, text: &str, guidance: f64) -> Result<(Conditi
         .conditions()
 }
 
+/// The sample at weight `w`: from the slerp of the two seeds' noises (every step's too, for a
+/// stochastic sampler) under the blend of the two encoded prompts.
+fn sample_at(
+    model: &LoadedModel,
+    opts: &InterpolateOptions,
+    config: &SamplerConfig,
+    (cond_a, cond_b, uncond): (&Condition, &Condition, &Condition),
+    w: f64,
+) -> Result<Tensor> {
+    let u = &model.meta.unet;
+    let shape = (1, u.in_channels, u.image_size, u.image_size);
+    let (mut rng_a, mut rng_b) = (rng::rng(opts.seed), rng::rng(opts.seed_to));
+    let mut draw = || -> Result<Tensor> {
+        let a = rng::randn(&mut rng_a, shape, model.device())?;
+        slerp(&a, &rng::randn(&mut rng_b, shape, model.device())?, w)
+    };
+    let noise = draw()?; // [1, C, H, W]
+    let cond = cond_a.lerp(cond_b, w)?;
+    let guided = Guided::from_conditions(&model.unet, opts.guidance, cond, uncond)?;
+    let mut sampler = model.sampler(*config)?;
+    let predict = |x: &Tensor, t| guided.predict(x, t);
+    pipeline::denoise_drawing(predict, sampler.as_mut(), &mut draw, 0, noise, |_| {})
+}
+
 /// Runs `diffuse interpolate` on the model's device.
 pub fn run(
     model: &LoadedModel,
@@ -145,34 +169,12 @@ pub fn run(
         opts.force,
     )?;
     let ws = weights(opts.frames);
-    let u = &model.meta.unet;
-    let shape = (1, u.in_channels, u.image_size, u.image_size);
     progress.stage("interpolating", opts.frames as u64);
     let t0 = Instant::now();
     let mut busy = 0.0;
     let mut files = Vec::new();
     for (i, &w) in ws.iter().enumerate() {
-        let (mut rng_a, mut rng_b) = (rng::rng(opts.seed), rng::rng(opts.seed_to));
-        let mut draw = || -> Result<Tensor> {
-            let a = rng::randn(&mut rng_a, shape, model.device())?;
-            slerp(&a, &rng::randn(&mut rng_b, shape, model.device())?, w)
-        };
-        let noise = draw()?; // [1, C, H, W]
-        let guided = Guided::from_conditions(
-            &model.unet,
-            opts.guidance,
-            cond_a.lerp(&cond_b, w)?,
-            &uncond,
-        )?;
-        let mut sampler = model.sampler(config)?;
-        let x = pipeline::denoise_drawing(
-            |x, t| guided.predict(x, t),
-            sampler.as_mut(),
-            &mut draw,
-            0,
-            noise,
-            |_| {},
-        )?;
+        let x = sample_at(model, opts, &config, (&cond_a, &cond_b, &uncond), w)?;
         let written = Instant::now();
         let sample = render::to_rgb8(&x.get(0)?)?;
         let name = format!("sample_{i:03}.png");

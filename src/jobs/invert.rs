@@ -17,11 +17,12 @@ use crate::io::noise::{save_noise, NoiseMeta};
 use crate::jobs::generate::MAX_SCALE;
 use crate::jobs::{ms, write_run_json};
 use crate::model::LoadedModel;
-use crate::pipeline::{self, StepEvent};
+use crate::pipeline::{self, Guided, StepEvent};
 use crate::progress::Progress;
 use crate::prompt;
 use crate::render::{self, animation::AnimationWriter, animation::FrameCount};
 use crate::sampler::{SamplerConfig, SamplerKind};
+use crate::schedule::NoiseSchedule;
 
 /// Inversion steps by default (the round trip's PSNR in the README is measured at 50).
 pub const DEFAULT_STEPS: usize = 50;
@@ -113,6 +114,63 @@ fn check(opts: &InvertOptions) -> Result<()> {
     opts.frames.validate()
 }
 
+/// The picture at the model's resolution, `[1, 3, S, S]` on the model's device.
+fn load_picture(model: &LoadedModel, opts: &InvertOptions) -> Result<Tensor> {
+    let side = model.meta.unet.image_size as u32;
+    let load = LoadOptions {
+        size: Some(Size {
+            width: side,
+            height: side,
+        }),
+        ..LoadOptions::default()
+    };
+    Ok(load_image(&opts.image, &load, model.device())?
+        .x0
+        .unsqueeze(0)?)
+}
+
+/// Inverts `x` while its states stream into `frames`; returns the noise.
+fn invert_recording(
+    guided: &Guided,
+    schedule: &NoiseSchedule,
+    config: &SamplerConfig,
+    opts: &InvertOptions,
+    x: &Tensor,
+    mut frames: AnimationWriter,
+    progress: &dyn Progress,
+) -> Result<(Tensor, Vec<String>)> {
+    let n = config.steps - opts.start_step;
+    let keep = opts.frames.pick(n + 1);
+    let side = guided.model.config.image_size as u32;
+    let scale = opts.scale.unwrap_or((256 / (side + 2)).max(1) + 1);
+    let mut record = |state: usize, x: &Tensor, x0: &Tensor, label: String| -> Result<()> {
+        if keep.contains(&state) {
+            frames.push(render::state_frame(x, Some(x0), scale, true)?, || label)?;
+        }
+        Ok(())
+    };
+    record(0, x, x, "input".into())?;
+    progress.stage("inverting", n as u64);
+    let mut failed = None;
+    let noise = ddim_invert(
+        |x, t| guided.predict(x, t),
+        schedule,
+        config,
+        x,
+        opts.start_step,
+        |e: StepEvent| {
+            if failed.is_none() {
+                failed = record(e.i + 1, e.x, e.x0, format!("t={}", e.t)).err();
+            }
+            progress.advance(1);
+        },
+    )?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    Ok((noise, frames.finish()?.files))
+}
+
 /// Runs `diffuse invert` on the model's device.
 pub fn run(
     model: &LoadedModel,
@@ -125,93 +183,56 @@ pub fn run(
     check(opts)?;
     let unet = &model.meta.unet;
     let ids = prompt::encode(&opts.prompt, unet)?;
-    let side = unet.image_size as u32;
-    let size = Some(Size {
-        width: side,
-        height: side,
-    });
-    let picture = load_image(
-        &opts.image,
-        &LoadOptions {
-            size,
-            ..LoadOptions::default()
-        },
-        model.device(),
-    )?;
-    let x = picture.x0.unsqueeze(0)?; // [1, 3, S, S]
+    let x = load_picture(model, opts)?; // [1, 3, S, S]
     let grid = timesteps(&model.schedule, &config);
-    let up: Vec<usize> = grid[opts.start_step..].iter().rev().copied().collect();
     let _lock = fs::prepare_output_dir(&opts.out, opts.force)?;
     if opts.force {
         fs::remove_owned(&opts.out, is_invert_output)?;
     }
-    let keep = opts.frames.pick(up.len() + 1);
-    let scale = opts.scale.unwrap_or((256 / (side + 2)).max(1) + 1);
-    let mut frames =
-        AnimationWriter::new(&opts.out, "inversion.gif", keep.len(), opts.fps, opts.force)?;
-    let guided = model.guided(opts.guidance, &[ids.clone()], &[prompt::null_ids(unet)])?;
-    let mut record = |state: usize, x: &Tensor, x0: &Tensor, label: String| -> Result<()> {
-        if keep.contains(&state) {
-            frames.push(render::state_frame(x, Some(x0), scale, true)?, || label)?;
-        }
-        Ok(())
-    };
-    record(0, &x, &x, "input".into())?;
-    progress.stage("inverting", up.len() as u64);
-    let mut failed = None;
-    let noise = ddim_invert(
-        |x, t| guided.predict(x, t),
+    let total = opts.frames.pick(config.steps - opts.start_step + 1).len();
+    let frames = AnimationWriter::new(&opts.out, "inversion.gif", total, opts.fps, opts.force)?;
+    let guided = model.guided(opts.guidance, &[ids], &[prompt::null_ids(unet)])?;
+    let (noise, mut files) = invert_recording(
+        &guided,
         &model.schedule,
         &config,
+        opts,
         &x,
-        opts.start_step,
-        |e: StepEvent| {
-            if failed.is_none() {
-                failed = record(e.i + 1, e.x, e.x0, format!("t={}", e.t)).err();
-            }
-            progress.advance(1);
-        },
+        frames,
+        progress,
     )?;
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    progress.stage("reconstructing", up.len() as u64);
+    progress.stage("reconstructing", (config.steps - opts.start_step) as u64);
     let mut sampler = model.sampler(config)?;
     let mut rng = crate::rng::rng(0); // DDIM with η = 0 draws no noise
+    let start = opts.start_step;
     let back = pipeline::denoise_from(
         &guided,
         sampler.as_mut(),
         &mut rng,
-        opts.start_step,
+        start,
         noise.clone(),
         |_| progress.advance(1),
     )?;
     progress.finish();
-    let psnr_db = psnr(&back, &x)?;
-    let mut files = frames.finish()?.files;
     let meta = NoiseMeta {
         prompt: opts.prompt.clone(),
         sampler: config,
         guidance: opts.guidance,
-        start_step: opts.start_step,
-        timestep: grid[opts.start_step],
+        start_step: start,
+        timestep: grid[start],
         model_sha256: model.sha256.clone(),
     };
     save_noise(&opts.out.join("noise.safetensors"), &noise, &meta)?;
     render::save_png(&render::to_rgb8(&x.get(0)?)?, &opts.out.join("input.png"))?;
-    render::save_png(
-        &render::to_rgb8(&back.get(0)?)?,
-        &opts.out.join("reconstruction.png"),
-    )?;
-    files.extend(
-        [
-            "noise.safetensors",
-            "input.png",
-            "reconstruction.png",
-            "run.json",
-        ]
-        .map(String::from),
-    );
+    let reconstruction = render::to_rgb8(&back.get(0)?)?;
+    render::save_png(&reconstruction, &opts.out.join("reconstruction.png"))?;
+    let written = [
+        "noise.safetensors",
+        "input.png",
+        "reconstruction.png",
+        "run.json",
+    ];
+    files.extend(written.map(String::from));
     let report = InvertReport {
         command: "invert",
         diffuse_version: env!("CARGO_PKG_VERSION"),
@@ -219,11 +240,11 @@ pub fn run(
         prompt: opts.prompt.clone(),
         sampler: config,
         guidance: opts.guidance,
-        start_step: opts.start_step,
-        timesteps: up,
+        start_step: start,
+        timesteps: grid[start..].iter().rev().copied().collect(),
         model: model.name.clone(),
         model_sha256: model.sha256.clone(),
-        psnr_db,
+        psnr_db: psnr(&back, &x)?,
         reconstruct_command: reconstruct_command(opts, &config),
         out: opts.out.clone(),
         files,
