@@ -185,7 +185,13 @@ impl NoiseSchedule {
                 format!("(1..={MAX_TRAIN_TIMESTEPS})"),
             ));
         }
-        for (option, b) in [("beta-start", b0), ("beta-end", b1)] {
+        // Cosine ignores β_start and β_end, so it does not check them either.
+        let used = if beta_schedule == BetaSchedule::Cosine {
+            &[][..]
+        } else {
+            &[("beta-start", b0), ("beta-end", b1)][..]
+        };
+        for &(option, b) in used {
             if !(b > 0.0 && b < 1.0) {
                 return Err(Error::option_is(
                     option,
@@ -194,7 +200,7 @@ impl NoiseSchedule {
                 ));
             }
         }
-        if b0 >= b1 {
+        if !used.is_empty() && b0 >= b1 {
             return Err(Error::option_is(
                 "beta-start",
                 b0,

@@ -8,7 +8,7 @@ use clap::Args;
 
 use diffuse::io::fs;
 use diffuse::render::plot;
-use diffuse::schedule::{NoiseSchedule, ScheduleChoice, ScheduleConfig};
+use diffuse::schedule::{BetaSchedule, NoiseSchedule, ScheduleChoice, ScheduleConfig};
 
 use super::flags::{parse, ScheduleFlags};
 
@@ -80,10 +80,18 @@ fn json(schedules: &[NoiseSchedule]) -> serde_json::Value {
 /// Eleven rows of one schedule, t = 0 to T−1.
 fn table(out: &mut impl Write, s: &NoiseSchedule) -> std::io::Result<()> {
     let t_total = s.len();
+    let betas = if s.config.beta_schedule == BetaSchedule::Cosine {
+        "cosine ᾱ_t, β capped at 0.999; --beta-start and --beta-end are not used".to_string()
+    } else {
+        format!(
+            "beta_start {}, beta_end {}",
+            s.config.beta_start, s.config.beta_end
+        )
+    };
     writeln!(
         out,
-        "{} schedule, T = {t_total} (beta_start {}, beta_end {})",
-        s.config.beta_schedule, s.config.beta_start, s.config.beta_end
+        "{} schedule, T = {t_total} ({betas})",
+        s.config.beta_schedule
     )?;
     writeln!(
         out,

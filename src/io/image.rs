@@ -89,17 +89,56 @@ fn image_err(path: &Path, reason: impl Into<String>) -> Error {
     }
 }
 
-/// Decodes the file at `path`, with a one-line reason when it cannot.
-pub fn decode(path: &Path) -> Result<DynamicImage> {
+/// The largest picture file (or piped stream) diffuse reads.
+pub const MAX_FILE_BYTES: u64 = 1 << 30;
+/// The most memory a decoded picture may take (the image crate's own default limit).
+pub const MAX_DECODED_BYTES: u64 = 512 << 20;
+
+/// The bytes of `path`: a regular file, or a pipe such as `/dev/stdin`, at most
+/// [`MAX_FILE_BYTES`].
+fn read_picture_bytes(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
     let meta = std::fs::metadata(path).map_err(|e| image_err(path, e.to_string()))?;
     if meta.is_dir() {
         return Err(image_err(path, "it is a directory, not an image file"));
     }
-    if meta.len() == 0 {
-        return Err(image_err(path, "the file is empty"));
+    if meta.is_file() && meta.len() > MAX_FILE_BYTES {
+        return Err(image_err(
+            path,
+            format!(
+                "{} bytes is more than the {MAX_FILE_BYTES} a picture file may have",
+                meta.len()
+            ),
+        ));
     }
-    let reader = ImageReader::open(path)
-        .map_err(|e| image_err(path, e.to_string()))?
+    let file = std::fs::File::open(path).map_err(|e| image_err(path, e.to_string()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| image_err(path, e.to_string()))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(image_err(
+            path,
+            format!("the stream is longer than the {MAX_FILE_BYTES} bytes a picture may have"),
+        ));
+    }
+    if bytes.is_empty() {
+        let what = if meta.is_file() {
+            "the file is empty"
+        } else {
+            "the stream was empty"
+        };
+        return Err(image_err(path, what));
+    }
+    Ok(bytes)
+}
+
+/// Decodes the picture at `path` (a file, or a pipe such as `/dev/stdin`), with a one-line
+/// reason when it cannot. Pictures that would take more than [`MAX_DECODED_BYTES`] decoded are
+/// refused before decoding, with their size.
+pub fn decode(path: &Path) -> Result<DynamicImage> {
+    let bytes = read_picture_bytes(path)?;
+    let reader = ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| image_err(path, e.to_string()))?;
     if reader.format().is_none() {
@@ -111,6 +150,14 @@ pub fn decode(path: &Path) -> Result<DynamicImage> {
     };
     // Photos from phones are often stored sideways with an EXIF orientation tag: honour it.
     let mut decoder = reader.into_decoder().map_err(fail)?;
+    let need = image::ImageDecoder::total_bytes(&decoder);
+    if need > MAX_DECODED_BYTES {
+        let (w, h) = image::ImageDecoder::dimensions(&decoder);
+        return Err(image_err(path, format!(
+            "{w}x{h} pixels take {} MB decoded, more than the {} MB diffuse decodes; scale it down first (for example to 8192 px on the long side)",
+            need >> 20, MAX_DECODED_BYTES >> 20
+        )));
+    }
     let orientation = image::ImageDecoder::orientation(&mut decoder)
         .unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut img = DynamicImage::from_decoder(decoder).map_err(fail)?;
