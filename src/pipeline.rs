@@ -121,6 +121,9 @@ pub struct StepEvent<'a> {
     pub x: &'a Tensor,
     /// The model's x0 prediction at this step, `[B, 3, H, W]`.
     pub x0: &'a Tensor,
+    /// The model's output at this step (the predicted noise ε̂ for ε-prediction models),
+    /// `[B, 3, H, W]`.
+    pub model_output: &'a Tensor,
 }
 
 /// Pure noise x_T `[B, C, H, W]` for the guided batch, drawn from `rng` on the model's device.
@@ -199,6 +202,7 @@ pub fn denoise_drawing(
             t,
             x: &x,
             x0: &x0,
+            model_output: &eps,
         });
     }
     Ok(x)

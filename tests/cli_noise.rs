@@ -61,8 +61,10 @@ fn noise_writes_frames_gif_strip_runjson_and_tensors() {
             "frame_0003.png"
         ]
     );
+    // A labelled frame: a two-line title band (28 px) and the row's name (14 px) over the
+    // 32x24 picture with a 1-pixel border, upscaled 6x to reach 192 px; at least 448 px wide.
     let f0 = image::open(&frames[0]).unwrap();
-    assert_eq!((f0.width(), f0.height()), (32, 24));
+    assert_eq!((f0.width(), f0.height()), (448, 28 + 14 + 26 * 6));
 
     // The GIF decodes, loops and has one frame per timestep.
     let file = std::fs::File::open(out.join("noising.gif")).unwrap();
@@ -108,9 +110,15 @@ fn noise_writes_frames_gif_strip_runjson_and_tensors() {
     let got = t["x_t"].get(2).unwrap();
     let diff = common::max_abs_diff(&want, &got);
     assert!(diff < 1e-5, "x_t[2] differs from the closed form by {diff}");
+    // The frame shows exactly this tensor: its picture starts under the 42-pixel bands, past
+    // the 1-pixel border, each pixel a 6x6 block.
     let png = image::open(&frames[2]).unwrap().to_rgb8();
     let from_tensor = diffuse::render::to_rgb8(&got).unwrap();
-    assert_eq!(png.as_raw(), from_tensor.as_raw());
+    let shown = image::RgbImage::from_fn(32, 24, |x, y| *png.get_pixel(6 + 6 * x, 42 + 6 + 6 * y));
+    assert!(
+        shown.as_raw() == from_tensor.as_raw(),
+        "frame 2 does not show x_t[2]"
+    );
 }
 
 #[test]

@@ -278,6 +278,7 @@ impl GenerateCase<'_> {
             init_image: None,
             attention_maps: None,
             inpaint: None,
+            show_noise: false,
             from_noise: None,
             start_step: None,
         };

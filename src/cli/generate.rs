@@ -119,7 +119,10 @@ pub struct GenerateArgs {
     /// Leave out the row of x0 predictions.
     #[arg(long)]
     no_x0: bool,
-    /// Nearest-neighbour upscaling of frames and grid (default: frames at least 256 px wide).
+    /// Also show the model's predicted noise as a row under the x0 guesses.
+    #[arg(long)]
+    show_noise: bool,
+    /// Nearest-neighbour upscaling of frames and grid (default: each image at least 192 px).
     #[arg(long)]
     scale: Option<u32>,
     /// GIF frames per second.
@@ -171,6 +174,7 @@ impl GenerateArgs {
                 .unwrap_or_else(|| generate::default_out(&self.prompt, seed)),
             frames: self.frames,
             x0_row: !self.no_x0,
+            show_noise: self.show_noise,
             scale: self.scale,
             fps: self.fps,
             save_tensors: self.save_tensors,

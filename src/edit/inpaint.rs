@@ -158,7 +158,7 @@ impl RePaint<'_> {
     /// is a model step (`predict(x_t, t)`), one above it an undo step that noises the sample
     /// forward one training timestep at a time. `draw()` gives each fresh noise (one per
     /// model step, T/N per undo step). `on_step` sees every state; an undo step repeats the
-    /// last x0 prediction.
+    /// last x0 prediction and model output.
     pub fn run(
         &self,
         mut predict: impl FnMut(&Tensor, usize) -> Result<Tensor>,
@@ -170,12 +170,12 @@ impl RePaint<'_> {
         let (schedule, config) = (self.schedule, &self.config);
         let ratio = schedule.len() / config.steps.min(schedule.len());
         let mut x = noise; // [B, C, H, W]
-        let mut x0 = x.zeros_like()?;
+        let (mut x0, mut eps) = (x.zeros_like()?, x.zeros_like()?);
         let mut t_last = self.timesteps.first().map_or(0, |t| t + 1);
         let n = self.timesteps.len();
         for (i, &t) in self.timesteps.iter().enumerate() {
             if t < t_last {
-                let eps = predict(&x, t)?;
+                eps = predict(&x, t)?;
                 let z = draw()?;
                 (x, x0) =
                     repaint_step(schedule, config, &eps, t, &x, &known.image, &known.keep, &z)?;
@@ -191,6 +191,7 @@ impl RePaint<'_> {
                 t,
                 x: &x,
                 x0: &x0,
+                model_output: &eps,
             });
         }
         // The last step's known part is the original at ᾱ = 1: the picture itself.

@@ -70,6 +70,7 @@ pub fn ddim_invert(
             t,
             x: &x,
             x0: &x0,
+            model_output: &eps,
         });
     }
     Ok(x)

@@ -138,9 +138,15 @@ fn read_picture_bytes(path: &Path) -> Result<Vec<u8>> {
 /// refused before decoding, with their size.
 pub fn decode(path: &Path) -> Result<DynamicImage> {
     let bytes = read_picture_bytes(path)?;
-    let reader = ImageReader::new(std::io::Cursor::new(bytes))
+    let mut reader = ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| image_err(path, e.to_string()))?;
+    if reader.format().is_none() {
+        // No known signature: go by the file name, so a broken `.png` says why it cannot decode.
+        if let Ok(format) = image::ImageFormat::from_path(path) {
+            reader.set_format(format);
+        }
+    }
     if reader.format().is_none() {
         return Err(image_err(path, "not a recognised image format"));
     }

@@ -20,6 +20,7 @@ use crate::model::LoadedModel;
 use crate::pipeline::{self, Guided};
 use crate::progress::Progress;
 use crate::prompt;
+use crate::render::frame::{default_scale, labelled_frame, Row, Tiles};
 use crate::render::{self, animation::AnimationWriter};
 use crate::rng;
 use crate::sampler::{SamplerConfig, SamplerKind};
@@ -160,7 +161,7 @@ pub fn run(
         fs::remove_owned(&opts.out, is_interpolate_output)?;
     }
     let side = model.meta.unet.image_size as u32;
-    let scale = opts.scale.unwrap_or((256 / side).max(1));
+    let scale = opts.scale.unwrap_or_else(|| default_scale(side as usize));
     let mut frames = AnimationWriter::new(
         &opts.out,
         "interpolation.gif",
@@ -180,7 +181,19 @@ pub fn run(
         let name = format!("sample_{i:03}.png");
         render::save_png(&sample, &opts.out.join(&name))?;
         files.push(name);
-        frames.push(render::upscale(&sample, scale), || format!("w={w:.2}"))?;
+        let title = format!(
+            "frame {}/{}: weight {w:.2} on the far end (seed {}, \"{}\")",
+            i + 1,
+            ws.len(),
+            opts.seed_to,
+            prompt_to
+        );
+        let rows = [Row {
+            name: "the sample",
+            tiles: Tiles::Images(&x),
+        }];
+        let frame = labelled_frame(&title, &rows, (1, side as usize, scale), None)?;
+        frames.push(frame, || format!("w={w:.2}"))?;
         busy += ms(written);
         progress.advance(1);
     }

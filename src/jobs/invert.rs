@@ -20,6 +20,7 @@ use crate::model::LoadedModel;
 use crate::pipeline::{self, Guided, StepEvent};
 use crate::progress::Progress;
 use crate::prompt;
+use crate::render::frame::{default_scale, labelled_frame, Row, Tiles};
 use crate::render::{self, animation::AnimationWriter, animation::FrameCount};
 use crate::sampler::{SamplerConfig, SamplerKind};
 use crate::schedule::NoiseSchedule;
@@ -141,15 +142,26 @@ fn invert_recording(
 ) -> Result<(Tensor, Vec<String>)> {
     let n = config.steps - opts.start_step;
     let keep = opts.frames.pick(n + 1);
-    let side = guided.model.config.image_size as u32;
-    let scale = opts.scale.unwrap_or((256 / (side + 2)).max(1) + 1);
-    let mut record = |state: usize, x: &Tensor, x0: &Tensor, label: String| -> Result<()> {
-        if keep.contains(&state) {
-            frames.push(render::state_frame(x, Some(x0), scale, true)?, || label)?;
+    let side = guided.model.config.image_size;
+    let scale = opts.scale.unwrap_or_else(|| default_scale(side));
+    let mut record = |state: usize, x: &Tensor, x0: Option<&Tensor>, title: String| -> Result<()> {
+        if !keep.contains(&state) {
+            return Ok(());
         }
-        Ok(())
+        let rows = [
+            Row {
+                name: "x_t: the picture becoming noise",
+                tiles: Tiles::Images(x),
+            },
+            Row {
+                name: "x0: the model's guess of the clean picture",
+                tiles: x0.map_or(Tiles::Blank, Tiles::Images),
+            },
+        ];
+        let frame = labelled_frame(&title, &rows, (1, side, scale), None)?;
+        frames.push(frame, || title.split(':').next().unwrap_or("").to_string())
     };
-    record(0, x, x, "input".into())?;
+    record(0, x, None, "input: the picture to invert".into())?;
     progress.stage("inverting", n as u64);
     let mut failed = None;
     let noise = ddim_invert(
@@ -160,7 +172,8 @@ fn invert_recording(
         opts.start_step,
         |e: StepEvent| {
             if failed.is_none() {
-                failed = record(e.i + 1, e.x, e.x0, format!("t={}", e.t)).err();
+                let title = format!("t={}: inversion step {}/{}", e.t, e.i + 1, e.n);
+                failed = record(e.i + 1, e.x, Some(e.x0), title).err();
             }
             progress.advance(1);
         },

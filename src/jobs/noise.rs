@@ -14,7 +14,8 @@ use crate::io::image::{self, LoadOptions, LoadedImage};
 use crate::io::{fs, safetensors};
 use crate::jobs::{ms, write_run_json};
 use crate::progress::Progress;
-use crate::render::{self, animation};
+use crate::render::animation;
+use crate::render::frame::{labelled_frame, Row, Tiles};
 use crate::rng;
 use crate::schedule::{NoiseSchedule, ScheduleConfig};
 
@@ -155,7 +156,8 @@ pub fn run(opts: &NoiseOptions, device: &Device, progress: &dyn Progress) -> Res
             if opts.save_tensors {
                 kept.push(x_t.clone());
             }
-            frames.push(render::to_rgb8(x_t)?, || format!("t={}", timesteps[i]))
+            let frame = forward_frame(&schedule, x_t, timesteps[i], (i, timesteps.len()))?;
+            frames.push(frame, || format!("t={}", timesteps[i]))
         },
         |_, _| progress.advance(1),
     )?;
@@ -190,6 +192,31 @@ pub fn run(opts: &NoiseOptions, device: &Device, progress: &dyn Progress) -> Res
     let report = report(opts, &img, &schedule, timesteps, files, device, timings);
     write_run_json(&opts.out, &report)?;
     Ok(report)
+}
+
+/// Frame `i` of `n` of forward diffusion, `x_t` `[3, H, W]` at timestep `t`, titled with
+/// how much of the picture is left.
+fn forward_frame(
+    schedule: &NoiseSchedule,
+    x_t: &Tensor,
+    t: usize,
+    (i, n): (usize, usize),
+) -> Result<::image::RgbImage> {
+    let a = schedule.alphas_cumprod[t];
+    let title = format!(
+        "frame {}/{n}: t={t}, alpha_bar={a:.3}: {:.0} % picture, {:.0} % noise (in amplitude)",
+        i + 1,
+        100.0 * a.sqrt(),
+        100.0 * (1.0 - a).sqrt()
+    );
+    let (_, h, w) = x_t.dims3()?;
+    let rows = [Row {
+        name: "x_t = sqrt(alpha_bar)*x0 + sqrt(1-alpha_bar)*eps",
+        tiles: Tiles::Images(&x_t.unsqueeze(0)?),
+    }];
+    let side = h.max(w);
+    let scale = crate::render::frame::default_scale(side);
+    labelled_frame(&title, &rows, (1, side, scale), None)
 }
 
 /// What was done, for `run.json`.

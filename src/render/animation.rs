@@ -24,6 +24,8 @@ use crate::render::{evenly_chosen, grid, save_png};
 pub const GIF_SPEED: i32 = 10;
 /// The largest GIF speed `--fps` may ask for (GIF delays are in hundredths of a second).
 pub const MAX_FPS: f64 = 100.0;
+/// The least time the GIF shows its last frame before looping, in hundredths of a second.
+pub const FINAL_HOLD_CS: u16 = 150;
 /// Frames shown on the contact strip.
 pub const STRIP_FRAMES: usize = 8;
 
@@ -184,6 +186,17 @@ impl AnimationWriter {
                 self.total
             )));
         }
+        if let Some(first) = self.pending.first().or(self.strip.first().map(|(f, _)| f)) {
+            if first.dimensions() != frame.dimensions() {
+                return Err(gif_err(format!(
+                    "frame {index} is {}x{}, unlike the first frames' {}x{}",
+                    frame.width(),
+                    frame.height(),
+                    first.width(),
+                    first.height()
+                )));
+            }
+        }
         if self.strip_picks.contains(&index) {
             self.strip.push((frame.clone(), label()));
         }
@@ -209,7 +222,10 @@ impl AnimationWriter {
         self.timings[0] += began.elapsed();
         let began = Instant::now();
         let (w, h) = gif_size(&self.pending[0])?;
-        let encoded = quantize(&self.pending, (w, h), self.delay);
+        let mut encoded = quantize(&self.pending, (w, h), self.delay);
+        if self.written + encoded.len() == self.total {
+            hold_last(&mut encoded);
+        }
         let gif = self.gif_file(w, h)?;
         for f in &encoded {
             gif.encoder.write_frame(f).map_err(gif_err)?;
@@ -313,6 +329,14 @@ fn quantize(frames: &[RgbImage], size: (u16, u16), delay: u16) -> Vec<gif::Frame
         .collect()
 }
 
+/// Shows the last frame for at least [`FINAL_HOLD_CS`], so the result can be seen before
+/// the loop starts again.
+fn hold_last(frames: &mut [gif::Frame<'static>]) {
+    if let Some(last) = frames.last_mut() {
+        last.delay = last.delay.max(FINAL_HOLD_CS);
+    }
+}
+
 /// The GIF delay, in hundredths of a second, of `fps`.
 fn delay_of(fps: f64) -> u16 {
     (100.0 / fps).round().max(1.0) as u16
@@ -327,7 +351,9 @@ pub fn gif_bytes(frames: &[RgbImage], fps: f64) -> Result<Vec<u8>> {
     {
         let mut enc = gif::Encoder::new(&mut out, size.0, size.1, &[]).map_err(gif_err)?;
         enc.set_repeat(gif::Repeat::Infinite).map_err(gif_err)?;
-        for f in quantize(frames, size, delay_of(fps)) {
+        let mut encoded = quantize(frames, size, delay_of(fps));
+        hold_last(&mut encoded);
+        for f in encoded {
             enc.write_frame(&f).map_err(gif_err)?;
         }
     }

@@ -4,6 +4,7 @@
 
 pub mod animation;
 pub mod attention;
+pub mod frame;
 pub mod plot;
 
 use std::path::Path;

@@ -71,6 +71,8 @@ pub struct GenerateOptions {
     pub out: PathBuf,
     pub frames: FrameCount,
     pub x0_row: bool,
+    /// Also show the model's predicted noise ε̂ as a row.
+    pub show_noise: bool,
     /// Nearest-neighbour upscaling of frames and the grid; None picks one so a frame is at
     /// least 256 px wide.
     pub scale: Option<u32>,

@@ -89,8 +89,6 @@ impl Plan {
         });
         let n = timesteps.len();
         let total_states = n - start + 1 + input;
-        let k = opts.num_images as u32;
-        let tile_w = model.meta.unet.image_size as u32 + 1;
         let map_steps = match opts.attention_maps {
             Some(m) => render::evenly_chosen(n - start, m)
                 .into_iter()
@@ -111,7 +109,7 @@ impl Plan {
             keep: opts.frames.pick(total_states),
             scale: opts
                 .scale
-                .unwrap_or_else(|| (256 / (k * tile_w + 1)).max(1) + 1),
+                .unwrap_or_else(|| render::frame::default_scale(unet.image_size)),
             timesteps,
         };
         Ok((plan, sampler))
@@ -149,6 +147,54 @@ impl Plan {
             }
         } else {
             format!("t={}", self.timesteps[state - offset - 1 + self.start])
+        }
+    }
+}
+
+impl Plan {
+    /// A state's title on its frame: what it is, which step, and from which timestep to
+    /// which; the first frames say what they show.
+    pub(super) fn title(&self, state: usize) -> String {
+        let (n, offset) = (self.timesteps.len(), self.offset());
+        let steps = n - self.start;
+        if offset == 1 && state == 0 {
+            return match self.inpaint {
+                Some(_) => "the input picture; the yellow line marks the region to repaint".into(),
+                None => "the input picture".into(),
+            };
+        }
+        if state == offset {
+            let Some(t) = self.timesteps.get(self.start) else {
+                return "strength 0: the input itself, nothing to denoise".into();
+            };
+            let what = match (&self.init, &self.inpaint, &self.from_noise) {
+                (Some(_), _, _) => format!("the input noised to t={t}"),
+                (_, Some(_), _) => format!("noise; around the region, the input noised to t={t}"),
+                (_, _, Some(_)) => format!("the given noise, taken to be at t={t}"),
+                _ if self.start > 0 => format!("pure noise, taken to be at t={t}"),
+                _ => "pure noise".into(),
+            };
+            return format!("step 0/{steps}: {what}; no guess yet");
+        }
+        let done = state - offset;
+        let i = done - 1 + self.start;
+        let t = self.timesteps[i];
+        let repaint = self
+            .inpaint
+            .as_ref()
+            .is_some_and(|p| p.method == InpaintMethod::Repaint);
+        if repaint && i > 0 && t > self.timesteps[i - 1] {
+            return format!("step {done}/{steps}: noised forward again to t={t}");
+        }
+        let next = if repaint {
+            let prev = t as i64 - (self.schedule.len() / self.config.steps) as i64;
+            (prev >= 0).then_some(prev as usize)
+        } else {
+            self.timesteps.get(i + 1).copied()
+        };
+        match next {
+            Some(next) => format!("step {done}/{steps}: denoised t={t} -> t={next}"),
+            None => format!("step {done}/{steps}: denoised t={t} -> the final image"),
         }
     }
 }

@@ -10,9 +10,9 @@ use crate::edit::inpaint::{replace_start, InpaintMethod, Known, RePaint, Replace
 use crate::error::{Error, Result};
 use crate::pipeline::{self, Guided, StepEvent};
 use crate::progress::Progress;
-use crate::render;
 use crate::render::animation::AnimationWriter;
 use crate::render::attention::StepMaps;
+use crate::render::frame::{labelled_frame, Row, Tiles};
 use crate::rng;
 use crate::sampler::Sampler;
 
@@ -47,17 +47,38 @@ pub(super) fn sample(
         }
         Ok(())
     };
-    let outline = plan.inpaint.as_ref().map(|i| &i.repaint);
+    let outline = plan.inpaint.as_ref().map(|i| i.repaint.as_slice());
     let side = guided.model.config.image_size;
-    let record = |frames: &mut AnimationWriter, state: usize, x: &Tensor, x0: Option<&Tensor>| {
+    let layout = (opts.num_images, side, plan.scale);
+    let record = |frames: &mut AnimationWriter,
+                  state: usize,
+                  x: &Tensor,
+                  step: Option<(&Tensor, &Tensor)>| {
         if !plan.keep.contains(&state) {
             return Ok(());
         }
-        let mut img = render::state_frame(x, x0, plan.scale, opts.x0_row)?;
-        if let Some(repaint) = outline {
-            let rows = 1 + usize::from(opts.x0_row);
-            render::outline_tiles(&mut img, repaint, side, (x.dim(0)?, rows), plan.scale);
+        let input = plan.offset() == 1 && state == 0;
+        let mut rows = vec![Row {
+            name: if input {
+                "the input picture"
+            } else {
+                "x_t: the noisy image"
+            },
+            tiles: Tiles::Images(x),
+        }];
+        if opts.x0_row {
+            rows.push(Row {
+                name: "x0: the model's guess of the final image",
+                tiles: step.map_or(Tiles::Blank, |(x0, _)| Tiles::Images(x0)),
+            });
         }
+        if opts.show_noise {
+            rows.push(Row {
+                name: "eps: the noise the model predicts (shown at 2 sigma)",
+                tiles: step.map_or(Tiles::Blank, |(_, eps)| Tiles::Noise(eps)),
+            });
+        }
+        let img = labelled_frame(&plan.title(state), &rows, layout, outline)?;
         frames.push(img, || plan.label(state))
     };
     let (k, start, offset) = (opts.num_images, plan.start, plan.offset());
@@ -67,7 +88,7 @@ pub(super) fn sample(
         (None, None) => None,
     }; // [K, 3, H, W]
     if let Some(x_in) = &input {
-        record(frames, 0, x_in, Some(x_in))?;
+        record(frames, 0, x_in, None)?;
     }
     let noise = match (&plan.init, &plan.from_noise, &input) {
         (Some(_), _, Some(x_in)) => plan.noised_input(x_in, &mut rng)?,
@@ -101,9 +122,14 @@ pub(super) fn sample(
     let mut failed: Option<Error> = None;
     let on_step = |e: StepEvent| {
         if failed.is_none() {
-            failed = record(frames, e.i + 1 - start + offset, e.x, Some(e.x0))
-                .and_then(|()| observe(maps, e.i + 1, e.x))
-                .err();
+            failed = record(
+                frames,
+                e.i + 1 - start + offset,
+                e.x,
+                Some((e.x0, e.model_output)),
+            )
+            .and_then(|()| observe(maps, e.i + 1, e.x))
+            .err();
         }
         if opts.save_tensors {
             trajectory.push((e.x.clone(), e.x0.clone()));
