@@ -21,6 +21,7 @@ use crate::pipeline::{self, Guided};
 use crate::progress::Progress;
 use crate::prompt;
 use crate::render::frame::{default_scale, labelled_frame, Row, Tiles};
+use crate::render::index::{write_index, Picture};
 use crate::render::{self, animation::AnimationWriter};
 use crate::rng;
 use crate::sampler::{SamplerConfig, SamplerKind};
@@ -104,7 +105,7 @@ fn check(opts: &InterpolateOptions) -> Result<()> {
 /// Whether `name` is a file `interpolate` writes, so `--force` may remove it.
 fn is_interpolate_output(name: &str) -> bool {
     let sample = name.starts_with("sample_") && name.ends_with(".png");
-    sample || ["interpolation.gif", "strip.png", "run.json"].contains(&name)
+    sample || ["interpolation.gif", "strip.png", "run.json", "index.html"].contains(&name)
 }
 
 /// The encoded prompt (batch 1) and the unconditional prompt, as `generate` encodes them.
@@ -200,7 +201,7 @@ pub fn run(
     progress.finish();
     let sampling_ms = ms(t0) - busy;
     files.extend(frames.finish()?.files);
-    files.push("run.json".into());
+    files.extend(["run.json", "index.html"].map(String::from));
     let report = InterpolateReport {
         command: "interpolate",
         diffuse_version: env!("CARGO_PKG_VERSION"),
@@ -219,5 +220,12 @@ pub fn run(
         total_ms: ms(began),
     };
     write_run_json(&opts.out, &report)?;
+    let pictures = [
+        Picture { file: "strip.png", caption: "eight frames of the walk, each a whole sample; the label is the weight of the far end" },
+        Picture { file: "interpolation.gif", caption: "every frame of the walk as an animation" },
+        Picture { file: "sample_000.png", caption: "the first end: a plain sample with --seed and --prompt" },
+    ];
+    let intro = "Each frame starts from the spherical interpolation of the two seeds' noises, under a linear blend of the two encoded prompts, and is denoised in full.";
+    write_index(&opts.out, "diffuse interpolate", intro, &pictures, &report)?;
     Ok(report)
 }

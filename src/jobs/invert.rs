@@ -21,6 +21,7 @@ use crate::pipeline::{self, Guided, StepEvent};
 use crate::progress::Progress;
 use crate::prompt;
 use crate::render::frame::{default_scale, labelled_frame, Row, Tiles};
+use crate::render::index::{write_index, Picture};
 use crate::render::{self, animation::AnimationWriter, animation::FrameCount};
 use crate::sampler::{SamplerConfig, SamplerKind};
 use crate::schedule::NoiseSchedule;
@@ -88,6 +89,7 @@ fn is_invert_output(name: &str) -> bool {
         "inversion.gif",
         "strip.png",
         "run.json",
+        "index.html",
     ];
     fixed.contains(&name)
 }
@@ -246,6 +248,7 @@ pub fn run(
         "run.json",
     ];
     files.extend(written.map(String::from));
+    files.push("index.html".into());
     let report = InvertReport {
         command: "invert",
         diffuse_version: env!("CARGO_PKG_VERSION"),
@@ -264,6 +267,14 @@ pub fn run(
         total_ms: ms(began),
     };
     write_run_json(&opts.out, &report)?;
+    let pictures = [
+        Picture { file: "strip.png", caption: "the picture becoming noise: x_t on top, the model's guess of the clean picture underneath" },
+        Picture { file: "inversion.gif", caption: "every inversion step as an animation" },
+        Picture { file: "input.png", caption: "the picture at the model's resolution" },
+        Picture { file: "reconstruction.png", caption: "deterministic DDIM run forward again from the noise found: the round trip" },
+    ];
+    let intro = "DDIM inversion runs the deterministic sampler backwards, from a picture to the noise that the sampler turns back into it. noise.safetensors holds that noise; run.json gives the round trip's PSNR and the generate command that reproduces the reconstruction.";
+    write_index(&opts.out, "diffuse invert", intro, &pictures, &report)?;
     Ok(report)
 }
 

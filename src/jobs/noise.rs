@@ -16,6 +16,7 @@ use crate::jobs::{ms, write_run_json};
 use crate::progress::Progress;
 use crate::render::animation;
 use crate::render::frame::{labelled_frame, Row, Tiles};
+use crate::render::index::{write_index, Picture};
 use crate::rng;
 use crate::schedule::{NoiseSchedule, ScheduleConfig};
 
@@ -127,6 +128,7 @@ pub fn run(opts: &NoiseOptions, device: &Device, progress: &dyn Progress) -> Res
             "noising.gif",
             "strip.png",
             "run.json",
+            "index.html",
             "trajectory.safetensors",
         ];
         fs::remove_owned(&opts.out, |name| owned.contains(&name))?;
@@ -179,7 +181,7 @@ pub fn run(opts: &NoiseOptions, device: &Device, progress: &dyn Progress) -> Res
         files.push("trajectory.safetensors".into());
     }
     let tensors_ms = ms(t0);
-    files.push("run.json".into());
+    files.extend(["run.json", "index.html"].map(String::from));
     let timings = NoiseTimings {
         load_ms,
         diffuse_ms,
@@ -191,6 +193,18 @@ pub fn run(opts: &NoiseOptions, device: &Device, progress: &dyn Progress) -> Res
     };
     let report = report(opts, &img, &schedule, timesteps, files, device, timings);
     write_run_json(&opts.out, &report)?;
+    let pictures = [
+        Picture {
+            file: "strip.png",
+            caption: "eight frames of forward diffusion, t growing left to right",
+        },
+        Picture {
+            file: "noising.gif",
+            caption: "every frame as an animation: the picture drowns in noise",
+        },
+    ];
+    let intro = "Forward diffusion: x_t = sqrt(alpha_bar_t)*x0 + sqrt(1-alpha_bar_t)*eps. Each frame's title says how much of the picture (and of the noise) is in it.";
+    write_index(&opts.out, "diffuse noise", intro, &pictures, &report)?;
     Ok(report)
 }
 

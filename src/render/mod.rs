@@ -5,6 +5,7 @@
 pub mod animation;
 pub mod attention;
 pub mod frame;
+pub mod index;
 pub mod plot;
 
 use std::path::Path;

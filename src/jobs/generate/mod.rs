@@ -24,6 +24,7 @@ use crate::progress::Progress;
 use crate::prompt;
 use crate::render;
 use crate::render::animation::{AnimationWriter, FrameCount};
+use crate::render::index::{write_index, Picture};
 use crate::sampler::{self, SamplerConfig};
 
 use plan::Plan;
@@ -155,6 +156,29 @@ fn check_finite(x: &Tensor, model: &LoadedModel) -> Result<()> {
     })
 }
 
+/// What `index.html` says of the run.
+const INTRO: &str = "Reverse diffusion: the model starts from noise and removes a little of the noise it predicts at every step. Each frame shows the noisy image x_t and, under it, the model's current guess x0 of the final image.";
+
+/// The pictures on `index.html`.
+const PICTURES: [Picture; 4] = [
+    Picture {
+        file: "strip.png",
+        caption: "eight frames of the run, left to right: x_t on top, the x0 guess underneath",
+    },
+    Picture {
+        file: "denoising.gif",
+        caption: "every kept step as an animation; it holds on the final image",
+    },
+    Picture {
+        file: "grid.png",
+        caption: "the final samples",
+    },
+    Picture {
+        file: "attention/grid.png",
+        caption: "where each prompt word looks (cross-attention, text models)",
+    },
+];
+
 /// Whether `name` is a file (or folder) `generate` writes, so `--force` may remove it.
 fn is_generate_output(name: &str) -> bool {
     let sample = name.starts_with("sample_") && name.ends_with(".png");
@@ -163,6 +187,7 @@ fn is_generate_output(name: &str) -> bool {
         "strip.png",
         "grid.png",
         "run.json",
+        "index.html",
         "trajectory.safetensors",
         "attention",
     ];
@@ -247,7 +272,7 @@ pub fn run(
     let mut files = animation.files;
     files.extend(render::save_samples(&x, &opts.out, plan.scale)?);
     files.extend(save_extras(&x, opts, &plan, &maps, trajectory)?);
-    files.push("run.json".into());
+    files.extend(["run.json", "index.html"].map(String::from));
     let report = GenerateReport {
         command: match (&opts.init_image, &opts.inpaint) {
             (Some(_), _) => "img2img",
@@ -283,5 +308,7 @@ pub fn run(
         total_ms: ms(began),
     };
     write_run_json(&opts.out, &report)?;
+    let title = format!("diffuse {}", report.command);
+    write_index(&opts.out, &title, INTRO, &PICTURES, &report)?;
     Ok(report)
 }

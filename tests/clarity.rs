@@ -1,0 +1,178 @@
+//! The clarity pass of the hardening issue, run with the real binary: frames carry a title
+//! band and named rows, images are shown at 192 px or more, the GIF holds its last frame,
+//! `--show-noise` adds a row, and every output folder has an `index.html` that shows its
+//! pictures and settings without a server.
+
+mod common;
+use common::{diffuse, s};
+
+use std::path::Path;
+
+fn ok(o: &std::process::Output) {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+fn generate(out: &Path, extra: &[&str]) {
+    let mut a = vec![
+        "generate",
+        "--prompt",
+        "a red circle",
+        "--steps",
+        "4",
+        "--num-images",
+        "1",
+        "--out",
+        s(out),
+        "--quiet",
+    ];
+    if !extra.contains(&"--seed") {
+        a.extend(["--seed", "2"]);
+    }
+    a.extend_from_slice(extra);
+    ok(&diffuse(&a));
+}
+
+/// Whether the top `band` rows of `img` hold dark (text) pixels.
+fn has_text_on_top(img: &image::RgbImage, band: u32) -> bool {
+    (0..band).any(|y| (0..img.width()).any(|x| img.get_pixel(x, y).0.iter().all(|c| *c < 80)))
+}
+
+#[test]
+fn frames_have_titles_named_rows_and_a_visible_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("g");
+    generate(&out, &[]);
+    let f0 = image::open(out.join("frames/frame_0000.png"))
+        .unwrap()
+        .to_rgb8();
+    // 32 px images at 6x: 1 image with its border is 204 px; frames are at least 448 px wide.
+    assert_eq!(f0.width(), 448);
+    // Title (28 px), then per row its name (14 px) and the images (34 * 6 px).
+    assert_eq!(f0.height(), 28 + 2 * (14 + 34 * 6));
+    assert!(has_text_on_top(&f0, 28), "no title");
+    // The x0 row of the first frame is blank grey: there is no guess yet.
+    let y = 28 + 14 + 34 * 6 + 14 + 6 * 10;
+    assert_eq!(f0.get_pixel(6 * 10, y).0, [128, 128, 128]);
+    // --show-noise adds a row.
+    let noisy = dir.path().join("n");
+    generate(&noisy, &["--show-noise"]);
+    let n0 = image::open(noisy.join("frames/frame_0003.png"))
+        .unwrap()
+        .to_rgb8();
+    assert_eq!(n0.height(), 28 + 3 * (14 + 34 * 6));
+}
+
+#[test]
+fn the_gif_holds_its_last_frame_for_a_second_and_a_half() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("g");
+    generate(&out, &["--fps", "20"]);
+    let mut opts = gif::DecodeOptions::new();
+    opts.set_color_output(gif::ColorOutput::RGBA);
+    let mut dec = opts
+        .read_info(std::fs::File::open(out.join("denoising.gif")).unwrap())
+        .unwrap();
+    let mut delays = Vec::new();
+    while let Some(f) = dec.read_next_frame().unwrap() {
+        delays.push(f.delay);
+    }
+    assert_eq!(delays.len(), 5);
+    assert_eq!(&delays[..4], &[5, 5, 5, 5]);
+    assert_eq!(delays[4], 150);
+}
+
+#[test]
+fn every_output_folder_has_an_index_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = dir.path().join("g");
+    generate(&g, &[]);
+    let n = dir.path().join("n");
+    let scene = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/scene.png");
+    ok(&diffuse(&[
+        "noise",
+        "--image",
+        scene,
+        "--frames",
+        "3",
+        "--size",
+        "32x32",
+        "--out",
+        s(&n),
+        "--quiet",
+    ]));
+    let i = dir.path().join("i");
+    ok(&diffuse(&[
+        "invert",
+        "--image",
+        scene,
+        "--steps",
+        "3",
+        "--out",
+        s(&i),
+        "--quiet",
+    ]));
+    let w = dir.path().join("w");
+    ok(&diffuse(&[
+        "interpolate",
+        "--prompt",
+        "a red circle",
+        "--seed",
+        "1",
+        "--seed-to",
+        "2",
+        "--frames",
+        "2",
+        "--steps",
+        "2",
+        "--out",
+        s(&w),
+        "--quiet",
+    ]));
+    for (folder, title, pictures) in [
+        (
+            &g,
+            "diffuse generate",
+            &["strip.png", "denoising.gif", "grid.png"][..],
+        ),
+        (&n, "diffuse noise", &["strip.png", "noising.gif"][..]),
+        (
+            &i,
+            "diffuse invert",
+            &[
+                "strip.png",
+                "inversion.gif",
+                "input.png",
+                "reconstruction.png",
+            ][..],
+        ),
+        (
+            &w,
+            "diffuse interpolate",
+            &["strip.png", "interpolation.gif", "sample_000.png"][..],
+        ),
+    ] {
+        let html = std::fs::read_to_string(folder.join("index.html")).unwrap();
+        assert!(html.contains(&format!("<h1>{title}</h1>")), "{title}");
+        for p in pictures {
+            assert!(
+                html.contains(&format!("<img src=\"{p}\"")),
+                "{title} lacks {p}"
+            );
+            assert!(folder.join(p).exists());
+        }
+        assert!(
+            html.contains("<td>diffuse_version</td>"),
+            "{title}: no settings"
+        );
+        let listed = common::run_json(folder)["files"].to_string();
+        assert!(
+            listed.contains("index.html"),
+            "{title}: run.json does not list index.html"
+        );
+    }
+    // A run with --force replaces the page.
+    generate(&g, &["--force", "--seed", "3"]);
+    assert!(std::fs::read_to_string(g.join("index.html"))
+        .unwrap()
+        .contains("<td>seed</td><td>3</td>"));
+}
