@@ -16,8 +16,7 @@ cargo run --release --quiet --example scene -- assets/scene.png assets/scene-sun
 
 rm -rf out/inpaint out/repaint out/interpolate out/interpolate-seeds out/invert out/reconstruct
 rm -rf out/red-circle out/forward out/markov out/schedules.png out/prompts.png out/seeds \
-  out/guidance-0 out/guidance-1 out/guidance-3 out/guidance-7 out/ddpm-10 out/ddim-10 \
-  out/dpm-10
+  out/compare-guidance.png out/compare-samplers.png
 # The sweep takes about 12 minutes on 2 cores; KEEP_SWEEP=1 reuses an out/sweep.png made by
 # the same command.
 [ -n "${KEEP_SWEEP:-}" ] || rm -f out/sweep.png
@@ -49,20 +48,11 @@ cp out/prompts.png $pics/prompts.png
 $bin generate --prompt "a blue star" --num-images 8 --seed 7 --frames 2 --out out/seeds --quiet
 cp out/seeds/grid.png $pics/seeds.png
 
-# One prompt across guidance scales.
-$bin generate --prompt "a green triangle" --guidance 0 --seed 3 --frames 2 --out out/guidance-0 --quiet
-$bin generate --prompt "a green triangle" --guidance 1 --seed 3 --frames 2 --out out/guidance-1 --quiet
-$bin generate --prompt "a green triangle" --guidance 3 --seed 3 --frames 2 --out out/guidance-3 --quiet
-$bin generate --prompt "a green triangle" --guidance 7 --seed 3 --frames 2 --out out/guidance-7 --quiet
-for w in 0 1 3 7; do cp out/guidance-$w/grid.png $pics/guidance-$w.png; done
-
-# The three samplers at 10 steps, from the same noise.
-$bin generate --prompt "a yellow diamond" --sampler ddpm --steps 10 --num-images 2 --seed 5 --out out/ddpm-10 --quiet
-$bin generate --prompt "a yellow diamond" --sampler ddim --steps 10 --num-images 2 --seed 5 --out out/ddim-10 --quiet
-$bin generate --prompt "a yellow diamond" --sampler dpm++2m --steps 10 --num-images 2 --seed 5 --out out/dpm-10 --quiet
-cp out/ddpm-10/strip.png $pics/sampler-ddpm-10.png
-cp out/ddim-10/strip.png $pics/sampler-ddim-10.png
-cp out/dpm-10/strip.png $pics/sampler-dpm-10.png
+# One prompt across guidance scales, and the three samplers at 10 steps, from the same noise.
+$bin compare --prompt "a green triangle" --guidance 0,1,3,7 --seed 3 --out out/compare-guidance.png --quiet
+cp out/compare-guidance.png $pics/compare-guidance.png
+$bin compare --prompt "a yellow diamond" --sampler ddpm,ddim,dpm++2m --steps 10 --seed 5 --out out/compare-samplers.png --quiet
+cp out/compare-samplers.png $pics/compare-samplers.png
 
 # The judge's accuracy against sampling steps for each sampler (36 prompts x 8 samples).
 [ -n "${KEEP_SWEEP:-}" ] || $bin eval --sweep out/sweep.png --samples-per-prompt 8 --quiet

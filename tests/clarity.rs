@@ -176,3 +176,55 @@ fn every_output_folder_has_an_index_page() {
         .unwrap()
         .contains("<td>seed</td><td>3</td>"));
 }
+
+#[test]
+fn compare_draws_a_labelled_row_per_value_and_refuses_unclear_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("c.png");
+    let cmp = |extra: &[&str]| {
+        let mut a = vec![
+            "compare",
+            "--prompt",
+            "a red circle",
+            "--steps",
+            "3",
+            "--out",
+            s(&out),
+            "--quiet",
+        ];
+        a.extend_from_slice(extra);
+        diffuse(&a)
+    };
+    ok(&cmp(&["--guidance", "0,3", "--frames", "3"]));
+    let two = image::open(&out).unwrap().to_rgb8();
+    ok(&cmp(&["--guidance", "0,1,3", "--frames", "3", "--force"]));
+    let three = image::open(&out).unwrap().to_rgb8();
+    // One more row of the same height; the rows' width is the same.
+    assert_eq!(three.width(), two.width());
+    let row = three.height() - two.height();
+    assert!(row > 32, "row height {row}");
+    assert_eq!(two.height() - 28, 2 * row);
+    use common::assert_fails_with;
+    let o = cmp(&["--force"]);
+    assert_fails_with(
+        &o,
+        "give one of them several comma-separated values to compare",
+    );
+    assert_fails_with(
+        &cmp(&["--seed", "1,2", "--guidance", "1,2"]),
+        "--guidance and --seed: compare one setting at a time",
+    );
+    assert_fails_with(
+        &cmp(&["--seed", "1,2,3,4,5,6,7,8,9"]),
+        "--seed 9: give 2..=8 comma-separated values",
+    );
+    assert_fails_with(
+        &cmp(&["--seed", "1,2", "--frames", "1"]),
+        "--frames 1 is out of range 2..=16",
+    );
+    assert_fails_with(
+        &cmp(&["--guidance", "1,-2"]),
+        "--guidance -2 must be a number ≥ 0",
+    );
+    assert_fails_with(&cmp(&["--seed", "1,2"]), "exists");
+}

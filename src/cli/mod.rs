@@ -5,6 +5,7 @@
 
 mod bars;
 mod bench;
+mod compare;
 mod eval;
 mod flags;
 mod generate;
@@ -73,6 +74,8 @@ enum Command {
     Invert(invert::InvertArgs),
     /// Walk between two seeds and/or two prompts, one whole sample per frame.
     Interpolate(interpolate::InterpolateArgs),
+    /// One prompt and noise, several guidance scales, samplers, step counts or seeds: a row each.
+    Compare(compare::CompareArgs),
 }
 
 /// What every command gets besides its own flags.
@@ -135,6 +138,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Inpaint(args) => generate::run_inpaint(args, &ctx).context("diffuse inpaint"),
         Command::Invert(args) => invert::run(args, &ctx).context("diffuse invert"),
         Command::Interpolate(args) => interpolate::run(args, &ctx).context("diffuse interpolate"),
+        Command::Compare(args) => compare::run(args, &ctx).context("diffuse compare"),
         Command::Bench(args) => bench::run(args, &ctx).context("diffuse bench"),
     }
 }

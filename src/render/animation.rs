@@ -26,6 +26,8 @@ pub const GIF_SPEED: i32 = 10;
 pub const MAX_FPS: f64 = 100.0;
 /// The least time the GIF shows its last frame before looping, in hundredths of a second.
 pub const FINAL_HOLD_CS: u16 = 150;
+/// The width a contact strip keeps to in one row, in pixels.
+const STRIP_WIDTH: u32 = 2400;
 /// Frames shown on the contact strip.
 pub const STRIP_FRAMES: usize = 8;
 
@@ -284,8 +286,15 @@ impl AnimationWriter {
         let began = Instant::now();
         let images: Vec<&RgbImage> = self.strip.iter().map(|(img, _)| img).collect();
         let labels: Vec<String> = self.strip.iter().map(|(_, l)| l.clone()).collect();
+        // One row while it stays under about 2,400 px, else rows of four (or two).
+        let frame_w = images.first().map_or(1, |i| i.width()).max(1);
+        let cols = if frame_w * images.len() as u32 <= STRIP_WIDTH {
+            images.len()
+        } else {
+            (STRIP_WIDTH / frame_w).clamp(2, 4) as usize
+        };
         save_png(
-            &grid(&images, images.len(), 2, Some(&labels)),
+            &grid(&images, cols, 2, Some(&labels)),
             &self.out.join("strip.png"),
         )?;
         let mut files: Vec<String> = (0..self.written)

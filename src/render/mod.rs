@@ -148,6 +148,31 @@ pub fn grid(images: &[&RgbImage], cols: usize, pad: u32, labels: Option<&[String
     out
 }
 
+/// `rows` stacked under `title`, each with its label to its left (a comparison picture).
+pub fn labelled_rows(title: &str, rows: &[(String, RgbImage)]) -> RgbImage {
+    let ts = 2;
+    let label_w = rows
+        .iter()
+        .map(|(l, _)| text_width(l, ts))
+        .max()
+        .unwrap_or(0)
+        + 16;
+    let body_w = rows.iter().map(|(_, r)| r.width()).max().unwrap_or(1);
+    let band = 8 * ts + 12;
+    let width = (label_w + body_w).max(text_width(title, ts) + 16);
+    let height = band + rows.iter().map(|(_, r)| r.height()).sum::<u32>();
+    let mut out = RgbImage::from_pixel(width, height, WHITE);
+    draw_text(&mut out, title, 8, 6, ts, INK);
+    let mut y = band;
+    for (label, img) in rows {
+        let ly = y + img.height().saturating_sub(8 * ts) / 2;
+        draw_text(&mut out, label, 8, ly, ts, INK);
+        image::imageops::replace(&mut out, img, label_w as i64, y as i64);
+        y += img.height();
+    }
+    out
+}
+
 /// Nearest-neighbour upscaling by a whole factor (1 returns a copy).
 pub fn upscale(img: &RgbImage, scale: u32) -> RgbImage {
     if scale <= 1 {

@@ -1,0 +1,111 @@
+//! `diffuse compare`: one prompt and noise, several values of one setting, one labelled row
+//! per value.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::Args;
+
+use diffuse::jobs::compare::{self, Axis, CompareOptions};
+use diffuse::jobs::generate;
+use diffuse::sampler::{SamplerConfig, SamplerKind};
+
+use super::flags::{parse, ModelFlag, OutputFlags};
+use super::Context;
+
+#[derive(Args)]
+pub struct CompareArgs {
+    /// What to draw.
+    #[arg(long, allow_hyphen_values = true)]
+    prompt: String,
+    /// Guidance scale, or several to compare: 0,1,3,7.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "3",
+        allow_hyphen_values = true
+    )]
+    guidance: Vec<f64>,
+    /// Sampler, or several to compare: ddpm,ddim,dpm++2m.
+    #[arg(long, value_delimiter = ',', default_value = "ddpm", value_parser = parse::<SamplerKind>)]
+    sampler: Vec<SamplerKind>,
+    /// Denoising steps, or several to compare: 5,10,20.
+    #[arg(long, value_delimiter = ',', default_value = "20")]
+    steps: Vec<usize>,
+    /// Seed of the noise, or several to compare: 1,2,3,4.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    seed: Vec<u64>,
+    /// States shown per row, from the noise to the final image.
+    #[arg(long, default_value_t = compare::DEFAULT_FRAMES)]
+    frames: usize,
+    /// Turn off dynamic thresholding of the x0 prediction (as generate).
+    #[arg(long)]
+    no_thresholding: bool,
+    /// Nearest-neighbour upscaling of each image (default: 192 px, at most 4x).
+    #[arg(long)]
+    scale: Option<u32>,
+    /// The picture to write.
+    #[arg(long, default_value = "compare.png")]
+    out: PathBuf,
+    #[command(flatten)]
+    model: ModelFlag,
+    #[command(flatten)]
+    output: OutputFlags,
+}
+
+impl CompareArgs {
+    /// The one setting with several values.
+    fn axis(&self) -> Result<Axis> {
+        let many = [
+            ("guidance", self.guidance.len()),
+            ("sampler", self.sampler.len()),
+            ("steps", self.steps.len()),
+            ("seed", self.seed.len()),
+        ];
+        let varied: Vec<&str> = many
+            .iter()
+            .filter(|(_, n)| *n > 1)
+            .map(|(f, _)| *f)
+            .collect();
+        Ok(match varied.as_slice() {
+            ["guidance"] => Axis::Guidance(self.guidance.clone()),
+            ["sampler"] => Axis::Sampler(self.sampler.clone()),
+            ["steps"] => Axis::Steps(self.steps.clone()),
+            ["seed"] => Axis::Seed(self.seed.clone()),
+            [] => bail!("--guidance, --sampler, --steps or --seed: give one of them several comma-separated values to compare"),
+            more => bail!("--{} and --{}: compare one setting at a time", more[0], more[1]),
+        })
+    }
+}
+
+pub fn run(args: &CompareArgs, ctx: &Context) -> Result<()> {
+    let axis = args.axis()?;
+    let device = ctx.device()?;
+    let model = diffuse::model::load(args.model.model.as_deref(), &device)?;
+    let sampler = SamplerConfig {
+        thresholding: !args.no_thresholding,
+        eta: generate::DEFAULT_ETA,
+        ..SamplerConfig::new(args.sampler[0], args.steps[0])
+    };
+    let opts = CompareOptions {
+        prompt: args.prompt.clone(),
+        axis,
+        sampler,
+        guidance: args.guidance[0],
+        seed: args.seed[0],
+        frames: args.frames,
+        scale: args.scale,
+        out: args.out.clone(),
+        force: args.output.force,
+    };
+    let report = compare::run(&model, &opts, &ctx.bars)?;
+    args.output.print(&report, || {
+        format!(
+            "\"{}\": {} rows ({}) -> {}",
+            report.prompt,
+            report.rows.len(),
+            report.rows.join(", "),
+            report.out.display()
+        )
+    })
+}
