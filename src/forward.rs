@@ -59,6 +59,59 @@ pub fn evenly_spaced_timesteps(n: usize, train_timesteps: usize) -> Result<Vec<u
         .collect())
 }
 
+/// How `diffuse noise` spaces its frames over t.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FrameSpacing {
+    /// Even steps of the picture's share √ᾱ_t, from 1 down to √ᾱ_{T−1}: the picture fades
+    /// evenly from frame to frame.
+    Signal,
+    /// Even steps of t.
+    Linear,
+}
+
+impl std::str::FromStr for FrameSpacing {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "signal" => Ok(Self::Signal),
+            "linear" => Ok(Self::Linear),
+            _ => Err(Error::unknown("frame spacing", s, &["signal", "linear"])),
+        }
+    }
+}
+
+impl std::fmt::Display for FrameSpacing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Signal => "signal",
+            Self::Linear => "linear",
+        })
+    }
+}
+
+/// `n` timesteps from 0 to T−1 at even steps of √ᾱ_t (each the timestep whose √ᾱ_t is
+/// nearest the target), in increasing order, repeats dropped.
+pub fn signal_spaced_timesteps(n: usize, schedule: &NoiseSchedule) -> Result<Vec<usize>> {
+    evenly_spaced_timesteps(n, schedule.len())?; // the same checks
+    let amp: Vec<f64> = schedule.alphas_cumprod.iter().map(|a| a.sqrt()).collect();
+    let (hi, lo) = (amp[0], amp[amp.len() - 1]);
+    let mut ts: Vec<usize> = (0..n)
+        .map(|i| {
+            let target = hi - (hi - lo) * i as f64 / (n - 1).max(1) as f64;
+            // √ᾱ_t falls with t: the first t at or below the target, or the one just before.
+            let k = amp.partition_point(|a| *a > target).min(amp.len() - 1);
+            if k > 0 && (amp[k - 1] - target).abs() < (amp[k] - target).abs() {
+                k - 1
+            } else {
+                k
+            }
+        })
+        .collect();
+    ts.dedup();
+    Ok(ts)
+}
+
 /// Checks user timesteps against the schedule, then sorts them and drops repeats.
 pub fn checked_timesteps(schedule: &NoiseSchedule, raw: &[i64]) -> Result<Vec<usize>> {
     if raw.is_empty() {

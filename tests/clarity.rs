@@ -228,3 +228,42 @@ fn compare_draws_a_labelled_row_per_value_and_refuses_unclear_requests() {
     );
     assert_fails_with(&cmp(&["--seed", "1,2"]), "exists");
 }
+
+#[test]
+fn forward_frames_fade_the_picture_evenly_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let scene = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/scene.png");
+    let run = |name: &str, extra: &[&str]| -> Vec<usize> {
+        let out = dir.path().join(name);
+        let mut a = vec![
+            "noise",
+            "--image",
+            scene,
+            "--size",
+            "16x16",
+            "--out",
+            s(&out),
+            "--quiet",
+        ];
+        a.extend_from_slice(extra);
+        ok(&diffuse(&a));
+        serde_json::from_value(common::run_json(&out)["timesteps"].clone()).unwrap()
+    };
+    let sched = diffuse::schedule::NoiseSchedule::new(Default::default()).unwrap();
+    let signal = run("signal", &["--frames", "8"]);
+    assert_eq!(signal.len(), 8);
+    let amp: Vec<f64> = signal
+        .iter()
+        .map(|&t| sched.alphas_cumprod[t].sqrt())
+        .collect();
+    let step = (amp[0] - amp[7]) / 7.0;
+    for w in amp.windows(2) {
+        assert!((w[0] - w[1] - step).abs() < 0.01, "uneven fade {amp:?}");
+    }
+    assert_eq!(
+        run("linear", &["--frames", "8", "--spacing", "linear"]),
+        [0, 143, 285, 428, 571, 714, 856, 999]
+    );
+    let all = run("all", &["--frames", "all", "--train-timesteps", "20"]);
+    assert_eq!(all, (0..20).collect::<Vec<_>>());
+}

@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use diffuse::forward::NoiseMode;
+use diffuse::forward::{FrameSpacing, NoiseMode};
 use diffuse::io::image::{LoadOptions, Size};
 use diffuse::jobs::noise::{self, FrameChoice, NoiseOptions};
+use diffuse::render::animation::FrameCount;
 use diffuse::schedule::{BetaSchedule, ScheduleConfig};
 
 use super::flags::{parse, OutputFlags, ScheduleFlags};
@@ -35,9 +36,13 @@ pub struct NoiseArgs {
         conflicts_with = "frames"
     )]
     timesteps: Option<Vec<i64>>,
-    /// Number of frames, evenly spaced from t = 0 to T-1.
-    #[arg(long, default_value_t = noise::DEFAULT_FRAMES)]
-    frames: usize,
+    /// `all` (every timestep), or N frames from t = 0 to T-1 spaced by --spacing.
+    #[arg(long, default_value_t = FrameCount::Count(noise::DEFAULT_FRAMES), value_parser = parse::<FrameCount>)]
+    frames: FrameCount,
+    /// signal (the picture fades by the same amount from frame to frame) or linear (even
+    /// steps of t).
+    #[arg(long, default_value_t = noise::DEFAULT_SPACING, value_parser = parse::<FrameSpacing>)]
+    spacing: FrameSpacing,
     /// Run the Markov chain q(x_t | x_{t-1}) with fresh noise each step, instead of one ε.
     #[arg(long)]
     markov: bool,
@@ -72,7 +77,7 @@ impl NoiseArgs {
             },
             frames: match &self.timesteps {
                 Some(ts) => FrameChoice::List(ts.clone()),
-                None => FrameChoice::Even(self.frames),
+                None => FrameChoice::Spaced(self.frames, self.spacing),
             },
             mode: if self.markov {
                 NoiseMode::Markov

@@ -9,12 +9,12 @@ use candle_core::{Device, Tensor};
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::forward::{self, NoiseMode};
+use crate::forward::{self, FrameSpacing, NoiseMode};
 use crate::io::image::{self, LoadOptions, LoadedImage};
 use crate::io::{fs, safetensors};
 use crate::jobs::{ms, write_run_json};
 use crate::progress::Progress;
-use crate::render::animation;
+use crate::render::animation::{self, FrameCount};
 use crate::render::frame::{labelled_frame, Row, Tiles};
 use crate::render::index::{write_index, Picture};
 use crate::rng;
@@ -22,16 +22,18 @@ use crate::schedule::{NoiseSchedule, ScheduleConfig};
 
 /// Default number of evenly spaced frames.
 pub const DEFAULT_FRAMES: usize = 50;
-/// Default GIF speed.
-pub const DEFAULT_FPS: f64 = 12.0;
+/// Default GIF speed (the same as generate's).
+pub const DEFAULT_FPS: f64 = crate::jobs::generate::DEFAULT_FPS;
+/// Frames fade the picture evenly by default.
+pub const DEFAULT_SPACING: FrameSpacing = FrameSpacing::Signal;
 /// Default seed of the noise.
 pub const DEFAULT_SEED: u64 = 0;
 
 /// Which timesteps become frames.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FrameChoice {
-    /// `n` timesteps spaced evenly over 0..=T-1.
-    Even(usize),
+    /// Every timestep, or about `n` over 0..=T-1 with the given spacing.
+    Spaced(FrameCount, FrameSpacing),
     /// Exactly these timesteps (sorted, repeats dropped).
     List(Vec<i64>),
 }
@@ -113,7 +115,13 @@ pub fn run(opts: &NoiseOptions, device: &Device, progress: &dyn Progress) -> Res
     let start = Instant::now();
     let schedule = NoiseSchedule::new(opts.schedule)?;
     let timesteps = match &opts.frames {
-        FrameChoice::Even(n) => forward::evenly_spaced_timesteps(*n, schedule.len())?,
+        FrameChoice::Spaced(FrameCount::All, _) => (0..schedule.len()).collect(),
+        FrameChoice::Spaced(FrameCount::Count(n), FrameSpacing::Linear) => {
+            forward::evenly_spaced_timesteps(*n, schedule.len())?
+        }
+        FrameChoice::Spaced(FrameCount::Count(n), FrameSpacing::Signal) => {
+            forward::signal_spaced_timesteps(*n, &schedule)?
+        }
         FrameChoice::List(ts) => forward::checked_timesteps(&schedule, ts)?,
     };
     animation::check_fps(opts.fps)?;
