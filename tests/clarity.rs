@@ -267,3 +267,39 @@ fn forward_frames_fade_the_picture_evenly_by_default() {
     let all = run("all", &["--frames", "all", "--train-timesteps", "20"]);
     assert_eq!(all, (0..20).collect::<Vec<_>>());
 }
+
+#[test]
+fn help_groups_global_options_and_shows_device_only_where_it_is_used() {
+    let help = |args: &[&str]| String::from_utf8_lossy(&diffuse(args).stdout).to_string();
+    for cmd in [
+        &["schedule", "--help"][..],
+        &["data", "shapes", "--help"][..],
+    ] {
+        let h = help(cmd);
+        assert!(h.contains("Global options:"), "{cmd:?}: {h}");
+        assert!(!h.contains("--device"), "{cmd:?} offers --device");
+    }
+    for cmd in [
+        "generate",
+        "noise",
+        "train",
+        "eval",
+        "bench",
+        "invert",
+        "inpaint",
+        "interpolate",
+        "compare",
+        "img2img",
+    ] {
+        let h = help(&[cmd, "--help"]);
+        assert!(h.contains("--device <DEVICE>"), "{cmd} lacks --device");
+        let global = h
+            .split("Global options:")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{cmd}: no global group"));
+        assert!(
+            global.contains("--quiet") && global.contains("--threads"),
+            "{cmd}"
+        );
+    }
+}

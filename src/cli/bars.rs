@@ -33,15 +33,28 @@ impl Bars {
     }
 }
 
+/// A bar labelled with its stage: `  denoising [=====>    ] 12/20 3s eta 2s`.
 fn style() -> ProgressStyle {
-    ProgressStyle::with_template("{msg:>16} [{bar:30}] {pos}/{len} {elapsed} eta {eta}")
+    ProgressStyle::with_template("{prefix:>16} [{bar:30}] {pos}/{len} {elapsed} eta {eta} {msg}")
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ")
 }
 
+/// A stage of one indivisible unit turns a spinner with the time spent, never a bar frozen
+/// at 0/1.
+fn spinner_style() -> ProgressStyle {
+    ProgressStyle::with_template("{prefix:>16} {spinner} {elapsed} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+}
+
 impl Progress for Bars {
     fn stage(&self, name: &str, total: u64) {
-        let bar = if self.visible {
+        let bar = if self.visible && total <= 1 {
+            let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            b.set_style(spinner_style());
+            b.enable_steady_tick(std::time::Duration::from_millis(120));
+            b
+        } else if self.visible {
             let b = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
             b.set_style(style());
             b

@@ -10,11 +10,14 @@ use clap::Args;
 use diffuse::bench::{self, suite::SuiteReport, ModelReport};
 use diffuse::progress::Progress;
 
+use super::flags::DeviceFlag;
 use super::flags::ModelFlag;
 use super::Context;
 
 #[derive(Args)]
 pub struct BenchArgs {
+    #[command(flatten)]
+    device: DeviceFlag,
     /// Fewer cases and runs: the whole suite in under a minute.
     #[arg(long)]
     quick: bool,
@@ -43,7 +46,7 @@ pub struct BenchArgs {
 }
 
 pub fn run(args: &BenchArgs, ctx: &Context) -> Result<()> {
-    let device = ctx.device()?;
+    let device = ctx.device(&args.device)?;
     if args.model_only || args.export_parity.is_some() {
         return run_model_only(args, &device, ctx);
     }

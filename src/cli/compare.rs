@@ -10,11 +10,13 @@ use diffuse::jobs::compare::{self, Axis, CompareOptions};
 use diffuse::jobs::generate;
 use diffuse::sampler::{SamplerConfig, SamplerKind};
 
-use super::flags::{parse, ModelFlag, OutputFlags};
+use super::flags::{parse, DeviceFlag, ModelFlag, OutputFlags};
 use super::Context;
 
 #[derive(Args)]
 pub struct CompareArgs {
+    #[command(flatten)]
+    device: DeviceFlag,
     /// What to draw.
     #[arg(long, allow_hyphen_values = true)]
     prompt: String,
@@ -80,7 +82,7 @@ impl CompareArgs {
 
 pub fn run(args: &CompareArgs, ctx: &Context) -> Result<()> {
     let axis = args.axis()?;
-    let device = ctx.device()?;
+    let device = ctx.device(&args.device)?;
     let model = diffuse::model::load(args.model.model.as_deref(), &device)?;
     let sampler = SamplerConfig {
         thresholding: !args.no_thresholding,

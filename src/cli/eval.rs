@@ -11,7 +11,7 @@ use diffuse::io::fs;
 use diffuse::jobs::eval::{self as job, EvalOptions, EvalReport, SweepPoint};
 use diffuse::sampler::SamplerKind;
 
-use super::flags::{parse, ModelFlag, SamplingFlags};
+use super::flags::{parse, DeviceFlag, ModelFlag, SamplingFlags};
 use super::Context;
 use diffuse::jobs::eval::Judge;
 use diffuse::jobs::eval_emoji::{self as emoji_job, Counts, EmojiReport};
@@ -19,6 +19,8 @@ use diffuse::progress::Progress;
 
 #[derive(Args)]
 pub struct EvalArgs {
+    #[command(flatten)]
+    device: DeviceFlag,
     #[command(flatten)]
     model: ModelFlag,
     /// Samples per (colour, shape) prompt.
@@ -71,7 +73,7 @@ pub fn run(args: &EvalArgs, ctx: &Context) -> Result<()> {
         Some(Judge::Emoji) => return emoji_self_test(args.json),
         None => {}
     }
-    let device = ctx.device()?;
+    let device = ctx.device(&args.device)?;
     let model = diffuse::model::load(args.model.model.as_deref(), &device)?;
     let opts = args.options();
     if model.meta.unet.text.is_some() {

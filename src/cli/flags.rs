@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use diffuse::device::DeviceChoice;
 use diffuse::jobs::generate;
 use diffuse::sampler::{SamplerKind, TimestepSpacing};
 use diffuse::schedule::{BetaSchedule, ScheduleConfig};
@@ -72,6 +73,14 @@ pub struct SamplerTuning {
     /// Do not clamp the x0 prediction to [-1, 1] (diffusers' clip_sample=False; DDPM, DDIM).
     #[arg(long)]
     pub no_clip_sample: bool,
+}
+
+/// `--device`, taken by the commands that run tensor math (not `schedule` or `data`).
+#[derive(Args, Clone)]
+pub struct DeviceFlag {
+    /// Where tensors live: auto, cpu, cuda or metal.
+    #[arg(long, default_value_t = DeviceChoice::Auto, value_parser = parse::<DeviceChoice>)]
+    pub device: DeviceChoice,
 }
 
 /// `--model`: a model file, or the built-in model when left out.

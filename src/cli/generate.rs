@@ -13,7 +13,7 @@ use diffuse::render::animation::FrameCount;
 use diffuse::sampler::repaint;
 use diffuse::sampler::SamplerConfig;
 
-use super::flags::{parse, ModelFlag, OutputFlags, SamplerTuning, SamplingFlags};
+use super::flags::{parse, DeviceFlag, ModelFlag, OutputFlags, SamplerTuning, SamplingFlags};
 use super::Context;
 
 #[derive(Args)]
@@ -94,6 +94,8 @@ impl InpaintArgs {
 
 #[derive(Args)]
 pub struct GenerateArgs {
+    #[command(flatten)]
+    device: DeviceFlag,
     /// What to draw, e.g. "a red circle", "blue", "triangle" or "" (unconditional).
     #[arg(long, allow_hyphen_values = true)]
     prompt: String,
@@ -215,7 +217,7 @@ pub fn run_inpaint(args: &InpaintArgs, ctx: &Context) -> Result<()> {
 }
 
 fn run_with(args: &GenerateArgs, opts: GenerateOptions, ctx: &Context) -> Result<()> {
-    let device = ctx.device()?;
+    let device = ctx.device(&args.device)?;
     let model = diffuse::model::load(args.model.model.as_deref(), &device)?;
     let report = generate::run(&model, &opts, &ctx.bars)?;
     let how = match &report.inpaint {

@@ -8,11 +8,13 @@ use clap::Args;
 use diffuse::jobs::interpolate::{self, InterpolateOptions};
 use diffuse::sampler::{SamplerConfig, SamplerKind, TimestepSpacing};
 
-use super::flags::{parse, ModelFlag, OutputFlags};
+use super::flags::{parse, DeviceFlag, ModelFlag, OutputFlags};
 use super::Context;
 
 #[derive(Args)]
 pub struct InterpolateArgs {
+    #[command(flatten)]
+    device: DeviceFlag,
     /// The prompt at the start, e.g. "a cat".
     #[arg(long, allow_hyphen_values = true)]
     prompt: String,
@@ -62,7 +64,7 @@ pub struct InterpolateArgs {
 }
 
 pub fn run(args: &InterpolateArgs, ctx: &Context) -> Result<()> {
-    let device = ctx.device()?;
+    let device = ctx.device(&args.device)?;
     let model = diffuse::model::load(args.model.model.as_deref(), &device)?;
     let seed = args.seed.unwrap_or_else(|| rand::random::<u64>() >> 11);
     let seed_to = args.seed_to.unwrap_or(seed);

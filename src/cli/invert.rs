@@ -9,11 +9,13 @@ use diffuse::jobs::invert::{self, InvertOptions};
 use diffuse::render::animation::FrameCount;
 use diffuse::sampler::{SamplerConfig, SamplerKind, TimestepSpacing};
 
-use super::flags::{parse, ModelFlag, OutputFlags};
+use super::flags::{parse, DeviceFlag, ModelFlag, OutputFlags};
 use super::Context;
 
 #[derive(Args)]
 pub struct InvertArgs {
+    #[command(flatten)]
+    device: DeviceFlag,
     /// The picture to invert (resized to the model's resolution).
     #[arg(long)]
     image: PathBuf,
@@ -58,7 +60,7 @@ pub struct InvertArgs {
 }
 
 pub fn run(args: &InvertArgs, ctx: &Context) -> Result<()> {
-    let device = ctx.device()?;
+    let device = ctx.device(&args.device)?;
     let model = diffuse::model::load(args.model.model.as_deref(), &device)?;
     let mut sampler = SamplerConfig {
         kind: args.sampler,

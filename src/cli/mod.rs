@@ -20,11 +20,10 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 
-use diffuse::device::{self, DeviceChoice};
+use diffuse::device;
 use diffuse::progress::Progress;
 
 use bars::Bars;
-use flags::parse;
 
 #[derive(Parser)]
 #[command(
@@ -34,15 +33,11 @@ use flags::parse;
 )]
 struct Cli {
     /// Hide progress bars and notes.
-    #[arg(long, short, global = true)]
+    #[arg(long, short, global = true, help_heading = "Global options")]
     quiet: bool,
 
-    /// Where tensors live: auto, cpu, cuda or metal.
-    #[arg(long, global = true, default_value_t = DeviceChoice::Auto, value_parser = parse::<DeviceChoice>)]
-    device: DeviceChoice,
-
     /// CPU threads for tensor math and encoding (default: one per core).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     threads: Option<usize>,
 
     #[command(subcommand)]
@@ -81,13 +76,13 @@ enum Command {
 /// What every command gets besides its own flags.
 pub struct Context {
     pub bars: Bars,
-    device: DeviceChoice,
 }
 
 impl Context {
-    /// Resolves `--device` (the one place a device is chosen, in [`diffuse::device`]).
-    pub fn device(&self) -> Result<candle_core::Device> {
-        let resolved = device::resolve(self.device)?;
+    /// Resolves a command's `--device` (the one place a device is chosen, in
+    /// [`diffuse::device`]).
+    pub fn device(&self, flag: &flags::DeviceFlag) -> Result<candle_core::Device> {
+        let resolved = device::resolve(flag.device)?;
         // The fallback hint is for people at a terminal; scripts see only errors and results.
         if let Some(hint) = resolved.hint.filter(|_| self.bars.visible) {
             self.bars.note(&hint);
@@ -125,7 +120,6 @@ fn run(cli: Cli) -> Result<()> {
     set_threads(cli.threads, cli.quiet)?;
     let ctx = Context {
         bars: Bars::new(cli.quiet),
-        device: cli.device,
     };
     match &cli.command {
         Command::Schedule(args) => schedule::run(args),

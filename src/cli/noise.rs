@@ -11,11 +11,13 @@ use diffuse::jobs::noise::{self, FrameChoice, NoiseOptions};
 use diffuse::render::animation::FrameCount;
 use diffuse::schedule::{BetaSchedule, ScheduleConfig};
 
-use super::flags::{parse, OutputFlags, ScheduleFlags};
+use super::flags::{parse, DeviceFlag, OutputFlags, ScheduleFlags};
 use super::Context;
 
 #[derive(Args)]
 pub struct NoiseArgs {
+    #[command(flatten)]
+    device: DeviceFlag,
     /// The picture to diffuse (PNG, JPEG, GIF, BMP, WebP or TIFF).
     #[arg(long)]
     image: PathBuf,
@@ -93,7 +95,7 @@ impl NoiseArgs {
 }
 
 pub fn run(args: &NoiseArgs, ctx: &Context) -> Result<()> {
-    let device = ctx.device()?;
+    let device = ctx.device(&args.device)?;
     let report = noise::run(&args.options(), &device, &ctx.bars)?;
     args.output.print(&report, || {
         format!(

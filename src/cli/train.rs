@@ -15,11 +15,13 @@ use diffuse::train::config::{DEFAULT_CHECKPOINT_EVERY, DEFAULT_PREVIEW_STEPS};
 use diffuse::train::{DataSource, RunOverrides, TrainConfig};
 use diffuse::unet::{Prediction, UNetConfig};
 
-use super::flags::{parse, ScheduleFlags};
+use super::flags::{parse, DeviceFlag, ScheduleFlags};
 use super::Context;
 
 #[derive(Args)]
 pub struct TrainArgs {
+    #[command(flatten)]
+    device: DeviceFlag,
     /// Training data: `shapes` (the procedural shapes dataset), `emoji` (emoji scenes with
     /// captions, for a text-to-image model) or a folder of pictures (class subfolders: the
     /// folder names become the prompts; flat: unconditional). A folder named `shapes` is
@@ -137,7 +139,7 @@ impl TrainArgs {
 
 pub fn run(args: &TrainArgs, ctx: &Context) -> Result<()> {
     args.check_resume()?;
-    let device = ctx.device()?;
+    let device = ctx.device(&args.device)?;
     let opts = args.options();
     let stop = Arc::new(AtomicBool::new(false));
     {

@@ -77,7 +77,7 @@ pub struct EvalReport {
     pub seconds: f64,
     /// Every sample, prompt by prompt (colour-major), `samples_per_prompt` each.
     #[serde(skip)]
-    pub samples: Vec<(String, image::RgbImage)>,
+    pub samples: Vec<(String, image::RgbImage, bool)>,
 }
 
 /// Images sampled per forward batch.
@@ -176,7 +176,8 @@ pub fn evaluate(
             let v = judge(&img);
             rows[c * 6 + s].tally.add(&v, Some(c), Some(s));
             all.add(&v, Some(c), Some(s));
-            samples.push((rows[c * 6 + s].prompt.clone(), img));
+            let right = v.colour == Some(c) && v.shape == Some(s);
+            samples.push((rows[c * 6 + s].prompt.clone(), img, right));
         }
     }
     progress.finish();
@@ -243,24 +244,24 @@ pub fn self_test(count: usize, seed: u64, sigmas: &[f64]) -> Result<Vec<SelfTest
 }
 
 /// Saves the samples of `report` as one labelled picture: for one sample per prompt a 6×6
-/// grid (a row per colour, a column per shape), else a row per prompt; cells upscaled 4×.
+/// grid (a row per colour, a column per shape), else a row per prompt; cells upscaled 4×, and
+/// those the judge got wrong framed in red.
 pub fn save_grid(report: &EvalReport, path: &std::path::Path) -> Result<()> {
     let k = report.options.samples_per_prompt;
     let cols = if k == 1 { 6 } else { k };
     let cells: Vec<image::RgbImage> = report
         .samples
         .iter()
-        .map(|(_, img)| {
-            image::imageops::resize(
-                img,
-                img.width() * 4,
-                img.height() * 4,
-                image::imageops::FilterType::Nearest,
-            )
+        .map(|(_, img, right)| {
+            let mut big = render::upscale(img, 4);
+            if !right {
+                render::mark_wrong(&mut big);
+            }
+            big
         })
         .collect();
     let refs: Vec<&image::RgbImage> = cells.iter().collect();
-    let labels: Vec<String> = report.samples.iter().map(|(p, _)| p.clone()).collect();
+    let labels: Vec<String> = report.samples.iter().map(|(p, _, _)| p.clone()).collect();
     render::save_png(&render::grid(&refs, cols, 4, Some(&labels)), path)
 }
 

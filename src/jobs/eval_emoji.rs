@@ -137,7 +137,7 @@ pub struct EmojiReport {
     pub seconds: f64,
     /// Every sample with its caption, prompt by prompt.
     #[serde(skip)]
-    pub samples: Vec<(String, RgbImage)>,
+    pub samples: Vec<(String, RgbImage, bool)>,
 }
 
 /// Images sampled per forward batch.
@@ -180,7 +180,8 @@ pub fn evaluate(
         for (img, &p) in images.into_iter().zip(chunk) {
             let reading = read(&img, &set[p].nouns, set[p].relation);
             rows[p].counts.add(&reading);
-            samples.push((set[p].caption.clone(), img));
+            let right = reading.all_found && reading.relation_ok != Some(false);
+            samples.push((set[p].caption.clone(), img, right));
         }
     }
     progress.finish();
@@ -196,7 +197,7 @@ pub fn evaluate(
 fn summarise(
     options: EvalOptions,
     rows: Vec<PromptCounts>,
-    samples: Vec<(String, RgbImage)>,
+    samples: Vec<(String, RgbImage, bool)>,
     seconds: f64,
 ) -> EmojiReport {
     let sum = |keep: &dyn Fn(&EvalPrompt) -> bool| {
@@ -260,15 +261,22 @@ pub fn self_test(count: usize, seed: u64, sigmas: &[f64]) -> Result<Vec<SelfTest
     Ok(out)
 }
 
-/// Saves the samples of `report` as one labelled picture, a row per prompt (cells 2×).
+/// Saves the samples of `report` as one labelled picture, a row per prompt (cells 2×), the
+/// ones the judge got wrong framed in red.
 pub fn save_grid(report: &EmojiReport, path: &std::path::Path) -> Result<()> {
     let cols = report.options.samples_per_prompt.clamp(1, 16);
     let cells: Vec<RgbImage> = report
         .samples
         .iter()
-        .map(|(_, img)| crate::render::upscale(img, 2))
+        .map(|(_, img, right)| {
+            let mut big = crate::render::upscale(img, 2);
+            if !right {
+                crate::render::mark_wrong(&mut big);
+            }
+            big
+        })
         .collect();
     let refs: Vec<&RgbImage> = cells.iter().collect();
-    let labels: Vec<String> = report.samples.iter().map(|(p, _)| p.clone()).collect();
+    let labels: Vec<String> = report.samples.iter().map(|(p, _, _)| p.clone()).collect();
     crate::render::save_png(&crate::render::grid(&refs, cols, 4, Some(&labels)), path)
 }

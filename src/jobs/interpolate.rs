@@ -200,7 +200,9 @@ pub fn run(
     }
     progress.finish();
     let sampling_ms = ms(t0) - busy;
+    progress.stage("writing GIF, strip", 0);
     files.extend(frames.finish()?.files);
+    progress.finish();
     files.extend(["run.json", "index.html"].map(String::from));
     let report = InterpolateReport {
         command: "interpolate",

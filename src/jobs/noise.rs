@@ -174,7 +174,9 @@ pub fn run(opts: &NoiseOptions, device: &Device, progress: &dyn Progress) -> Res
     progress.finish();
     let written_before = frames.busy_ms();
     let diffuse_ms = ms(t0) - written_before;
+    progress.stage("writing GIF, strip", 0);
     let animation = frames.finish()?;
+    progress.finish();
 
     let t0 = Instant::now();
     let mut files = animation.files.clone();

@@ -172,6 +172,17 @@ pub fn preview_samples(trainer: &Trainer, ids: &[Vec<u32>], steps: usize) -> Res
         .collect()
 }
 
+/// The words of slot ids (the null token of a slot is left out).
+fn prompt_text(vocab: &crate::unet::Vocabulary, ids: &[u32]) -> String {
+    let words: Vec<&str> = vocab
+        .slots
+        .iter()
+        .zip(ids)
+        .filter_map(|(slot, &id)| slot.words.get(id as usize).map(String::as_str))
+        .collect();
+    words.join(" ")
+}
+
 /// The judge's reading of a preview grid: the shapes judge's tally, or the emoji judge's
 /// counts for a text model.
 pub enum PreviewScore {
@@ -185,17 +196,31 @@ pub fn save_preview(trainer: &Trainer, steps: usize, path: &Path) -> Result<Opti
     let config = &trainer.config.unet;
     let ids = preview_prompts(config)?;
     let images = preview_samples(trainer, &ids, steps)?;
+    let title = format!(
+        "training step {}: the EMA weights, one sample per prompt ({steps} DDPM steps)",
+        trainer.step
+    );
     if config.text.is_some() {
         let captions = emoji::preview_captions();
         let big: Vec<RgbImage> = images.iter().map(|i| render::upscale(i, 2)).collect();
         let refs: Vec<&RgbImage> = big.iter().collect();
-        render::save_png(&render::grid(&refs, 4, 2, Some(&captions)), path)?;
+        let grid = render::grid(&refs, 4, 2, Some(&captions));
+        render::save_png(
+            &render::labelled_rows(&title, &[(String::new(), grid)]),
+            path,
+        )?;
         return Ok(Some(PreviewScore::Emoji(emoji_score(&images, &captions))));
     }
     let vocab = &config.vocab;
-    let refs: Vec<&image::RgbImage> = images.iter().collect();
+    let big: Vec<RgbImage> = images.iter().map(|i| render::upscale(i, 2)).collect();
+    let refs: Vec<&image::RgbImage> = big.iter().collect();
     let cols = vocab.slots.last().map_or(4, |s| s.words.len().min(8));
-    render::save_png(&render::grid(&refs, cols, 2, None), path)?;
+    let labels: Vec<String> = ids.iter().map(|p| prompt_text(vocab, p)).collect();
+    let grid = render::grid(&refs, cols, 2, Some(&labels));
+    render::save_png(
+        &render::labelled_rows(&title, &[(String::new(), grid)]),
+        path,
+    )?;
     if *vocab != crate::unet::Vocabulary::shapes() {
         return Ok(None);
     }

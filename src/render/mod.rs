@@ -173,6 +173,16 @@ pub fn labelled_rows(title: &str, rows: &[(String, RgbImage)]) -> RgbImage {
     out
 }
 
+/// Frames `img` in red (3 pixels): a sample the judge got wrong.
+pub fn mark_wrong(img: &mut RgbImage) {
+    let (w, h) = img.dimensions();
+    for (x, y) in (0..h).flat_map(|y| (0..w).map(move |x| (x, y))) {
+        if x < 3 || y < 3 || x + 3 >= w || y + 3 >= h {
+            img.put_pixel(x, y, Rgb([220, 30, 30]));
+        }
+    }
+}
+
 /// Nearest-neighbour upscaling by a whole factor (1 returns a copy).
 pub fn upscale(img: &RgbImage, scale: u32) -> RgbImage {
     if scale <= 1 {

@@ -268,10 +268,12 @@ pub fn run(
 
     let t0 = Instant::now();
     let frames_before = frames.busy_ms();
+    progress.stage("writing GIF, strip", 0);
     let animation = frames.finish()?;
     let mut files = animation.files;
     files.extend(render::save_samples(&x, &opts.out, plan.scale)?);
     files.extend(save_extras(&x, opts, &plan, &maps, trajectory)?);
+    progress.finish();
     files.extend(["run.json", "index.html"].map(String::from));
     let report = GenerateReport {
         command: match (&opts.init_image, &opts.inpaint) {
