@@ -303,3 +303,30 @@ fn help_groups_global_options_and_shows_device_only_where_it_is_used() {
         );
     }
 }
+
+#[test]
+fn the_eval_grid_frames_the_samples_the_judge_got_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let grid = dir.path().join("grid.png");
+    // Two sampling steps leave most samples unreadable, so some cells must be framed.
+    let o = diffuse(&[
+        "eval",
+        "--samples-per-prompt",
+        "1",
+        "--steps",
+        "2",
+        "--grid",
+        s(&grid),
+        "--json",
+        "--quiet",
+    ]);
+    ok(&o);
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let right = r["both_accuracy"].as_f64().unwrap();
+    assert!(right < 1.0, "every sample right at 2 steps: {right}");
+    let img = image::open(&grid).unwrap().to_rgb8();
+    let red = img.pixels().filter(|p| p.0 == [220, 30, 30]).count();
+    // Each framed 128-px cell has 4 * 3 * 128 - 36 red pixels.
+    let framed = (36.0 * (1.0 - right)).round() as usize;
+    assert_eq!(red, framed * (12 * 128 - 36), "{framed} wrong cells");
+}
