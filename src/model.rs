@@ -28,6 +28,96 @@ pub const BUILTIN_NAME: &str = "the built-in model (models/shapes32.safetensors)
 /// The bytes of `models/shapes32.safetensors` at build time.
 pub static SHAPES32: &[u8] = include_bytes!("../models/shapes32.safetensors");
 
+/// A model compiled into the binary, chosen with `--model NAME`.
+pub struct BuiltIn {
+    pub name: &'static str,
+    /// The file it was built from.
+    pub file: &'static str,
+    pub bytes: &'static [u8],
+    /// What it draws, in a line.
+    pub about: &'static str,
+}
+
+/// The built-in models, the default first.
+pub static BUILTINS: [BuiltIn; 1] = [BuiltIn {
+    name: "shapes32",
+    file: "models/shapes32.safetensors",
+    bytes: SHAPES32,
+    about: "coloured shapes, 32 px: a colour and a shape, e.g. \"a red circle\"",
+}];
+
+/// The built-in model called `name`.
+pub fn builtin(name: &str) -> Option<&'static BuiltIn> {
+    BUILTINS.iter().find(|b| b.name == name)
+}
+
+/// What `diffuse models` shows of a built-in model, read from its metadata.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelSummary {
+    pub name: &'static str,
+    pub default: bool,
+    pub file: &'static str,
+    pub about: &'static str,
+    /// Image side in pixels.
+    pub resolution: usize,
+    pub parameters: usize,
+    pub bytes: usize,
+    pub trained_steps: u64,
+    /// "slots" (one word per slot) or "text" (a caption through the text encoder).
+    pub prompts: &'static str,
+    /// The words a prompt may use, per slot or (text models) all of them.
+    pub vocabulary: Vec<(String, Vec<String>)>,
+}
+
+/// The built-in models with their vocabulary, resolution and size (no weights are built).
+pub fn builtin_summaries() -> Result<Vec<ModelSummary>> {
+    BUILTINS
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let fail = |reason: String| Error::File {
+                name: b.file.to_string(),
+                reason,
+            };
+            let (_, header) = ::safetensors::SafeTensors::read_metadata(b.bytes)
+                .map_err(|e| fail(e.to_string()))?;
+            let json = header.metadata().as_ref().and_then(|m| m.get(MODEL_KEY));
+            let meta: ModelMeta =
+                serde_json::from_str(json.ok_or_else(|| fail("no metadata".into()))?)
+                    .map_err(|e| fail(e.to_string()))?;
+            let parameters = header
+                .tensors()
+                .values()
+                .map(|t| t.shape.iter().product::<usize>())
+                .sum();
+            let (prompts, vocabulary) = match &meta.unet.text {
+                Some(t) => ("text", vec![("words".to_string(), t.vocab[1..].to_vec())]),
+                None => (
+                    "slots",
+                    meta.unet
+                        .vocab
+                        .slots
+                        .iter()
+                        .map(|s| (s.name.clone(), s.words.clone()))
+                        .collect(),
+                ),
+            };
+            Ok(ModelSummary {
+                name: b.name,
+                default: i == 0,
+                file: b.file,
+                about: b.about,
+                resolution: meta.unet.image_size,
+                parameters,
+                bytes: b.bytes.len(),
+                trained_steps: meta.trained_steps,
+                prompts,
+                vocabulary,
+            })
+        })
+        .collect()
+}
+
 /// The largest model file diffuse reads (checked before reading, so a wrong path such as a
 /// device file cannot exhaust memory).
 pub const MAX_MODEL_BYTES: u64 = 2 << 30;
@@ -161,8 +251,20 @@ pub fn load_bytes(name: &str, bytes: &[u8], device: &Device) -> Result<LoadedMod
     build(name.to_string(), bytes, device)
 }
 
-/// Loads `path`, or the built-in model when `path` is None.
+/// Loads `path` (a model file, or the name of a built-in model when no such file exists), or
+/// the default built-in model when `path` is None.
 pub fn load(path: Option<&Path>, device: &Device) -> Result<LoadedModel> {
+    let named = path
+        .filter(|p| !p.exists())
+        .and_then(|p| p.to_str())
+        .and_then(builtin);
+    if let Some(b) = named {
+        return load_bytes(
+            &format!("the built-in model {} ({})", b.name, b.file),
+            b.bytes,
+            device,
+        );
+    }
     match path {
         Some(p) => {
             let mut model = load_file(p, device)?;

@@ -11,6 +11,7 @@ mod flags;
 mod generate;
 mod interpolate;
 mod invert;
+mod models;
 mod noise;
 mod schedule;
 mod train;
@@ -71,6 +72,8 @@ enum Command {
     Interpolate(interpolate::InterpolateArgs),
     /// One prompt and noise, several guidance scales, samplers, step counts or seeds: a row each.
     Compare(compare::CompareArgs),
+    /// List the built-in models: what they draw, their words, resolution and size.
+    Models(models::ModelsArgs),
 }
 
 /// What every command gets besides its own flags.
@@ -133,6 +136,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Invert(args) => invert::run(args, &ctx).context("diffuse invert"),
         Command::Interpolate(args) => interpolate::run(args, &ctx).context("diffuse interpolate"),
         Command::Compare(args) => compare::run(args, &ctx).context("diffuse compare"),
+        Command::Models(args) => models::run(args).context("diffuse models"),
         Command::Bench(args) => bench::run(args, &ctx).context("diffuse bench"),
     }
 }
