@@ -17,7 +17,10 @@ fn models_lists_the_built_in_models() {
     assert_eq!(first["vocabulary"][0][0], "colour");
     assert_eq!(first["vocabulary"][1][1].as_array().unwrap().len(), 6);
     let text = String::from_utf8_lossy(&diffuse(&["models"]).stdout).to_string();
-    assert!(text.contains("shapes32 (default)") && text.contains("circle, square, triangle"), "{text}");
+    assert!(
+        text.contains("shapes32 (default)") && text.contains("circle, square, triangle"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -25,13 +28,32 @@ fn a_built_in_model_is_chosen_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let run = |name: &str, extra: &[&str]| {
         let out = dir.path().join(name);
-        let mut a = vec!["generate", "--prompt", "a red circle", "--steps", "2", "--seed", "4", "--frames", "2", "--out", s(&out), "--quiet"];
+        let mut a = vec![
+            "generate",
+            "--prompt",
+            "a red circle",
+            "--steps",
+            "2",
+            "--seed",
+            "4",
+            "--frames",
+            "2",
+            "--out",
+            s(&out),
+            "--quiet",
+        ];
         a.extend_from_slice(extra);
         let o = diffuse(&a);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         std::fs::read(out.join("sample_00.png")).unwrap()
     };
     assert_eq!(run("named", &["--model", "shapes32"]), run("default", &[]));
-    let o = diffuse(&["generate", "--prompt", "a red circle", "--model", "shapes99"]);
+    let o = diffuse(&[
+        "generate",
+        "--prompt",
+        "a red circle",
+        "--model",
+        "shapes99",
+    ]);
     common::assert_fails_with(&o, "shapes99");
 }

@@ -83,6 +83,17 @@ pub struct DeviceFlag {
     pub device: DeviceChoice,
 }
 
+/// How frames are drawn (generate, img2img, inpaint, invert, interpolate).
+#[derive(Args, Clone)]
+pub struct FrameFlags {
+    /// Nearest-neighbour upscaling of each image (default: at least 192 px).
+    #[arg(long)]
+    pub scale: Option<u32>,
+    /// GIF frames per second.
+    #[arg(long, default_value_t = generate::DEFAULT_FPS, allow_negative_numbers = true)]
+    pub fps: f64,
+}
+
 /// `--model`: a model file, or the built-in model when left out.
 #[derive(Args, Clone)]
 pub struct ModelFlag {

@@ -13,7 +13,9 @@ use diffuse::render::animation::FrameCount;
 use diffuse::sampler::repaint;
 use diffuse::sampler::SamplerConfig;
 
-use super::flags::{parse, DeviceFlag, ModelFlag, OutputFlags, SamplerTuning, SamplingFlags};
+use super::flags::{
+    parse, DeviceFlag, FrameFlags, ModelFlag, OutputFlags, SamplerTuning, SamplingFlags,
+};
 use super::Context;
 
 #[derive(Args)]
@@ -124,12 +126,8 @@ pub struct GenerateArgs {
     /// Also show the model's predicted noise as a row under the x0 guesses.
     #[arg(long)]
     show_noise: bool,
-    /// Nearest-neighbour upscaling of frames and grid (default: each image at least 192 px).
-    #[arg(long)]
-    scale: Option<u32>,
-    /// GIF frames per second.
-    #[arg(long, default_value_t = generate::DEFAULT_FPS, allow_negative_numbers = true)]
-    fps: f64,
+    #[command(flatten)]
+    frame: FrameFlags,
     #[command(flatten)]
     model: ModelFlag,
     /// Also write cross-attention maps of every prompt word (text models): attention/*.png,
@@ -177,8 +175,8 @@ impl GenerateArgs {
             frames: self.frames,
             x0_row: !self.no_x0,
             show_noise: self.show_noise,
-            scale: self.scale,
-            fps: self.fps,
+            scale: self.frame.scale,
+            fps: self.frame.fps,
             save_tensors: self.save_tensors,
             force: self.output.force,
             attention_maps: self.attention_maps.then_some(self.attention_steps),

@@ -8,7 +8,7 @@ use clap::Args;
 use diffuse::jobs::interpolate::{self, InterpolateOptions};
 use diffuse::sampler::{SamplerConfig, SamplerKind, TimestepSpacing};
 
-use super::flags::{parse, DeviceFlag, ModelFlag, OutputFlags};
+use super::flags::{parse, DeviceFlag, FrameFlags, ModelFlag, OutputFlags};
 use super::Context;
 
 #[derive(Args)]
@@ -51,12 +51,8 @@ pub struct InterpolateArgs {
     /// Output folder (default: out/interpolate-<prompt>-seed<seed>-<seed-to>).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Nearest-neighbour upscaling of the frames (default: at least 256 px wide).
-    #[arg(long)]
-    scale: Option<u32>,
-    /// GIF frames per second.
-    #[arg(long, default_value_t = diffuse::jobs::generate::DEFAULT_FPS, allow_negative_numbers = true)]
-    fps: f64,
+    #[command(flatten)]
+    frame: FrameFlags,
     #[command(flatten)]
     model: ModelFlag,
     #[command(flatten)]
@@ -90,8 +86,8 @@ pub fn run(args: &InterpolateArgs, ctx: &Context) -> Result<()> {
             .out
             .clone()
             .unwrap_or_else(|| PathBuf::from("out").join(default_out)),
-        scale: args.scale,
-        fps: args.fps,
+        scale: args.frame.scale,
+        fps: args.frame.fps,
         force: args.output.force,
     };
     let report = interpolate::run(&model, &opts, &ctx.bars)?;

@@ -9,7 +9,7 @@ use diffuse::jobs::invert::{self, InvertOptions};
 use diffuse::render::animation::FrameCount;
 use diffuse::sampler::{SamplerConfig, SamplerKind, TimestepSpacing};
 
-use super::flags::{parse, DeviceFlag, ModelFlag, OutputFlags};
+use super::flags::{parse, DeviceFlag, FrameFlags, ModelFlag, OutputFlags};
 use super::Context;
 
 #[derive(Args)]
@@ -47,12 +47,8 @@ pub struct InvertArgs {
     /// `all`, or about N evenly chosen frames.
     #[arg(long, default_value_t = FrameCount::All, value_parser = parse::<FrameCount>)]
     frames: FrameCount,
-    /// Nearest-neighbour upscaling of frames (default: at least 256 px wide).
-    #[arg(long)]
-    scale: Option<u32>,
-    /// GIF frames per second.
-    #[arg(long, default_value_t = diffuse::jobs::generate::DEFAULT_FPS, allow_negative_numbers = true)]
-    fps: f64,
+    #[command(flatten)]
+    frame: FrameFlags,
     #[command(flatten)]
     model: ModelFlag,
     #[command(flatten)]
@@ -85,8 +81,8 @@ pub fn run(args: &InvertArgs, ctx: &Context) -> Result<()> {
             .clone()
             .unwrap_or_else(|| PathBuf::from("out").join(format!("invert-{stem}"))),
         frames: args.frames,
-        scale: args.scale,
-        fps: args.fps,
+        scale: args.frame.scale,
+        fps: args.frame.fps,
         force: args.output.force,
     };
     let report = invert::run(&model, &opts, &ctx.bars)?;

@@ -167,16 +167,7 @@ fn check(opts: &CompareOptions) -> Result<()> {
             return Err(Error::option_is("guidance", g, "must be a number ≥ 0"));
         }
     }
-    if let Some(s) = opts
-        .scale
-        .filter(|s| *s == 0 || *s > crate::jobs::generate::MAX_SCALE)
-    {
-        return Err(Error::out_of_range(
-            "scale",
-            s,
-            format!("1..={}", crate::jobs::generate::MAX_SCALE),
-        ));
-    }
+    crate::render::frame::check_scale(opts.scale)?;
     Ok(())
 }
 

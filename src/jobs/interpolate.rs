@@ -14,7 +14,6 @@ use serde::Serialize;
 use crate::edit::interpolate::{slerp, weights};
 use crate::error::{Error, Result};
 use crate::io::fs;
-use crate::jobs::generate::MAX_SCALE;
 use crate::jobs::{ms, write_run_json};
 use crate::model::LoadedModel;
 use crate::pipeline::{self, Guided};
@@ -96,9 +95,7 @@ fn check(opts: &InterpolateOptions) -> Result<()> {
             "must be a number ≥ 0",
         ));
     }
-    if let Some(s) = opts.scale.filter(|s| *s == 0 || *s > MAX_SCALE) {
-        return Err(Error::out_of_range("scale", s, format!("1..={MAX_SCALE}")));
-    }
+    crate::render::frame::check_scale(opts.scale)?;
     Ok(())
 }
 

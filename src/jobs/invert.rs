@@ -14,7 +14,6 @@ use crate::error::{Error, Result};
 use crate::io::fs;
 use crate::io::image::{load_image, LoadOptions, Size};
 use crate::io::noise::{save_noise, NoiseMeta};
-use crate::jobs::generate::MAX_SCALE;
 use crate::jobs::{ms, write_run_json};
 use crate::model::LoadedModel;
 use crate::pipeline::{self, Guided, StepEvent};
@@ -111,9 +110,7 @@ fn check(opts: &InvertOptions) -> Result<()> {
         );
         return Err(Error::out_of_range("start-step", opts.start_step, range));
     }
-    if let Some(s) = opts.scale.filter(|s| *s == 0 || *s > MAX_SCALE) {
-        return Err(Error::out_of_range("scale", s, format!("1..={MAX_SCALE}")));
-    }
+    crate::render::frame::check_scale(opts.scale)?;
     opts.frames.validate()
 }
 

@@ -8,6 +8,21 @@ use image::{Rgb, RgbImage};
 use super::{draw_text, grid, outline_tiles, to_rgb8, upscale};
 use crate::error::Result;
 
+/// The largest `--scale`: frames stay below the GIF's 65,535-pixel side.
+pub const MAX_SCALE: u32 = 64;
+
+/// Refuses a `--scale` of 0 or above [`MAX_SCALE`].
+pub fn check_scale(scale: Option<u32>) -> Result<()> {
+    match scale.filter(|s| *s == 0 || *s > MAX_SCALE) {
+        Some(s) => Err(crate::error::Error::out_of_range(
+            "scale",
+            s,
+            format!("1..={MAX_SCALE}"),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The smallest side an image is shown at by default, in pixels.
 pub const MIN_DISPLAY_SIDE: u32 = 192;
 

@@ -45,8 +45,8 @@ pub const DEFAULT_ETA: f64 = 0.0;
 pub const DEFAULT_FPS: f64 = 10.0;
 /// img2img: how much of the schedule is redone.
 pub const DEFAULT_STRENGTH: f64 = 0.6;
-/// The largest `--scale`: frames stay below the GIF's 65,535-pixel side.
-pub const MAX_SCALE: u32 = 64;
+/// The largest `--scale`.
+pub use crate::render::frame::MAX_SCALE;
 
 /// The output folder by default: `out/<prompt slug>-seed<seed>`.
 pub fn default_out(prompt: &str, seed: u64) -> PathBuf {

@@ -5,7 +5,7 @@
 use candle_core::Tensor;
 
 use super::inpaint::{self, InpaintPlan};
-use super::{GenerateOptions, InitImage, MAX_NUM_IMAGES, MAX_SCALE};
+use super::{GenerateOptions, InitImage, MAX_NUM_IMAGES};
 use crate::edit::inpaint::InpaintMethod;
 use crate::error::{Error, Result};
 use crate::io::image::{load_image, LoadOptions, Size};
@@ -212,9 +212,7 @@ fn check_options(opts: &GenerateOptions) -> Result<()> {
         ));
     }
     opts.frames.validate()?;
-    if let Some(s) = opts.scale.filter(|s| *s == 0 || *s > MAX_SCALE) {
-        return Err(Error::out_of_range("scale", s, format!("1..={MAX_SCALE}")));
-    }
+    crate::render::frame::check_scale(opts.scale)?;
     if let Some(InitImage { strength, .. }) = &opts.init_image {
         if !(0.0..=1.0).contains(strength) {
             return Err(Error::option_is("strength", strength, "is outside [0, 1]"));
