@@ -159,6 +159,24 @@ impl LoadedModel {
         self.unet.device()
     }
 
+    /// The picture at `path` resized to this model's resolution, on its device.
+    pub fn load_picture(&self, path: &Path) -> Result<crate::io::image::LoadedImage> {
+        use crate::io::image::{load_image, LoadOptions, Size};
+        let side = self.meta.unet.image_size as u32;
+        let size = Some(Size {
+            width: side,
+            height: side,
+        });
+        load_image(
+            path,
+            &LoadOptions {
+                size,
+                ..LoadOptions::default()
+            },
+            self.device(),
+        )
+    }
+
     /// diffusers' defaults for `kind` at `steps`, with this model's prediction type.
     pub fn sampler_config(&self, kind: SamplerKind, steps: usize) -> SamplerConfig {
         self.with_prediction(SamplerConfig::new(kind, steps))

@@ -12,7 +12,6 @@ use serde::Serialize;
 use crate::edit::invert::{check_invertible, ddim_invert, psnr, timesteps};
 use crate::error::{Error, Result};
 use crate::io::fs;
-use crate::io::image::{load_image, LoadOptions, Size};
 use crate::io::noise::{save_noise, NoiseMeta};
 use crate::jobs::{ms, write_run_json};
 use crate::model::LoadedModel;
@@ -114,21 +113,6 @@ fn check(opts: &InvertOptions) -> Result<()> {
     opts.frames.validate()
 }
 
-/// The picture at the model's resolution, `[1, 3, S, S]` on the model's device.
-fn load_picture(model: &LoadedModel, opts: &InvertOptions) -> Result<Tensor> {
-    let side = model.meta.unet.image_size as u32;
-    let load = LoadOptions {
-        size: Some(Size {
-            width: side,
-            height: side,
-        }),
-        ..LoadOptions::default()
-    };
-    Ok(load_image(&opts.image, &load, model.device())?
-        .x0
-        .unsqueeze(0)?)
-}
-
 /// Inverts `x` while its states stream into `frames`; returns the noise.
 fn invert_recording(
     guided: &Guided,
@@ -195,7 +179,7 @@ pub fn run(
     check(opts)?;
     let unet = &model.meta.unet;
     let ids = prompt::encode(&opts.prompt, unet)?;
-    let x = load_picture(model, opts)?; // [1, 3, S, S]
+    let x = model.load_picture(&opts.image)?.x0.unsqueeze(0)?; // [1, 3, S, S]
     let grid = timesteps(&model.schedule, &config);
     let _lock = fs::prepare_output_dir(&opts.out, opts.force)?;
     if opts.force {

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::edit::inpaint::{InpaintMethod, Known};
 use crate::error::{Error, Result};
-use crate::io::image::{decode, flatten_over_white, load_image, LoadOptions, Size};
+use crate::io::image::{decode, flatten_over_white};
 use crate::model::LoadedModel;
 use crate::sampler::repaint::{DEFAULT_JUMP_LENGTH, DEFAULT_JUMP_N_SAMPLE};
 
@@ -56,18 +56,7 @@ pub(super) struct InpaintPlan {
 /// be matched to the picture's, and masks that repaint everything or nothing.
 pub(super) fn load(model: &LoadedModel, spec: &InpaintSpec) -> Result<InpaintPlan> {
     let side = model.meta.unet.image_size as u32;
-    let size = Some(Size {
-        width: side,
-        height: side,
-    });
-    let picture = load_image(
-        &spec.image,
-        &LoadOptions {
-            size,
-            ..LoadOptions::default()
-        },
-        model.device(),
-    )?;
+    let picture = model.load_picture(&spec.image)?;
     let repaint = load_mask(&spec.mask, picture.original_size, side, spec.invert_mask)?;
     let share = repaint.iter().filter(|r| **r).count() as f64 / repaint.len() as f64;
     let mask_err = |reason: &str| Error::file(&spec.mask, reason);

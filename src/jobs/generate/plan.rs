@@ -8,7 +8,6 @@ use super::inpaint::{self, InpaintPlan};
 use super::{GenerateOptions, InitImage, MAX_NUM_IMAGES};
 use crate::edit::inpaint::InpaintMethod;
 use crate::error::{Error, Result};
-use crate::io::image::{load_image, LoadOptions, Size};
 use crate::io::noise::{load_noise, NoiseMeta};
 use crate::model::LoadedModel;
 use crate::pipeline;
@@ -65,7 +64,7 @@ impl Plan {
         let sampler = model.sampler(config)?;
         let mut timesteps = sampler.timesteps().to_vec();
         let init = match &opts.init_image {
-            Some(init) => Some((load_init(model, &init.path)?, init.strength)),
+            Some(init) => Some((model.load_picture(&init.path)?.x0, init.strength)),
             None => None,
         };
         let inpaint = match &opts.inpaint {
@@ -226,19 +225,6 @@ fn check_options(opts: &GenerateOptions) -> Result<()> {
         ));
     }
     crate::render::animation::check_fps(opts.fps)
-}
-
-/// img2img's input, resized to the model's resolution, on the model's device.
-fn load_init(model: &LoadedModel, path: &std::path::Path) -> Result<Tensor> {
-    let side = model.meta.unet.image_size as u32;
-    let opts = LoadOptions {
-        size: Some(Size {
-            width: side,
-            height: side,
-        }),
-        ..LoadOptions::default()
-    };
-    Ok(load_image(path, &opts, model.device())?.x0)
 }
 
 /// The starting state from `--from-noise` (repeated to K images when it holds one), and the
