@@ -128,3 +128,63 @@ fn cosine_ignores_the_beta_range_it_does_not_use() {
     ]);
     assert_fails_with(&o, "--beta-start 0.5 must be smaller than --beta-end 0.02");
 }
+
+#[test]
+fn a_non_utf8_output_folder_is_recorded_lossily() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let scene = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/scene.png");
+    let mut name = dir.path().as_os_str().as_bytes().to_vec();
+    name.extend(b"/out\xff");
+    let out = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&name));
+    let runs: [&[&str]; 4] = [
+        &[
+            "generate",
+            "--prompt",
+            "a red circle",
+            "--steps",
+            "2",
+            "--frames",
+            "2",
+        ],
+        &[
+            "noise", "--image", scene, "--size", "16x16", "--frames", "2",
+        ],
+        &["invert", "--image", scene, "--steps", "2"],
+        &[
+            "interpolate",
+            "--prompt",
+            "a red circle",
+            "--seed",
+            "1",
+            "--seed-to",
+            "2",
+            "--frames",
+            "2",
+            "--steps",
+            "2",
+        ],
+    ];
+    for (i, args) in runs.iter().enumerate() {
+        let mut folder = out.clone().into_os_string();
+        folder.push(i.to_string());
+        let o = Command::new(env!("CARGO_BIN_EXE_diffuse"))
+            .args(*args)
+            .arg("--out")
+            .arg(&folder)
+            .arg("--quiet")
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let json = common::run_json(std::path::Path::new(&folder));
+        assert!(
+            json["out"].as_str().unwrap().contains("out\u{fffd}"),
+            "{args:?}: {}",
+            json["out"]
+        );
+    }
+}

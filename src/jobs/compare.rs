@@ -90,6 +90,7 @@ pub struct CompareReport {
     pub axis: Axis,
     pub rows: Vec<String>,
     pub seed: u64,
+    #[serde(serialize_with = "crate::jobs::lossy::path")]
     pub out: PathBuf,
     pub model: String,
 }

@@ -64,6 +64,7 @@ pub struct InterpolateReport {
     pub guidance: f64,
     pub model: String,
     pub model_sha256: String,
+    #[serde(serialize_with = "crate::jobs::lossy::path")]
     pub out: PathBuf,
     pub files: Vec<String>,
     pub sampling_ms: f64,

@@ -60,6 +60,7 @@ pub struct InvertOptions {
 pub struct InvertReport {
     pub command: &'static str,
     pub diffuse_version: &'static str,
+    #[serde(serialize_with = "crate::jobs::lossy::path")]
     pub image: PathBuf,
     pub prompt: String,
     pub sampler: SamplerConfig,
@@ -73,6 +74,7 @@ pub struct InvertReport {
     pub psnr_db: f64,
     /// The command that samples the picture back from the noise.
     pub reconstruct_command: String,
+    #[serde(serialize_with = "crate::jobs::lossy::path")]
     pub out: PathBuf,
     pub files: Vec<String>,
     pub total_ms: f64,

@@ -19,6 +19,25 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::io::fs;
 
+/// Paths in reports, written lossily: a path that is not UTF-8 still gets recorded (with
+/// U+FFFD where its bytes are not text) instead of failing the run at its very end.
+pub mod lossy {
+    use std::path::{Path, PathBuf};
+
+    use serde::Serializer;
+
+    pub fn path<S: Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&p.to_string_lossy())
+    }
+
+    pub fn opt_path<S: Serializer>(p: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+        match p {
+            Some(p) => s.serialize_some(&p.to_string_lossy()),
+            None => s.serialize_none(),
+        }
+    }
+}
+
 /// Writes a job's report as `run.json` in `out`, atomically (pretty-printed JSON).
 pub fn write_run_json<R: Serialize>(out: &Path, report: &R) -> Result<()> {
     let json = serde_json::to_vec_pretty(report).map_err(|e| Error::Encode {

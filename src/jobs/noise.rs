@@ -70,7 +70,9 @@ pub struct NoiseTimings {
 pub struct NoiseReport {
     pub command: &'static str,
     pub diffuse_version: &'static str,
+    #[serde(serialize_with = "crate::jobs::lossy::path")]
     pub image: PathBuf,
+    #[serde(serialize_with = "crate::jobs::lossy::path")]
     pub out: PathBuf,
     pub original_size: [u32; 2],
     pub size: [u32; 2],

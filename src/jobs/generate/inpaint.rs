@@ -16,8 +16,10 @@ use crate::sampler::repaint::{DEFAULT_JUMP_LENGTH, DEFAULT_JUMP_N_SAMPLE};
 /// What `diffuse inpaint` repaints and how.
 #[derive(Debug, Clone, Serialize)]
 pub struct InpaintSpec {
+    #[serde(serialize_with = "crate::jobs::lossy::path")]
     pub image: PathBuf,
     /// White where the picture is repainted, black where it is kept.
+    #[serde(serialize_with = "crate::jobs::lossy::path")]
     pub mask: PathBuf,
     /// Swap the two: repaint where the mask is black.
     pub invert_mask: bool,

@@ -113,6 +113,7 @@ pub struct GenerateReport {
     pub strength: Option<f64>,
     /// img2img: the input picture.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "crate::jobs::lossy::opt_path")]
     pub image: Option<PathBuf>,
     /// inpaint: the picture, the mask, the method and the share of pixels repainted.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -121,6 +122,7 @@ pub struct GenerateReport {
     pub repainted_share: Option<f64>,
     /// generate --from-noise: the starting state's file.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "crate::jobs::lossy::opt_path")]
     pub from_noise: Option<PathBuf>,
     /// The sampler step the run started at.
     pub start_step: usize,
@@ -131,6 +133,7 @@ pub struct GenerateReport {
     pub model_trained_steps: u64,
     pub frame_count: usize,
     pub scale: u32,
+    #[serde(serialize_with = "crate::jobs::lossy::path")]
     pub out: PathBuf,
     pub files: Vec<String>,
     pub device: String,
