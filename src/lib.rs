@@ -26,6 +26,7 @@ pub mod alloc;
 pub mod bench;
 pub mod data;
 pub mod device;
+pub mod diffusers;
 pub mod edit;
 pub mod error;
 pub mod forward;

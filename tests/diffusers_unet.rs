@@ -1,0 +1,76 @@
+//! diffusers' `UNet2DModel` in diffuse against diffusers 0.42.1 itself: the same random
+//! weights (read from the folder `save_pretrained` wrote) and inputs give the same output
+//! within 1e-4. `tests/reference/gen_unet2d.py` made the fixtures and says how.
+
+mod common;
+
+use std::path::Path;
+
+use candle_core::{DType, Device};
+use candle_nn::VarBuilder;
+use diffuse::diffusers::{UNet2DConfig, UNet2DModel};
+
+fn check(name: &str) -> f32 {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/unet2d")
+        .join(name);
+    let text = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    let config = UNet2DConfig::from_json(&text, "config.json").unwrap();
+    let weights = candle_core::safetensors::load(
+        dir.join("diffusion_pytorch_model.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let vb = VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu);
+    let model = UNet2DModel::new(&config, vb).unwrap();
+    let io = candle_core::safetensors::load(dir.join("io.safetensors"), &Device::Cpu).unwrap();
+    let t: Vec<f64> = io["timesteps"]
+        .to_vec1::<f32>()
+        .unwrap()
+        .into_iter()
+        .map(f64::from)
+        .collect();
+    let labels = io
+        .get("class_labels")
+        .map(|l| l.to_dtype(DType::U32).unwrap());
+    let out = model.forward(&io["sample"], &t, labels.as_ref()).unwrap();
+    assert_eq!(out.dims(), io["output"].dims());
+    let err = common::max_abs_diff(&out, &io["output"]);
+    println!("{name}: max |diffuse - diffusers| = {err:.2e}");
+    err
+}
+
+#[test]
+fn a_plain_unet2d_matches_diffusers() {
+    let err = check("plain");
+    assert!(err < 1e-4, "max |diffuse - diffusers| = {err}");
+}
+
+#[test]
+fn a_class_conditional_scale_shift_unet2d_matches_diffusers() {
+    let err = check("scale_shift_class");
+    assert!(err < 1e-4, "max |diffuse - diffusers| = {err}");
+}
+
+#[test]
+fn unsupported_configs_are_refused_by_name() {
+    let base = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/unet2d/plain/config.json"),
+    )
+    .unwrap();
+    let err = |from: &str, to: &str| {
+        let text = base.replacen(from, to, 1);
+        assert_ne!(text, base, "{from}");
+        UNet2DConfig::from_json(&text, "config.json")
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(err("\"DownBlock2D\"", "\"SkipDownBlock2D\"")
+        .contains("down_block_types = SkipDownBlock2D is not supported"));
+    assert!(err("\"positional\"", "\"fourier\"")
+        .contains("time_embedding_type = fourier is not supported"));
+    assert!(
+        err("\"act_fn\"", "\"mystery_key\": 1, \"act_fn\"").contains("unknown field `mystery_key`")
+    );
+    assert!(err("\"default\"", "\"ada_group\"").contains("resnet_time_scale_shift = ada_group"));
+}
