@@ -7,6 +7,7 @@
 //! - [`sampler`]: DDPM, DDIM and DPM-Solver++ behind one trait, step by step as diffusers.
 //! - [`pipeline`]: classifier-free guidance and the observed reverse loop.
 //! - [`edit`]: inpainting (replace, RePaint), seed and prompt interpolation, DDIM inversion.
+//! - [`diffusers`]: diffusers' `UNet2DModel` with diffusers' weight names.
 //! - [`model`]: a trained model file (or the built-in one), its schedule and sampler config.
 //! - [`prompt`]: prompt text to condition ids.
 //! - [`train`]: the trainer, its config, checkpoints and AdamW.

@@ -74,3 +74,17 @@ fn unsupported_configs_are_refused_by_name() {
     );
     assert!(err("\"default\"", "\"ada_group\"").contains("resnet_time_scale_shift = ada_group"));
 }
+
+#[test]
+fn a_class_conditional_model_needs_a_class() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/unet2d/scale_shift_class");
+    let model = diffuse::diffusers::load_folder(&dir, &Device::Cpu)
+        .unwrap()
+        .unet;
+    let x = candle_core::Tensor::zeros((1, 3, 16, 16), DType::F32, &Device::Cpu).unwrap();
+    let e = model.forward(&x, &[10.0], None).unwrap_err().to_string();
+    assert!(
+        e.contains("this model is class-conditional: give it a class label"),
+        "{e}"
+    );
+}
