@@ -88,3 +88,9 @@ fn a_class_conditional_model_needs_a_class() {
         "{e}"
     );
 }
+
+#[test]
+fn resnet_resampling_blocks_match_diffusers() {
+    let err = check("resnet_resample");
+    assert!(err < 1e-4, "max |diffuse - diffusers| = {err}");
+}

@@ -33,6 +33,25 @@ impl Norm {
     }
 }
 
+/// A ResNet that also changes the resolution (`ResnetBlock2D(down=True | up=True)`), applied
+/// to its input and to its first activation: 2×2 average pooling, or nearest ×2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resample {
+    None,
+    Down,
+    Up,
+}
+
+impl Resample {
+    fn apply(self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Resample::None => Ok(x.clone()),
+            Resample::Down => x.avg_pool2d(2),
+            Resample::Up => nn::upsample_nearest2x(x),
+        }
+    }
+}
+
 /// `ResnetBlock2D`: norm1·SiLU → conv1 → + time_emb_proj(SiLU(temb)) (or, with
 /// `scale_shift`, norm2·(1 + scale) + shift) → norm2·SiLU → conv2, plus the (1×1) shortcut.
 #[derive(Debug, Clone)]
@@ -45,6 +64,7 @@ pub struct ResnetBlock2D {
     conv_shortcut: Option<Conv2d>,
     scale_shift: bool,
     output_scale_factor: f64,
+    resample: Resample,
 }
 
 /// The settings every ResNet of a model shares.
@@ -71,13 +91,30 @@ pub fn resnet(cin: usize, cout: usize, s: ResnetSettings, vb: VarBuilder) -> Res
         },
         scale_shift: s.scale_shift,
         output_scale_factor: s.output_scale_factor,
+        resample: Resample::None,
+    })
+}
+
+/// A ResNet from `c` to `c` channels that halves or doubles the resolution.
+pub fn resampling_resnet(
+    c: usize,
+    s: ResnetSettings,
+    resample: Resample,
+    vb: VarBuilder,
+) -> Result<ResnetBlock2D> {
+    Ok(ResnetBlock2D {
+        resample,
+        ..resnet(c, c, s, vb)?
     })
 }
 
 impl ResnetBlock2D {
     /// `xs` `[B, cin, H, W]`, `temb_act` = SiLU(temb) `[B, temb]` → `[B, cout, H, W]`.
     pub fn forward(&self, xs: &Tensor, temb_act: &Tensor) -> Result<Tensor> {
-        let h = self.conv1.forward(&self.norm1.forward(xs, true)?)?; // [B, cout, H, W]
+        // diffusers resamples the input and the first activation, after norm1·SiLU.
+        let a = self.resample.apply(&self.norm1.forward(xs, true)?)?;
+        let xs = &self.resample.apply(xs)?; // [B, cin, H', W']
+        let h = self.conv1.forward(&a)?; // [B, cout, H', W']
         let t = self
             .time_emb_proj
             .forward(temb_act)?

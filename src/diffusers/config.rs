@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// The down blocks diffuse runs.
-pub const DOWN_BLOCKS: [&str; 2] = ["DownBlock2D", "AttnDownBlock2D"];
+pub const DOWN_BLOCKS: [&str; 3] = ["DownBlock2D", "AttnDownBlock2D", "ResnetDownsampleBlock2D"];
 /// The up blocks diffuse runs.
-pub const UP_BLOCKS: [&str; 2] = ["UpBlock2D", "AttnUpBlock2D"];
+pub const UP_BLOCKS: [&str; 3] = ["UpBlock2D", "AttnUpBlock2D", "ResnetUpsampleBlock2D"];
 
 /// The supported subset of diffusers' `UNet2DModel` configuration, diffusers' names.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

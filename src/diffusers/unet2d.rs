@@ -6,11 +6,28 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::{Embedding, VarBuilder};
 
 use super::blocks::{
-    downsample, norm, resnet, spatial_attention, timestep_features, upsample, Downsample2D, Norm,
-    ResnetBlock2D, ResnetSettings, SpatialAttention, Upsample2D,
+    downsample, norm, resampling_resnet, resnet, spatial_attention, timestep_features, upsample,
+    Downsample2D, Norm, Resample, ResnetBlock2D, ResnetSettings, SpatialAttention, Upsample2D,
 };
 use super::config::UNet2DConfig;
 use crate::nn::layers::{conv2d, linear, Conv2d};
+
+/// How a block changes the resolution: diffusers' convolution blocks, or a ResNet that
+/// resamples (`ResnetDownsampleBlock2D`, `ResnetUpsampleBlock2D`).
+#[derive(Debug, Clone)]
+enum Resampler<C> {
+    Conv(C),
+    Resnet(ResnetBlock2D),
+}
+
+impl<C: Module> Resampler<C> {
+    fn forward(&self, h: &Tensor, temb: &Tensor) -> Result<Tensor> {
+        match self {
+            Resampler::Conv(c) => c.forward(h),
+            Resampler::Resnet(r) => r.forward(h, temb),
+        }
+    }
+}
 
 /// One down or up block: ResNets, each followed by attention in `Attn…` blocks, then the
 /// resampler.
@@ -18,7 +35,7 @@ use crate::nn::layers::{conv2d, linear, Conv2d};
 struct Block<R> {
     resnets: Vec<ResnetBlock2D>,
     attentions: Vec<SpatialAttention>,
-    resample: Option<R>,
+    resample: Option<Resampler<R>>,
 }
 
 impl<R> Block<R> {
@@ -87,11 +104,13 @@ fn down_blocks(
             }
         }
         if i + 1 < chans.len() {
-            block.resample = Some(downsample(
-                c,
-                config.downsample_padding,
-                vbi.pp("downsamplers.0"),
-            )?);
+            let vbd = vbi.pp("downsamplers.0");
+            block.resample = Some(match kind.as_str() {
+                "ResnetDownsampleBlock2D" => {
+                    Resampler::Resnet(resampling_resnet(c, s, Resample::Down, vbd)?)
+                }
+                _ => Resampler::Conv(downsample(c, config.downsample_padding, vbd)?),
+            });
         }
         out.push(block);
         cin = c;
@@ -134,7 +153,13 @@ fn up_blocks(
             }
         }
         if i + 1 < n {
-            block.resample = Some(upsample(c, vbi.pp("upsamplers.0"))?);
+            let vbu = vbi.pp("upsamplers.0");
+            block.resample = Some(match kind.as_str() {
+                "ResnetUpsampleBlock2D" => {
+                    Resampler::Resnet(resampling_resnet(c, s, Resample::Up, vbu)?)
+                }
+                _ => Resampler::Conv(upsample(c, vbu)?),
+            });
         }
         out.push(block);
         prev = c;
@@ -245,7 +270,7 @@ impl UNet2DModel {
                 skips.push(h.clone());
             }
             if let Some(d) = &block.resample {
-                h = d.forward(&h)?;
+                h = d.forward(&h, &temb)?;
                 skips.push(h.clone());
             }
         }
@@ -262,7 +287,7 @@ impl UNet2DModel {
                 h = block.layer(i, &Tensor::cat(&[&h, &skip], 1)?, &temb)?;
             }
             if let Some(u) = &block.resample {
-                h = u.forward(&h)?;
+                h = u.forward(&h, &temb)?;
             }
         }
         self.conv_out

@@ -9,7 +9,8 @@ How the reference was made (2026-11-25):
 
 The configs are small so the fixtures stay small; each exercises other keys: the plain one
 both block kinds, the second scale_shift, class labels, one-head attention (null
-attention_head_dim), asymmetric downsample padding, centred input and [sin, cos] features.
+attention_head_dim), asymmetric downsample padding, centred input and [sin, cos] features, the
+third the ResNet resampling blocks and a middle block without attention.
 """
 import os
 import sys
@@ -30,6 +31,12 @@ CONFIGS = {
         up_block_types=("UpBlock2D", "AttnUpBlock2D"), attention_head_dim=None,
         resnet_time_scale_shift="scale_shift", num_class_embeds=5, downsample_padding=0,
         flip_sin_to_cos=False, freq_shift=1, center_input_sample=True, norm_eps=1e-6,
+    ),
+    "resnet_resample": dict(
+        sample_size=16, block_out_channels=(8, 16, 16), layers_per_block=1, norm_num_groups=4,
+        down_block_types=("ResnetDownsampleBlock2D", "AttnDownBlock2D", "ResnetDownsampleBlock2D"),
+        up_block_types=("ResnetUpsampleBlock2D", "AttnUpBlock2D", "ResnetUpsampleBlock2D"),
+        attention_head_dim=8, add_attention=False,
     ),
 }
 
