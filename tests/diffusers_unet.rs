@@ -11,9 +11,16 @@ use candle_nn::VarBuilder;
 use diffuse::diffusers::{UNet2DConfig, UNet2DModel};
 
 fn check(name: &str) -> f32 {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/unet2d")
-        .join(name);
+    check_in(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/unet2d"),
+        name,
+    )
+}
+
+/// Loads `root/name` as diffusers wrote it and returns the largest difference from its
+/// recorded output.
+fn check_in(root: &Path, name: &str) -> f32 {
+    let dir = root.join(name);
     let text = std::fs::read_to_string(dir.join("config.json")).unwrap();
     let config = UNet2DConfig::from_json(&text, "config.json").unwrap();
     let weights = candle_core::safetensors::load(
@@ -93,4 +100,18 @@ fn a_class_conditional_model_needs_a_class() {
 fn resnet_resampling_blocks_match_diffusers() {
     let err = check("resnet_resample");
     assert!(err < 1e-4, "max |diffuse - diffusers| = {err}");
+}
+
+/// The exact architectures of `google/ddpm-cifar10-32` and of the course's butterflies model,
+/// with random weights too large to commit: `tests/reference/gen_unet2d.py DIR --large`
+/// writes them, and `DIFFUSE_UNET2D_LARGE=DIR` points this test at them.
+#[test]
+#[ignore = "needs the large fixtures: see tests/reference/gen_unet2d.py"]
+fn large_architectures_match_diffusers() {
+    let dir = std::env::var("DIFFUSE_UNET2D_LARGE")
+        .expect("set DIFFUSE_UNET2D_LARGE to the folder gen_unet2d.py --large wrote");
+    for name in ["cifar10_32", "butterflies_32"] {
+        let err = check_in(Path::new(&dir), name);
+        assert!(err < 1e-4, "{name}: max |diffuse - diffusers| = {err}");
+    }
 }

@@ -7,6 +7,13 @@ How the reference was made (2026-11-25):
     /tmp/venv-diff/bin/pip install diffusers==0.42.1 torch==2.15.0 numpy safetensors
     /tmp/venv-diff/bin/python tests/reference/gen_unet2d.py tests/data/unet2d
 
+With --large it writes, instead, the exact architectures of google/ddpm-cifar10-32 (35.7 M
+parameters) and of the diffusion course's 32-px butterflies model (18.5 M), with random
+weights, into a folder of your choice (about 220 MB, not committed); the ignored test
+`large_architectures_match_diffusers` in tests/diffusers_unet.rs reads them:
+    /tmp/venv-diff/bin/python tests/reference/gen_unet2d.py /tmp/unet2d-large --large
+    DIFFUSE_UNET2D_LARGE=/tmp/unet2d-large cargo test --release --test diffusers_unet -- --ignored
+
 The configs are small so the fixtures stay small; each exercises other keys: the plain one
 both block kinds, the second scale_shift, class labels, one-head attention (null
 attention_head_dim), asymmetric downsample padding, centred input and [sin, cos] features, the
@@ -41,8 +48,24 @@ CONFIGS = {
 }
 
 
-def main(root):
-    for name, cfg in CONFIGS.items():
+LARGE = {
+    "cifar10_32": dict(
+        sample_size=32, layers_per_block=2, block_out_channels=(128, 256, 256, 256),
+        down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=None, downsample_padding=0, flip_sin_to_cos=False, freq_shift=1,
+        norm_eps=1e-6, norm_num_groups=32,
+    ),
+    "butterflies_32": dict(
+        sample_size=32, layers_per_block=2, block_out_channels=(64, 128, 128, 256),
+        down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+    ),
+}
+
+
+def main(root, configs):
+    for name, cfg in configs.items():
         torch.manual_seed(0)
         model = UNet2DModel(**cfg).eval()
         # Random norms and biases too, so that none of them can be read wrong unnoticed.
@@ -52,7 +75,8 @@ def main(root):
         folder = os.path.join(root, name)
         model.save_pretrained(folder, safe_serialization=True)
         g = torch.Generator().manual_seed(1)
-        sample = torch.randn(2, 3, 16, 16, generator=g)
+        side = cfg["sample_size"]
+        sample = torch.randn(2, 3, side, side, generator=g)
         timesteps = torch.tensor([999, 17])
         labels = torch.tensor([3, 0]) if cfg.get("num_class_embeds") else None
         with torch.no_grad():
@@ -66,4 +90,4 @@ def main(root):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], LARGE if "--large" in sys.argv[2:] else CONFIGS)
