@@ -133,10 +133,30 @@ pub struct ModelMeta {
     pub trained_steps: u64,
 }
 
+/// The network of a loaded model.
+pub enum Network {
+    /// diffuse's own UNet (a model file written by `diffuse train`, or a built-in one).
+    Own(Box<UNet>),
+    /// diffusers' `UNet2DModel` from a diffusers folder.
+    Diffusers(Box<crate::diffusers::UNet2DModel>),
+}
+
+impl Network {
+    /// The network as the sampling loop sees it.
+    pub fn denoiser(&self) -> &dyn crate::pipeline::Denoiser {
+        match self {
+            Network::Own(u) => u.as_ref(),
+            Network::Diffusers(d) => d.as_ref(),
+        }
+    }
+}
+
 /// A loaded denoiser with its metadata and where it came from.
 pub struct LoadedModel {
+    /// For a diffusers folder, the resolution, channels, prediction type, class vocabulary and
+    /// schedule read from it; the other network fields are not its own.
     pub meta: ModelMeta,
-    pub unet: UNet,
+    pub net: Network,
     /// The noise schedule the model was trained with (from `meta.schedule`).
     pub schedule: NoiseSchedule,
     /// The file's path, or [`BUILTIN_NAME`].
@@ -156,7 +176,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 impl LoadedModel {
     /// The device the weights live on; every tensor that meets the model is made here.
     pub fn device(&self) -> &Device {
-        self.unet.device()
+        self.net.denoiser().device()
     }
 
     /// The picture at `path` resized to this model's resolution, on its device.
@@ -204,7 +224,7 @@ impl LoadedModel {
         cond_ids: &[Vec<u32>],
         uncond_ids: &[Vec<u32>],
     ) -> Result<Guided<'_>> {
-        Guided::new(&self.unet, scale, cond_ids, uncond_ids)
+        Guided::new(self.net.denoiser(), scale, cond_ids, uncond_ids)
     }
 }
 
@@ -232,7 +252,7 @@ fn build(source: String, bytes: &[u8], device: &Device) -> Result<LoadedModel> {
         .map_err(|e| fail(format!("weights do not match the config: {e}")))?;
     Ok(LoadedModel {
         meta,
-        unet,
+        net: Network::Own(Box::new(unet)),
         schedule,
         name: source,
         sha256: sha256_hex(bytes),
@@ -284,6 +304,7 @@ pub fn load(path: Option<&Path>, device: &Device) -> Result<LoadedModel> {
         );
     }
     match path {
+        Some(p) if p.is_dir() => crate::diffusers::load_model(p, device),
         Some(p) => {
             let mut model = load_file(p, device)?;
             model.name = p.display().to_string();

@@ -10,11 +10,57 @@ use crate::rng::{self, Rng};
 use crate::sampler::Sampler;
 use crate::unet::{cond_tensor, Condition, UNet};
 
+/// A network that predicts the noise (or v) of a sample: diffuse's own UNet or diffusers'
+/// `UNet2DModel`. Prompts reach it as an encoded [`Condition`].
+pub trait Denoiser: Send + Sync {
+    /// The device the weights live on.
+    fn device(&self) -> &candle_core::Device;
+    /// (channels, height, width) of one sample.
+    fn sample_shape(&self) -> (usize, usize, usize);
+    /// Encodes condition ids `[B, slots]` or `[B, L]` (u32).
+    fn condition(&self, ids: &Tensor) -> candle_core::Result<Condition>;
+    /// The prediction for `x_t` `[B, C, H, W]` at timesteps `t` (B values) under `cond`.
+    fn forward_conditioned(
+        &self,
+        x_t: &Tensor,
+        t: &[f64],
+        cond: &Condition,
+    ) -> candle_core::Result<Tensor>;
+    /// diffuse's text UNet, for its cross-attention maps.
+    fn text_unet(&self) -> Option<&UNet> {
+        None
+    }
+}
+
+impl Denoiser for UNet {
+    fn device(&self) -> &candle_core::Device {
+        UNet::device(self)
+    }
+    fn sample_shape(&self) -> (usize, usize, usize) {
+        let c = &self.config;
+        (c.in_channels, c.image_size, c.image_size)
+    }
+    fn condition(&self, ids: &Tensor) -> candle_core::Result<Condition> {
+        UNet::condition(self, ids)
+    }
+    fn forward_conditioned(
+        &self,
+        x_t: &Tensor,
+        t: &[f64],
+        cond: &Condition,
+    ) -> candle_core::Result<Tensor> {
+        UNet::forward_conditioned(self, x_t, t, cond, None)
+    }
+    fn text_unet(&self) -> Option<&UNet> {
+        self.config.text.is_some().then_some(self)
+    }
+}
+
 /// The UNet with classifier-free guidance: ε = ε_u + w·(ε_c − ε_u), computed as one batched
 /// forward of 2B images. With w = 1, or a conditional batch equal to the unconditional one,
 /// only the conditional half runs. The prompts are encoded once, when it is made.
 pub struct Guided<'a> {
-    pub model: &'a UNet,
+    pub model: &'a dyn Denoiser,
     /// Guidance scale w.
     pub scale: f64,
     /// The encoded prompts `[B]`.
@@ -28,7 +74,7 @@ impl<'a> Guided<'a> {
     /// Guidance at `scale` for condition ids (one `Vec` per image) against `uncond_ids`;
     /// the id tensors are made on the model's device.
     pub fn new(
-        model: &'a UNet,
+        model: &'a dyn Denoiser,
         scale: f64,
         cond_ids: &[Vec<u32>],
         uncond_ids: &[Vec<u32>],
@@ -57,7 +103,7 @@ impl<'a> Guided<'a> {
 
     /// Guidance at `scale` for already encoded conditions of the same batch.
     pub fn from_conditions(
-        model: &'a UNet,
+        model: &'a dyn Denoiser,
         scale: f64,
         cond: Condition,
         uncond: &Condition,
@@ -94,17 +140,14 @@ impl<'a> Guided<'a> {
     pub fn predict(&self, x_t: &Tensor, t: usize) -> Result<Tensor> {
         let b = x_t.dim(0)?;
         let Some(both) = &self.both else {
-            return Ok(self.model.forward_conditioned(
-                x_t,
-                &vec![t as f64; b],
-                &self.cond,
-                None,
-            )?);
+            return Ok(self
+                .model
+                .forward_conditioned(x_t, &vec![t as f64; b], &self.cond)?);
         };
         let x2 = Tensor::cat(&[x_t, x_t], 0)?; // [2B, 3, H, W]
         let out = self
             .model
-            .forward_conditioned(&x2, &vec![t as f64; 2 * b], both, None)?;
+            .forward_conditioned(&x2, &vec![t as f64; 2 * b], both)?;
         let (cond, uncond) = (out.narrow(0, 0, b)?, out.narrow(0, b, b)?);
         Ok((&uncond + (cond - &uncond)?.affine(self.scale, 0.0)?)?)
     }
@@ -128,9 +171,8 @@ pub struct StepEvent<'a> {
 
 /// Pure noise x_T `[B, C, H, W]` for the guided batch, drawn from `rng` on the model's device.
 pub fn initial_noise(guided: &Guided, rng: &mut Rng) -> Result<Tensor> {
-    let cfg = &guided.model.config;
-    let b = guided.batch();
-    let shape = (b, cfg.in_channels, cfg.image_size, cfg.image_size);
+    let (c, h, w) = guided.model.sample_shape();
+    let shape = (guided.batch(), c, h, w);
     rng::randn(rng, shape, guided.model.device())
 }
 

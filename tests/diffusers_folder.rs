@@ -163,3 +163,107 @@ fn broken_folders_are_refused_by_name() {
         assert_eq!(e.lines().count(), 1, "{e}");
     }
 }
+
+#[test]
+fn a_whole_ddim_run_matches_diffusers() {
+    use diffuse::sampler::{SamplerConfig, SamplerKind};
+    let model = diffuse::model::load(Some(&plain()), &Device::Cpu).unwrap();
+    let run =
+        candle_core::safetensors::load(plain().join("ddim.safetensors"), &Device::Cpu).unwrap();
+    let guided = model
+        .guided(1.0, &[vec![], vec![]], &[vec![], vec![]])
+        .unwrap();
+    let config = SamplerConfig {
+        thresholding: false,
+        ..SamplerConfig::new(SamplerKind::Ddim, 10)
+    };
+    let mut sampler = model.sampler(config).unwrap();
+    let mut rng = diffuse::rng::rng(0);
+    let x = diffuse::pipeline::denoise_from(
+        &guided,
+        sampler.as_mut(),
+        &mut rng,
+        0,
+        run["noise"].clone(),
+        |_| {},
+    )
+    .unwrap();
+    let err = common::max_abs_diff(&x, &run["sample"]);
+    println!("DDIM run: max |diffuse - diffusers| = {err:.2e}");
+    assert!(err < 1e-3, "{err}");
+}
+
+#[test]
+fn generate_img2img_and_invert_run_a_diffusers_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = common::s;
+    let plain = plain();
+    let out = tmp.path().join("g");
+    let o = common::diffuse(&[
+        "generate",
+        "--model",
+        s(&plain),
+        "--prompt",
+        "",
+        "--steps",
+        "3",
+        "--sampler",
+        "ddim",
+        "--out",
+        s(&out),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let img = image::open(out.join("sample_00.png")).unwrap();
+    assert_eq!((img.width(), img.height()), (16, 16));
+    assert_eq!(common::run_json(&out)["model"], s(&plain));
+    let class = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/unet2d/scale_shift_class");
+    let ok = common::diffuse(&[
+        "generate",
+        "--model",
+        s(&class),
+        "--prompt",
+        "3",
+        "--guidance",
+        "1",
+        "--steps",
+        "2",
+        "--out",
+        s(&tmp.path().join("c")),
+        "--quiet",
+    ]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let refused = tmp.path().join("refused");
+    let o = common::diffuse(&[
+        "generate",
+        "--model",
+        s(&class),
+        "--prompt",
+        "3",
+        "--steps",
+        "2",
+        "--out",
+        s(&refused),
+    ]);
+    common::assert_fails_with(
+        &o,
+        "needs a class number as the prompt (0..=4) and --guidance 1",
+    );
+    assert!(!refused.exists());
+    let o = common::diffuse(&[
+        "generate",
+        "--model",
+        s(&plain),
+        "--prompt",
+        "a cat",
+        "--out",
+        s(&refused),
+    ]);
+    common::assert_fails_with(&o, "this model is unconditional");
+    let o = common::diffuse(&["bench", "--model", s(&plain), "--quick"]);
+    common::assert_fails_with(&o, "diffuse bench times diffuse's own models so far");
+}

@@ -120,6 +120,12 @@ pub fn run(
     opts: &SuiteOptions,
     progress: &dyn Progress,
 ) -> Result<SuiteReport> {
+    if matches!(model.net, crate::model::Network::Diffusers(_)) {
+        return Err(crate::Error::Unsupported(format!(
+            "{} is a diffusers folder; diffuse bench times diffuse's own models so far",
+            model.name
+        )));
+    }
     let began = std::time::Instant::now();
     let device = model.device();
     let budget = Budget {

@@ -175,3 +175,56 @@ pub fn load_folder(dir: &Path, device: &Device) -> Result<DiffusersModel> {
         unet_dir,
     })
 }
+
+/// A diffusers folder as a [`LoadedModel`]: the network, and the metadata the jobs read
+/// (resolution, channels, prediction type from the scheduler, one prompt slot `class` whose
+/// words are the class numbers for a class-conditional model, and the scheduler's noise
+/// schedule, diffusers' DDPM defaults without one).
+pub fn load_model(dir: &Path, device: &Device) -> Result<crate::model::LoadedModel> {
+    use crate::model::{LoadedModel, ModelMeta, Network, MODEL_FORMAT};
+    use crate::unet::{Slot, UNetConfig, Vocabulary};
+    let loaded = load_folder(dir, device)?;
+    let config = &loaded.unet.config;
+    let sampler = match &loaded.scheduler {
+        Some(s) => s.sampler(crate::sampler::SamplerKind::Ddpm, 1)?,
+        None => crate::sampler::SamplerConfig::new(crate::sampler::SamplerKind::Ddpm, 1),
+    };
+    let schedule = match &loaded.scheduler {
+        Some(s) => s.schedule()?,
+        None => crate::schedule::ScheduleConfig {
+            beta_schedule: crate::schedule::BetaSchedule::Linear,
+            train_timesteps: 1000,
+            beta_start: 1e-4,
+            beta_end: 0.02,
+        },
+    };
+    let slots = match config.num_class_embeds {
+        Some(n) => vec![Slot {
+            name: "class".into(),
+            words: (0..n).map(|i| i.to_string()).collect(),
+        }],
+        None => Vec::new(),
+    };
+    let side = config.sample_size.unwrap_or(32);
+    let meta = ModelMeta {
+        format: MODEL_FORMAT,
+        unet: UNetConfig {
+            image_size: side,
+            in_channels: config.in_channels,
+            prediction: sampler.prediction,
+            vocab: Vocabulary { slots },
+            text: None,
+            ..UNetConfig::default()
+        },
+        schedule,
+        trained_steps: 0,
+    };
+    let weights = std::fs::read(loaded.unet_dir.join(WEIGHTS)).map_err(|e| Error::file(dir, e))?;
+    Ok(LoadedModel {
+        schedule: crate::schedule::NoiseSchedule::new(meta.schedule)?,
+        meta,
+        net: Network::Diffusers(Box::new(loaded.unet)),
+        name: dir.display().to_string(),
+        sha256: crate::model::sha256_hex(&weights),
+    })
+}

@@ -11,6 +11,8 @@ use super::blocks::{
 };
 use super::config::UNet2DConfig;
 use crate::nn::layers::{conv2d, linear, Conv2d};
+use crate::pipeline::Denoiser;
+use crate::unet::Condition;
 
 /// How a block changes the resolution: diffusers' convolution blocks, or a ResNet that
 /// resamples (`ResnetDownsampleBlock2D`, `ResnetUpsampleBlock2D`).
@@ -230,23 +232,45 @@ impl UNet2DModel {
     }
 
     /// SiLU(time embedding (+ class embedding)) `[B, temb]`, what every ResNet takes.
-    fn embedding(&self, t: &[f64], class_labels: Option<&Tensor>, x: &Tensor) -> Result<Tensor> {
+    fn embedding(&self, t: &[f64], cond: &Condition, x: &Tensor) -> Result<Tensor> {
         let c0 = self.config.block_out_channels[0];
         let cfg = &self.config;
         let feats = timestep_features(t, c0, cfg.flip_sin_to_cos, cfg.freq_shift, x.device())?; // [B, C0]
         let h = candle_nn::ops::silu(&self.linear_1.forward(&feats)?)?;
         let mut emb = self.linear_2.forward(&h)?; // [B, temb]
+        for class_emb in &cond.slots {
+            emb = (emb + class_emb)?;
+        }
+        candle_nn::ops::silu(&emb)
+    }
+
+    /// The class embeddings of `class_labels` `[B]` (u32) `[B, temb]` as a [`Condition`];
+    /// none for an unconditional model.
+    pub fn class_condition(
+        &self,
+        class_labels: Option<&Tensor>,
+        batch: usize,
+    ) -> Result<Condition> {
         match (&self.class_embedding, class_labels) {
-            (Some(table), Some(labels)) => emb = (emb + table.forward(labels)?)?,
+            (Some(table), Some(labels)) => {
+                let n = self.config.num_class_embeds.unwrap_or(0) as u32;
+                let max = labels.max(0)?.to_scalar::<u32>()?;
+                if max >= n {
+                    candle_core::bail!(
+                        "this class-conditional model needs a class number as the prompt (0..={}) and --guidance 1: it has no unconditional class for guidance",
+                        n.saturating_sub(1)
+                    );
+                }
+                Ok(Condition::new(vec![table.forward(labels)?], None, batch))
+            }
             (Some(_), None) => {
                 candle_core::bail!("this model is class-conditional: give it a class label")
             }
             (None, Some(_)) => {
                 candle_core::bail!("this model has no class embedding: give no class label")
             }
-            (None, None) => {}
+            (None, None) => Ok(Condition::new(Vec::new(), None, batch)),
         }
-        candle_nn::ops::silu(&emb)
     }
 
     /// Predicts the model output for `sample` `[B, C, H, W]` at `timesteps` (B values), with
@@ -257,11 +281,22 @@ impl UNet2DModel {
         timesteps: &[f64],
         class_labels: Option<&Tensor>,
     ) -> Result<Tensor> {
+        let cond = self.class_condition(class_labels, sample.dim(0)?)?;
+        self.forward_with(sample, timesteps, &cond)
+    }
+
+    /// [`forward`](Self::forward) under an encoded condition (the class embeddings).
+    pub fn forward_with(
+        &self,
+        sample: &Tensor,
+        timesteps: &[f64],
+        cond: &Condition,
+    ) -> Result<Tensor> {
         let sample = match self.config.center_input_sample {
             true => sample.affine(2.0, -1.0)?,
             false => sample.clone(),
         };
-        let temb = self.embedding(timesteps, class_labels, &sample)?; // [B, temb]
+        let temb = self.embedding(timesteps, cond, &sample)?; // [B, temb]
         let mut h = self.conv_in.forward(&sample)?; // [B, C0, H, W]
         let mut skips = vec![h.clone()];
         for block in &self.down {
@@ -292,5 +327,30 @@ impl UNet2DModel {
         }
         self.conv_out
             .forward(&self.conv_norm_out.forward(&h, true)?) // [B, C, H, W]
+    }
+}
+
+impl Denoiser for UNet2DModel {
+    fn device(&self) -> &candle_core::Device {
+        self.conv_in.weight.device()
+    }
+
+    fn sample_shape(&self) -> (usize, usize, usize) {
+        let side = self.config.sample_size.unwrap_or(32);
+        (self.config.in_channels, side, side)
+    }
+
+    /// Condition ids `[B, 1]` are class labels for a class-conditional model; an
+    /// unconditional model takes `[B, 0]`.
+    fn condition(&self, ids: &Tensor) -> Result<Condition> {
+        let (b, k) = ids.dims2()?;
+        match k {
+            0 => self.class_condition(None, b),
+            _ => self.class_condition(Some(&ids.narrow(1, 0, 1)?.squeeze(1)?), b),
+        }
+    }
+
+    fn forward_conditioned(&self, x_t: &Tensor, t: &[f64], cond: &Condition) -> Result<Tensor> {
+        self.forward_with(x_t, t, cond)
     }
 }

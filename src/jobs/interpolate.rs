@@ -133,7 +133,7 @@ fn sample_at(
     };
     let noise = draw()?; // [1, C, H, W]
     let cond = cond_a.lerp(cond_b, w)?;
-    let guided = Guided::from_conditions(&model.unet, opts.guidance, cond, uncond)?;
+    let guided = Guided::from_conditions(model.net.denoiser(), opts.guidance, cond, uncond)?;
     let mut sampler = model.sampler(*config)?;
     let predict = |x: &Tensor, t| guided.predict(x, t);
     pipeline::denoise_drawing(predict, sampler.as_mut(), &mut draw, 0, noise, |_| {})

@@ -127,7 +127,7 @@ fn invert_recording(
 ) -> Result<(Tensor, Vec<String>)> {
     let n = config.steps - opts.start_step;
     let keep = opts.frames.pick(n + 1);
-    let side = guided.model.config.image_size;
+    let side = guided.model.sample_shape().1;
     let scale = opts.scale.unwrap_or_else(|| default_scale(side));
     let mut record = |state: usize, x: &Tensor, x0: Option<&Tensor>, title: String| -> Result<()> {
         if !keep.contains(&state) {
@@ -183,13 +183,13 @@ pub fn run(
     let ids = prompt::encode(&opts.prompt, unet)?;
     let x = model.load_picture(&opts.image)?.x0.unsqueeze(0)?; // [1, 3, S, S]
     let grid = timesteps(&model.schedule, &config);
+    let guided = model.guided(opts.guidance, &[ids], &[prompt::null_ids(unet)])?;
     let _lock = fs::prepare_output_dir(&opts.out, opts.force)?;
     if opts.force {
         fs::remove_owned(&opts.out, is_invert_output)?;
     }
     let total = opts.frames.pick(config.steps - opts.start_step + 1).len();
     let frames = AnimationWriter::new(&opts.out, "inversion.gif", total, opts.fps, opts.force)?;
-    let guided = model.guided(opts.guidance, &[ids], &[prompt::null_ids(unet)])?;
     let (noise, mut files) = invert_recording(
         &guided,
         &model.schedule,

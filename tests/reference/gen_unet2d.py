@@ -64,6 +64,20 @@ LARGE = {
 }
 
 
+def ddim_run(model):
+    """A whole DDIM run (diffusers' defaults, 10 steps, eta 0) from seeded noise."""
+    from diffusers import DDIMScheduler
+    sched = DDIMScheduler(num_train_timesteps=1000)
+    sched.set_timesteps(10)
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 3, 16, 16, generator=g)
+    noise = x.clone()
+    with torch.no_grad():
+        for t in sched.timesteps:
+            x = sched.step(model(x, t).sample, t, x).prev_sample
+    return {"noise": noise, "sample": x.contiguous()}
+
+
 def main(root, configs):
     for name, cfg in configs.items():
         torch.manual_seed(0)
@@ -85,6 +99,8 @@ def main(root, configs):
         if labels is not None:
             io["class_labels"] = labels.to(torch.int64)
         save_file(io, os.path.join(folder, "io.safetensors"))
+        if name == "plain":
+            save_file(ddim_run(model), os.path.join(folder, "ddim.safetensors"))
         n = sum(p.numel() for p in model.parameters())
         print(f"{name}: {n} parameters, |output| max {out.abs().max():.3f}")
 

@@ -235,6 +235,12 @@ pub fn run(
 ) -> Result<GenerateReport> {
     let began = Instant::now();
     let (plan, mut sampler) = Plan::new(model, opts)?;
+    let k = opts.num_images;
+    let guided = model.guided(
+        opts.guidance,
+        &vec![plan.ids.clone(); k],
+        &vec![plan.neg.clone(); k],
+    )?;
     let _lock = fs::prepare_output_dir(&opts.out, opts.force)?;
     if opts.force {
         fs::remove_owned(&opts.out, is_generate_output)?;
@@ -251,12 +257,6 @@ pub fn run(
         trajectory: Vec::new(),
         maps: Vec::new(),
     };
-    let k = opts.num_images;
-    let guided = model.guided(
-        opts.guidance,
-        &vec![plan.ids.clone(); k],
-        &vec![plan.neg.clone(); k],
-    )?;
     progress.stage("denoising", (plan.timesteps.len() - plan.start) as u64);
     let t0 = Instant::now();
     let x = record::sample(&plan, sampler.as_mut(), &guided, opts, &mut rec, progress)?;

@@ -48,7 +48,7 @@ pub(super) fn sample(
         Ok(())
     };
     let outline = plan.inpaint.as_ref().map(|i| i.repaint.as_slice());
-    let side = guided.model.config.image_size;
+    let side = guided.model.sample_shape().1;
     let layout = (opts.num_images, side, plan.scale);
     let record = |frames: &mut AnimationWriter,
                   state: usize,
@@ -163,7 +163,9 @@ pub(super) fn sample(
 /// The cross-attention maps of image 0 of `x` (the input of the step at timestep `t`) for
 /// every word of the prompt `ids`.
 fn word_maps(guided: &Guided, ids: &[u32], x: &Tensor, t: usize) -> Result<StepMaps> {
-    let unet = guided.model;
+    let unet = guided.model.text_unet().ok_or_else(|| {
+        crate::Error::Unsupported("attention maps need a text model with cross-attention".into())
+    })?;
     let cond = crate::unet::cond_tensor(&[ids.to_vec()], unet.device())?; // [1, L]
     let maps = unet.word_maps(&x.narrow(0, 0, 1)?, t as f64, &cond)?; // [L, H, W]
     let words = ids.iter().take_while(|&&id| id != 0).count();
