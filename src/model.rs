@@ -289,6 +289,25 @@ pub fn load_bytes(name: &str, bytes: &[u8], device: &Device) -> Result<LoadedMod
     build(name.to_string(), bytes, device)
 }
 
+/// The weights of the model `load(path)` loads (a file or a built-in model), by name, on the
+/// CPU.
+pub fn weights(
+    path: Option<&Path>,
+) -> Result<std::collections::HashMap<String, candle_core::Tensor>> {
+    let named = path
+        .filter(|p| !p.exists())
+        .and_then(|p| p.to_str())
+        .and_then(builtin);
+    let (name, bytes) = match (path, named) {
+        (_, Some(b)) => (b.file.to_string(), b.bytes.to_vec()),
+        (Some(p), None) => (format!("'{}'", p.display()), read_model_file(p)?),
+        (None, None) => (BUILTINS[0].file.to_string(), BUILTINS[0].bytes.to_vec()),
+    };
+    let (_, tensors) =
+        safetensors::load_bytes_with_meta::<ModelMeta>(&bytes, MODEL_KEY, &name, &Device::Cpu)?;
+    Ok(tensors)
+}
+
 /// Loads `path` (a model file, or the name of a built-in model when no such file exists), or
 /// the default built-in model when `path` is None.
 pub fn load(path: Option<&Path>, device: &Device) -> Result<LoadedModel> {

@@ -7,6 +7,7 @@ mod bars;
 mod bench;
 mod compare;
 mod eval;
+mod export;
 mod flags;
 mod generate;
 mod interpolate;
@@ -74,6 +75,8 @@ enum Command {
     Compare(compare::CompareArgs),
     /// List the built-in models: what they draw, their words, resolution and size.
     Models(models::ModelsArgs),
+    /// Write a diffuse model as a diffusers UNet2DModel folder.
+    Export(export::ExportArgs),
 }
 
 /// What every command gets besides its own flags.
@@ -137,6 +140,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Interpolate(args) => interpolate::run(args, &ctx).context("diffuse interpolate"),
         Command::Compare(args) => compare::run(args, &ctx).context("diffuse compare"),
         Command::Models(args) => models::run(args).context("diffuse models"),
+        Command::Export(args) => export::run(args).context("diffuse export"),
         Command::Bench(args) => bench::run(args, &ctx).context("diffuse bench"),
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod blocks;
 pub mod config;
+pub mod export;
 pub mod folder;
 pub mod scheduler;
 pub mod unet2d;
