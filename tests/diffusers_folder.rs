@@ -264,6 +264,9 @@ fn generate_img2img_and_invert_run_a_diffusers_folder() {
         s(&refused),
     ]);
     common::assert_fails_with(&o, "this model is unconditional");
-    let o = common::diffuse(&["bench", "--model", s(&plain), "--quick"]);
-    common::assert_fails_with(&o, "diffuse bench times diffuse's own models so far");
+    let o = common::diffuse(&["bench", "--model", s(&plain), "--quick", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["rows"][1]["batch"], 16);
+    assert_eq!(r["rows"][0]["timing"]["runs"], 3);
 }

@@ -4,6 +4,7 @@
 //! suite ([`suite`]).
 
 pub mod cases;
+pub mod loaded;
 pub mod machine;
 pub mod suite;
 

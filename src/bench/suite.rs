@@ -122,7 +122,7 @@ pub fn run(
 ) -> Result<SuiteReport> {
     if matches!(model.net, crate::model::Network::Diffusers(_)) {
         return Err(crate::Error::Unsupported(format!(
-            "{} is a diffusers folder; diffuse bench times diffuse's own models so far",
+            "{} is a diffusers folder: time its forward pass with bench::loaded",
             model.name
         )));
     }

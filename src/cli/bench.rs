@@ -54,6 +54,9 @@ pub fn run(args: &BenchArgs, ctx: &Context) -> Result<()> {
         anyhow::bail!("--base-channels and --network choose the network of --model-only; the full suite times --model");
     }
     let model = diffuse::model::load(args.model.model.as_deref(), &device)?;
+    if matches!(model.net, diffuse::model::Network::Diffusers(_)) {
+        return run_loaded(&model, args, ctx);
+    }
     let opts = bench::suite::SuiteOptions {
         quick: args.quick,
         scratch: std::env::temp_dir().join(format!("diffuse-bench-{}", std::process::id())),
@@ -67,6 +70,41 @@ pub fn run(args: &BenchArgs, ctx: &Context) -> Result<()> {
         writeln!(out, "{}", serde_json::to_string(&report)?)?;
     } else {
         write!(out, "{}", suite_table(&report))?;
+    }
+    Ok(())
+}
+
+/// A diffusers folder: the forward pass at batch 1 and 16.
+fn run_loaded(model: &diffuse::model::LoadedModel, args: &BenchArgs, ctx: &Context) -> Result<()> {
+    let runs = if args.quick { 3 } else { 10 };
+    let report = bench::loaded::forward(model, &[1, 16], runs, &ctx.bars)?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string(&report)?)?;
+        return Ok(());
+    }
+    let (c, h, w) = report.sample_shape;
+    writeln!(
+        out,
+        "{}: forward of {c}x{h}x{w} samples, {} threads",
+        report.model, report.threads
+    )?;
+    writeln!(
+        out,
+        "| batch | median | min .. max | runs | images/s |\n|---:|---:|---:|---:|---:|"
+    )?;
+    for r in &report.rows {
+        let t = &r.timing;
+        writeln!(
+            out,
+            "| {} | {} | {} .. {} | {} | {:.1} |",
+            r.batch,
+            human_ms(t.median_ms),
+            human_ms(t.min_ms),
+            human_ms(t.max_ms),
+            t.runs,
+            r.images_per_s
+        )?;
     }
     Ok(())
 }
