@@ -102,7 +102,8 @@ fn resnet_resampling_blocks_match_diffusers() {
     assert!(err < 1e-4, "max |diffuse - diffusers| = {err}");
 }
 
-/// The exact architectures of `google/ddpm-cifar10-32` and of the course's butterflies model,
+/// A 1 M-parameter toy and the exact architectures of `google/ddpm-cifar10-32` and of the
+/// course's butterflies model,
 /// with random weights too large to commit: `tests/reference/gen_unet2d.py DIR --large`
 /// writes them, and `DIFFUSE_UNET2D_LARGE=DIR` points this test at them.
 #[test]
@@ -110,7 +111,7 @@ fn resnet_resampling_blocks_match_diffusers() {
 fn large_architectures_match_diffusers() {
     let dir = std::env::var("DIFFUSE_UNET2D_LARGE")
         .expect("set DIFFUSE_UNET2D_LARGE to the folder gen_unet2d.py --large wrote");
-    for name in ["cifar10_32", "butterflies_32"] {
+    for name in ["toy_1m", "cifar10_32", "butterflies_32"] {
         let err = check_in(Path::new(&dir), name);
         assert!(err < 1e-4, "{name}: max |diffuse - diffusers| = {err}");
     }

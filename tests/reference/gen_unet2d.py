@@ -7,7 +7,7 @@ How the reference was made (2026-11-25):
     /tmp/venv-diff/bin/pip install diffusers==0.42.1 torch==2.15.0 numpy safetensors
     /tmp/venv-diff/bin/python tests/reference/gen_unet2d.py tests/data/unet2d
 
-With --large it writes, instead, the exact architectures of google/ddpm-cifar10-32 (35.7 M
+With --large it writes, instead, a 1 M-parameter toy and the exact architectures of google/ddpm-cifar10-32 (35.7 M
 parameters) and of the diffusion course's 32-px butterflies model (18.5 M), with random
 weights, into a folder of your choice (about 220 MB, not committed); the ignored test
 `large_architectures_match_diffusers` in tests/diffusers_unet.rs reads them:
@@ -49,6 +49,12 @@ CONFIGS = {
 
 
 LARGE = {
+    "toy_1m": dict(
+        sample_size=32, layers_per_block=1, block_out_channels=(32, 48, 64),
+        down_block_types=("DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=16, norm_num_groups=8,
+    ),
     "cifar10_32": dict(
         sample_size=32, layers_per_block=2, block_out_channels=(128, 256, 256, 256),
         down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
