@@ -157,6 +157,9 @@ pub struct LoadedModel {
     /// schedule read from it; the other network fields are not its own.
     pub meta: ModelMeta,
     pub net: Network,
+    /// A diffusers folder's scheduler config, whose sampler options apply on top of the
+    /// caller's (see [`LoadedModel::with_prediction`]).
+    pub scheduler: Option<crate::diffusers::SchedulerConfig>,
     /// The noise schedule the model was trained with (from `meta.schedule`).
     pub schedule: NoiseSchedule,
     /// The file's path, or [`BUILTIN_NAME`].
@@ -203,12 +206,27 @@ impl LoadedModel {
     }
 
     /// `config` with this model's prediction type (what the network outputs is the model's
-    /// property, never the caller's choice).
+    /// property, never the caller's choice). For a diffusers folder also its scheduler's
+    /// `steps_offset`, and its `clip_sample` and `thresholding` where they are off (diffuse's
+    /// flags can only turn them off too).
     pub fn with_prediction(&self, config: SamplerConfig) -> SamplerConfig {
-        SamplerConfig {
+        let mut config = SamplerConfig {
             prediction: self.meta.unet.prediction,
             ..config
+        };
+        if let Some(s) = &self.scheduler {
+            config.steps_offset = s.steps_offset;
+            config.clip_sample &= s.clip_sample;
+            config.thresholding &= s.thresholding;
         }
+        config
+    }
+
+    /// The timestep spacing a diffusers folder's scheduler asks for, which commands use when
+    /// `--timestep-spacing` is not given.
+    pub fn folder_spacing(&self) -> Option<sampler::TimestepSpacing> {
+        let s = self.scheduler.as_ref()?.timestep_spacing.as_deref()?;
+        s.parse().ok()
     }
 
     /// A sampler over this model's schedule; the prediction type is the model's.
@@ -253,6 +271,7 @@ fn build(source: String, bytes: &[u8], device: &Device) -> Result<LoadedModel> {
     Ok(LoadedModel {
         meta,
         net: Network::Own(Box::new(unet)),
+        scheduler: None,
         schedule,
         name: source,
         sha256: sha256_hex(bytes),

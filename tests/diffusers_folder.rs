@@ -270,3 +270,44 @@ fn generate_img2img_and_invert_run_a_diffusers_folder() {
     assert_eq!(r["rows"][1]["batch"], 16);
     assert_eq!(r["rows"][0]["timing"]["runs"], 3);
 }
+
+#[test]
+fn the_folders_scheduler_options_apply() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = copy_with(&tmp.path().join("sched"), |_| {});
+    let sched = r#"{"_class_name": "DDIMScheduler", "timestep_spacing": "trailing", "steps_offset": 1, "clip_sample": false, "thresholding": false}"#;
+    std::fs::write(dir.join("scheduler_config.json"), sched).unwrap();
+    let run = |name: &str, extra: &[&str]| {
+        let out = tmp.path().join(name);
+        let mut a = vec![
+            "generate",
+            "--model",
+            common::s(&dir),
+            "--prompt",
+            "",
+            "--steps",
+            "4",
+            "--sampler",
+            "ddim",
+            "--frames",
+            "2",
+            "--out",
+            common::s(&out),
+            "--quiet",
+        ];
+        a.extend_from_slice(extra);
+        let o = common::diffuse(&a);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        common::run_json(&out)["sampler"].clone()
+    };
+    let s = run("folder", &[]);
+    assert_eq!(s["timestep_spacing"], "trailing");
+    assert_eq!(s["steps_offset"], 1);
+    assert_eq!(s["clip_sample"], false);
+    assert_eq!(s["thresholding"], false);
+    // An explicit flag wins over the folder.
+    assert_eq!(
+        run("flag", &["--timestep-spacing", "linspace"])["timestep_spacing"],
+        "linspace"
+    );
+}

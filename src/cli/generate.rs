@@ -214,9 +214,12 @@ pub fn run_inpaint(args: &InpaintArgs, ctx: &Context) -> Result<()> {
     run_with(&args.generate, opts, ctx)
 }
 
-fn run_with(args: &GenerateArgs, opts: GenerateOptions, ctx: &Context) -> Result<()> {
+fn run_with(args: &GenerateArgs, mut opts: GenerateOptions, ctx: &Context) -> Result<()> {
     let device = ctx.device(&args.device)?;
     let model = diffuse::model::load(args.model.model.as_deref(), &device)?;
+    if let (None, Some(sp)) = (args.tuning.timestep_spacing, model.folder_spacing()) {
+        opts.sampler.timestep_spacing = sp;
+    }
     let report = generate::run(&model, &opts, &ctx.bars)?;
     let how = match &report.inpaint {
         Some(i) if i.method == InpaintMethod::Repaint => format!(

@@ -69,7 +69,7 @@ pub fn run(args: &InterpolateArgs, ctx: &Context) -> Result<()> {
         thresholding: !args.no_thresholding,
         ..SamplerConfig::new(args.sampler, args.steps)
     };
-    if let Some(sp) = args.timestep_spacing {
+    if let Some(sp) = args.timestep_spacing.or(model.folder_spacing()) {
         sampler.timestep_spacing = sp;
     }
     let slug = diffuse::prompt::slug(&args.prompt);

@@ -63,7 +63,7 @@ pub fn run(args: &InvertArgs, ctx: &Context) -> Result<()> {
         eta: args.eta,
         ..invert::default_sampler(args.steps)
     };
-    if let Some(sp) = args.timestep_spacing {
+    if let Some(sp) = args.timestep_spacing.or(model.folder_spacing()) {
         sampler.timestep_spacing = sp;
     }
     let stem = args

@@ -224,6 +224,7 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<crate::model::LoadedMod
         schedule: crate::schedule::NoiseSchedule::new(meta.schedule)?,
         meta,
         net: Network::Diffusers(Box::new(loaded.unet)),
+        scheduler: loaded.scheduler,
         name: dir.display().to_string(),
         sha256: crate::model::sha256_hex(&weights),
     })
