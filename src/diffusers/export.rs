@@ -103,10 +103,7 @@ fn rename(name: &str) -> String {
 
 /// The weights under diffusers' names: 1×1 convolutions of attention as linear layers, the
 /// fused q/k/v split, the slot tables summed into one class table.
-fn weights_of(
-    model: &LoadedModel,
-    named: HashMap<String, Tensor>,
-) -> Result<HashMap<String, Tensor>> {
+fn weights_of(named: HashMap<String, Tensor>) -> Result<HashMap<String, Tensor>> {
     let mut out = HashMap::new();
     let mut slots: Vec<(usize, Tensor)> = Vec::new();
     for (name, t) in named {
@@ -155,7 +152,6 @@ fn weights_of(
         }
         out.insert("class_embedding.weight".into(), table);
     }
-    let _ = model;
     Ok(out)
 }
 
@@ -184,7 +180,7 @@ pub fn export(
         )));
     }
     let config = config_of(&model.meta.unet)?;
-    let weights = weights_of(model, named)?;
+    let weights = weights_of(named)?;
     let _lock = fs::prepare_output_dir(dir, force)?;
     let text = serde_json::to_vec_pretty(&config).map_err(|e| Error::Encode {
         format: "JSON",
