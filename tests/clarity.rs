@@ -84,93 +84,40 @@ fn the_gif_holds_its_last_frame_for_a_second_and_a_half() {
 #[test]
 fn every_output_folder_has_an_index_page() {
     let dir = tempfile::tempdir().unwrap();
-    let g = dir.path().join("g");
-    generate(&g, &[]);
-    let n = dir.path().join("n");
-    let scene = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/scene.png");
-    ok(&diffuse(&[
-        "noise",
-        "--image",
-        scene,
-        "--frames",
-        "3",
-        "--size",
-        "32x32",
-        "--out",
-        s(&n),
-        "--quiet",
-    ]));
-    let i = dir.path().join("i");
-    ok(&diffuse(&[
-        "invert",
-        "--image",
-        scene,
-        "--steps",
-        "3",
-        "--out",
-        s(&i),
-        "--quiet",
-    ]));
-    let w = dir.path().join("w");
-    ok(&diffuse(&[
-        "interpolate",
-        "--prompt",
-        "a red circle",
-        "--seed",
-        "1",
-        "--seed-to",
-        "2",
-        "--frames",
-        "2",
-        "--steps",
-        "2",
-        "--out",
-        s(&w),
-        "--quiet",
-    ]));
-    for (folder, title, pictures) in [
-        (
-            &g,
-            "diffuse generate",
-            &["strip.png", "denoising.gif", "grid.png"][..],
-        ),
-        (&n, "diffuse noise", &["strip.png", "noising.gif"][..]),
-        (
-            &i,
-            "diffuse invert",
-            &[
-                "strip.png",
-                "inversion.gif",
-                "input.png",
-                "reconstruction.png",
-            ][..],
-        ),
-        (
-            &w,
-            "diffuse interpolate",
-            &["strip.png", "interpolation.gif", "sample_000.png"][..],
-        ),
-    ] {
+    let pictures: [&[&str]; 4] = [
+        &["strip.png", "denoising.gif", "grid.png"],
+        &["strip.png", "noising.gif"],
+        &[
+            "strip.png",
+            "inversion.gif",
+            "input.png",
+            "reconstruction.png",
+        ],
+        &["strip.png", "interpolation.gif", "sample_000.png"],
+    ];
+    for (args, pictures) in common::tiny_folder_runs().iter().zip(pictures) {
+        let folder = dir.path().join(args[0]);
+        let mut a = args.clone();
+        a.extend(["--out", s(&folder), "--quiet"]);
+        ok(&diffuse(&a));
+        let title = format!("diffuse {}", args[0]);
         let html = std::fs::read_to_string(folder.join("index.html")).unwrap();
         assert!(html.contains(&format!("<h1>{title}</h1>")), "{title}");
         for p in pictures {
-            assert!(
-                html.contains(&format!("<img src=\"{p}\"")),
-                "{title} lacks {p}"
-            );
+            let img = format!("<img src=\"{p}\"");
+            assert!(html.contains(&img), "{title} lacks {p}");
             assert!(folder.join(p).exists());
         }
-        assert!(
-            html.contains("<td>diffuse_version</td>"),
-            "{title}: no settings"
-        );
-        let listed = common::run_json(folder)["files"].to_string();
+        let settings = html.contains("<td>diffuse_version</td>");
+        assert!(settings, "{title}: no settings");
+        let listed = common::run_json(&folder)["files"].to_string();
         assert!(
             listed.contains("index.html"),
             "{title}: run.json does not list index.html"
         );
     }
     // A run with --force replaces the page.
+    let g = dir.path().join("generate");
     generate(&g, &["--force", "--seed", "3"]);
     assert!(std::fs::read_to_string(g.join("index.html"))
         .unwrap()
@@ -232,7 +179,7 @@ fn compare_draws_a_labelled_row_per_value_and_refuses_unclear_requests() {
 #[test]
 fn forward_frames_fade_the_picture_evenly_by_default() {
     let dir = tempfile::tempdir().unwrap();
-    let scene = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/scene.png");
+    let scene = common::SCENE;
     let run = |name: &str, extra: &[&str]| -> Vec<usize> {
         let out = dir.path().join(name);
         let mut a = vec![

@@ -25,7 +25,7 @@ fn diffuse_piped(args: &[&str], input: &[u8]) -> std::process::Output {
 #[test]
 fn a_picture_can_come_from_a_pipe() {
     let dir = tempfile::tempdir().unwrap();
-    let scene = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/scene.png")).unwrap();
+    let scene = std::fs::read(common::SCENE).unwrap();
     let out = dir.path().join("piped");
     let args = [
         "noise",
@@ -133,43 +133,15 @@ fn cosine_ignores_the_beta_range_it_does_not_use() {
 fn a_non_utf8_output_folder_is_recorded_lossily() {
     use std::os::unix::ffi::OsStrExt;
     let dir = tempfile::tempdir().unwrap();
-    let scene = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/scene.png");
     let mut name = dir.path().as_os_str().as_bytes().to_vec();
     name.extend(b"/out\xff");
     let out = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&name));
-    let runs: [&[&str]; 4] = [
-        &[
-            "generate",
-            "--prompt",
-            "a red circle",
-            "--steps",
-            "2",
-            "--frames",
-            "2",
-        ],
-        &[
-            "noise", "--image", scene, "--size", "16x16", "--frames", "2",
-        ],
-        &["invert", "--image", scene, "--steps", "2"],
-        &[
-            "interpolate",
-            "--prompt",
-            "a red circle",
-            "--seed",
-            "1",
-            "--seed-to",
-            "2",
-            "--frames",
-            "2",
-            "--steps",
-            "2",
-        ],
-    ];
+    let runs = common::tiny_folder_runs();
     for (i, args) in runs.iter().enumerate() {
         let mut folder = out.clone().into_os_string();
         folder.push(i.to_string());
         let o = Command::new(env!("CARGO_BIN_EXE_diffuse"))
-            .args(*args)
+            .args(args)
             .arg("--out")
             .arg(&folder)
             .arg("--quiet")

@@ -89,3 +89,39 @@ pub fn tiny_text_unet() -> diffuse::unet::UNetConfig {
         ..Default::default()
     }
 }
+
+/// The picture the tests diffuse.
+pub const SCENE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/scene.png");
+
+/// Every command that writes an output folder, at tiny settings and without `--out`:
+/// generate, noise, invert and interpolate (their folders' titles are `diffuse <command>`).
+pub fn tiny_folder_runs() -> [Vec<&'static str>; 4] {
+    [
+        vec![
+            "generate",
+            "--prompt",
+            "a red circle",
+            "--steps",
+            "2",
+            "--frames",
+            "2",
+        ],
+        vec![
+            "noise", "--image", SCENE, "--size", "16x16", "--frames", "2",
+        ],
+        vec!["invert", "--image", SCENE, "--steps", "2"],
+        vec![
+            "interpolate",
+            "--prompt",
+            "a red circle",
+            "--seed",
+            "1",
+            "--seed-to",
+            "2",
+            "--frames",
+            "2",
+            "--steps",
+            "2",
+        ],
+    ]
+}
