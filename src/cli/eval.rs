@@ -298,22 +298,34 @@ fn emoji_self_test(json: bool) -> Result<()> {
         job::SELF_TEST_COUNT,
         job::SELF_TEST_SEED,
         &job::SELF_TEST_SIGMAS,
+        &emoji_job::SELF_TEST_BLURS,
     )?;
     print_self_test(json, &rows, "emoji judge", "scenes", |out| {
         writeln!(
             out,
-            "{:>12} {:>10} {:>12} {:>12} {:>10}",
-            "noise sigma", "one noun", "pair objects", "pair both", "relation"
+            "{:>11} {:>10} {:>10} {:>12} {:>10} {:>10} {:>13}",
+            "noise sigma",
+            "blur px",
+            "one noun",
+            "pair objects",
+            "pair both",
+            "relation",
+            "extra object"
         )?;
         for r in &rows {
+            let mut all = r.single.clone();
+            all.extra += r.pairs.extra;
+            all.samples += r.pairs.samples;
             writeln!(
                 out,
-                "{:>12.2} {:>10} {:>12} {:>12} {:>10}",
+                "{:>11.2} {:>10.1} {:>10} {:>12} {:>10} {:>10} {:>13}",
                 r.noise_sigma,
+                r.blur_sigma,
                 pct(r.single.all_accuracy()),
                 pct(r.pairs.object_accuracy()),
                 pct(r.pairs.all_accuracy()),
-                pct(r.pairs.relation_accuracy())
+                pct(r.pairs.relation_accuracy()),
+                pct(all.extra_rate())
             )?;
         }
         Ok(())

@@ -79,6 +79,8 @@ pub struct Counts {
     /// Spatial-relation samples with both nouns found, and of those, the relation right.
     pub relation_checked: usize,
     pub relation_right: usize,
+    /// Samples where the judge found an object the caption does not name.
+    pub extra: usize,
 }
 
 impl Counts {
@@ -88,6 +90,7 @@ impl Counts {
         self.objects += r.found.len();
         self.objects_found += r.found.iter().filter(|&&f| f).count();
         self.all_found += usize::from(r.all_found);
+        self.extra += usize::from(r.extra);
         if let Some(ok) = r.relation_ok {
             self.relation_checked += 1;
             self.relation_right += usize::from(ok);
@@ -109,6 +112,10 @@ impl Counts {
     /// Share of samples with every caption noun found.
     pub fn all_accuracy(&self) -> f64 {
         Self::ratio(self.all_found, self.samples)
+    }
+    /// Share of samples with an object the caption does not name.
+    pub fn extra_rate(&self) -> f64 {
+        Self::ratio(self.extra, self.samples)
     }
     /// Share of relation checks passed, given both nouns were found.
     pub fn relation_accuracy(&self) -> f64 {
@@ -209,6 +216,7 @@ fn summarise(
             c.all_found += r.counts.all_found;
             c.relation_checked += r.counts.relation_checked;
             c.relation_right += r.counts.relation_right;
+            c.extra += r.counts.extra;
         }
         c
     };
@@ -225,26 +233,43 @@ fn summarise(
     }
 }
 
-/// The judge's accuracy on fresh dataset scenes at one noise level.
+/// Blurs (Gaussian σ in pixels) under which the self-test also reads the scenes, without
+/// noise: model samples are softer than the sprites.
+pub const SELF_TEST_BLURS: [f64; 2] = [1.0, 2.0];
+
+/// The judge's accuracy on fresh dataset scenes at one noise level or blur.
 #[derive(Debug, Clone, Serialize)]
 pub struct SelfTestRow {
     pub noise_sigma: f64,
+    pub blur_sigma: f64,
     pub single: Counts,
     pub pairs: Counts,
 }
 
-/// Reads `count` fresh dataset scenes (seed `seed`) at each noise level.
-pub fn self_test(count: usize, seed: u64, sigmas: &[f64]) -> Result<Vec<SelfTestRow>> {
-    if let Some(&bad) = sigmas.iter().find(|s| !(s.is_finite() && **s >= 0.0)) {
+/// Reads `count` fresh dataset scenes (seed `seed`) at each noise level, then at each of
+/// `blurs` without noise.
+pub fn self_test(
+    count: usize,
+    seed: u64,
+    sigmas: &[f64],
+    blurs: &[f64],
+) -> Result<Vec<SelfTestRow>> {
+    let all = sigmas.iter().chain(blurs);
+    if let Some(&bad) = all.into_iter().find(|s| !(s.is_finite() && **s >= 0.0)) {
         return Err(Error::option_is("sigma", bad, "must be a number ≥ 0"));
     }
     let scenes = emoji::render_range(seed, 0, count);
+    let conditions = sigmas
+        .iter()
+        .map(|&s| (s, 0.0))
+        .chain(blurs.iter().map(|&b| (0.0, b)));
     let mut out = Vec::new();
-    for &sigma in sigmas {
+    for (sigma, blur) in conditions {
         let mut r = rng::rng(seed ^ 0x5eed);
         let (mut single, mut pairs) = (Counts::default(), Counts::default());
         for (scene, img) in &scenes {
-            let noisy = crate::jobs::eval::add_noise(img, sigma, &mut r);
+            let soft = crate::judge::emoji::blurred(img, blur as f32);
+            let noisy = crate::jobs::eval::add_noise(&soft, sigma, &mut r);
             let nouns: Vec<usize> = scene.objects.iter().map(|o| o.noun).collect();
             let reading = read(&noisy, &nouns, scene.relation);
             match nouns.len() {
@@ -254,6 +279,7 @@ pub fn self_test(count: usize, seed: u64, sigmas: &[f64]) -> Result<Vec<SelfTest
         }
         out.push(SelfTestRow {
             noise_sigma: sigma,
+            blur_sigma: blur,
             single,
             pairs,
         });

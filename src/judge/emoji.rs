@@ -32,12 +32,88 @@ const MIN_VISIBLE: f32 = 300.0;
 /// Boxes overlapping more than this (intersection over the smaller box) are one object.
 const MAX_OVERLAP: f64 = 0.3;
 
-/// One sprite at one side: its opaque pixels as (dx, dy, rgb), and its transparent ones.
+/// Standard deviation, in pixels, of the Gaussian blur applied to both the picture and the
+/// sprites before they are compared.
+pub const BLUR_SIGMA: f32 = 1.0;
+
+/// One pixel of a blurred sprite: its place, premultiplied colour and coverage.
+#[derive(Clone, Copy)]
+struct Texel {
+    dx: u32,
+    dy: u32,
+    rgb: [f32; 3],
+    alpha: f32,
+}
+
+/// One blurred sprite at one side: its mostly covered pixels and its mostly clear ones.
 struct Template {
     noun: usize,
     side: u32,
-    pixels: Vec<(u32, u32, [f32; 3])>,
-    clear: Vec<(u32, u32)>,
+    pixels: Vec<Texel>,
+    clear: Vec<Texel>,
+}
+
+/// Blurs `c`-channel interleaved planes of `w`×`h` in place (separable Gaussian, edges
+/// repeated).
+pub(crate) fn blur(v: &mut [f32], w: usize, h: usize, c: usize, sigma: f32) {
+    if sigma <= 0.0 {
+        return;
+    }
+    let r = (3.0 * sigma).ceil() as i64;
+    let k: Vec<f32> = (-r..=r)
+        .map(|i| (-(i * i) as f32 / (2.0 * sigma * sigma)).exp())
+        .collect();
+    let sum: f32 = k.iter().sum();
+    let k: Vec<f32> = k.iter().map(|x| x / sum).collect();
+    let pass = |v: &[f32], horizontal: bool| {
+        let mut out = vec![0f32; v.len()];
+        for y in 0..h as i64 {
+            for x in 0..w as i64 {
+                for (j, kj) in k.iter().enumerate() {
+                    let d = j as i64 - r;
+                    let (sx, sy) = if horizontal {
+                        ((x + d).clamp(0, w as i64 - 1), y)
+                    } else {
+                        (x, (y + d).clamp(0, h as i64 - 1))
+                    };
+                    let (o, s) = (
+                        (y * w as i64 + x) as usize * c,
+                        (sy * w as i64 + sx) as usize * c,
+                    );
+                    for ch in 0..c {
+                        out[o + ch] += kj * v[s + ch];
+                    }
+                }
+            }
+        }
+        out
+    };
+    let t = pass(v, true);
+    v.copy_from_slice(&pass(&t, false));
+}
+
+/// The sprite of `noun` at `side`, blurred as premultiplied RGBA (transparent pixels stay
+/// transparent, not dark); pixels outside the sprite count as clear.
+fn blurred_sprite(noun: usize, side: u32) -> Vec<Texel> {
+    let sprite = emoji::sprite(noun, side);
+    let mut v: Vec<f32> = sprite
+        .pixels()
+        .flat_map(|p| {
+            let a = p.0[3] as f32 / 255.0;
+            [p.0[0] as f32 * a, p.0[1] as f32 * a, p.0[2] as f32 * a, a]
+        })
+        .collect();
+    let s = side as usize;
+    blur(&mut v, s, s, 4, BLUR_SIGMA);
+    v.chunks(4)
+        .enumerate()
+        .map(|(i, p)| Texel {
+            dx: (i % s) as u32,
+            dy: (i / s) as u32,
+            rgb: [p[0], p[1], p[2]],
+            alpha: p[3],
+        })
+        .collect()
 }
 
 fn templates() -> &'static Vec<Template> {
@@ -46,17 +122,9 @@ fn templates() -> &'static Vec<Template> {
         let mut out = Vec::new();
         for noun in 0..NOUNS.len() {
             for side in SIDES {
-                let sprite = emoji::sprite(noun, side);
-                let pixels = sprite
-                    .enumerate_pixels()
-                    .filter(|(_, _, p)| p.0[3] >= 192)
-                    .map(|(x, y, p)| (x, y, [p.0[0] as f32, p.0[1] as f32, p.0[2] as f32]))
-                    .collect();
-                let clear = sprite
-                    .enumerate_pixels()
-                    .filter(|(_, _, p)| p.0[3] < 64)
-                    .map(|(x, y, _)| (x, y))
-                    .collect();
+                let (pixels, clear) = blurred_sprite(noun, side)
+                    .into_iter()
+                    .partition(|t| t.alpha >= 0.5);
                 out.push(Template {
                     noun,
                     side,
@@ -156,14 +224,15 @@ impl Scene {
     /// border pixels within 40 levels of the first fit (objects touching the border drop out).
     fn new(img: &RgbImage) -> Self {
         let (w, h) = img.dimensions();
-        let rgb: Vec<f32> = img.as_raw().iter().map(|&v| v as f32).collect();
+        let mut rgb: Vec<f32> = img.as_raw().iter().map(|&v| v as f32).collect();
+        blur(&mut rgb, w as usize, h as usize, 3, BLUR_SIGMA);
         let border: Vec<(u32, u32)> = (0..w)
             .flat_map(|x| [(x, 0), (x, h - 1)])
             .chain((1..h.saturating_sub(1)).flat_map(|y| [(0, y), (w - 1, y)]))
             .collect();
         let mut background = vec![0f32; rgb.len()];
         for c in 0..3 {
-            let v = |x: u32, y: u32| img.get_pixel(x, y).0[c] as f64;
+            let v = |x: u32, y: u32| rgb[((y * w + x) * 3) as usize + c] as f64;
             let pts: Vec<(f64, f64, f64)> = border
                 .iter()
                 .map(|&(x, y)| (x as f64, y as f64, v(x, y)))
@@ -215,10 +284,20 @@ impl Scene {
             (d0 * d0 + d1 * d1 + d2 * d2) / 3.0
         };
         let at = |dx: u32, dy: u32| (((y + dy) * self.w + x + dx) * 3) as usize;
+        // The blurred sprite composited over the background.
+        let over = |p: &Texel, o: usize| {
+            let b = &self.background[o..o + 3];
+            let k = 1.0 - p.alpha;
+            [
+                p.rgb[0] + k * b[0],
+                p.rgb[1] + k * b[1],
+                p.rgb[2] + k * b[2],
+            ]
+        };
         let (mut opaque, mut contrast) = (0f32, 0f32);
-        for (i, &(dx, dy, rgb)) in t.pixels.iter().enumerate() {
-            let o = at(dx, dy);
-            opaque += sq(&self.rgb[o..o + 3], &rgb);
+        for (i, p) in t.pixels.iter().enumerate() {
+            let o = at(p.dx, p.dy);
+            opaque += sq(&self.rgb[o..o + 3], &over(p, o));
             contrast += sq(&self.rgb[o..o + 3], &self.background[o..o + 3]);
             if i % 32 == 31 && opaque > limit {
                 return f32::INFINITY;
@@ -235,9 +314,9 @@ impl Scene {
             return f32::INFINITY;
         }
         let mut clear = 0f32;
-        for &(dx, dy) in &t.clear {
-            let o = at(dx, dy);
-            clear += sq(&self.rgb[o..o + 3], &self.background[o..o + 3]);
+        for p in &t.clear {
+            let o = at(p.dx, p.dy);
+            clear += sq(&self.rgb[o..o + 3], &over(p, o));
         }
         let clear_net = (clear / t.clear.len().max(1) as f32 - self.noise).max(0.0);
         opaque_net + clear_net
@@ -343,6 +422,19 @@ pub fn detect(img: &RgbImage, max: usize) -> Vec<Detection> {
     found
 }
 
+/// The picture blurred by a Gaussian of `sigma` pixels (for testing the judge on soft
+/// pictures).
+pub fn blurred(img: &RgbImage, sigma: f32) -> RgbImage {
+    let (w, h) = img.dimensions();
+    let mut v: Vec<f32> = img.as_raw().iter().map(|&x| x as f32).collect();
+    blur(&mut v, w as usize, h as usize, 3, sigma);
+    let raw = v
+        .iter()
+        .map(|x| x.round().clamp(0.0, 255.0) as u8)
+        .collect();
+    RgbImage::from_raw(w, h, raw).expect("same size")
+}
+
 /// The judge's reading of a picture against its caption.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Reading {
@@ -352,6 +444,8 @@ pub struct Reading {
     pub all_found: bool,
     /// For a spatial relation with both nouns found: whether their boxes honour it.
     pub relation_ok: Option<bool>,
+    /// Whether an object the caption does not name was found.
+    pub extra: bool,
     pub detections: Vec<Detection>,
 }
 
@@ -372,10 +466,12 @@ pub fn read(img: &RgbImage, nouns: &[usize], relation: Option<Relation>) -> Read
         },
         _ => None,
     };
+    let extra = detections.iter().any(|d| !nouns.contains(&d.noun));
     Reading {
         found,
         all_found,
         relation_ok,
+        extra,
         detections,
     }
 }
