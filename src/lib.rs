@@ -17,6 +17,7 @@
 //! - [`render`]: tensors to pictures, grids, frame sequences with GIF and strip, plots.
 //! - [`jobs`]: one file per command, each a short sequence of the calls above.
 //! - [`bench`]: the `diffuse bench` suite and its cases.
+//! - [`serve`]: the web playground (`diffuse serve`): its API, job queue and page.
 //! - [`device`], [`rng`], [`progress`], [`alloc`], [`error`]: where tensors live, seeded
 //!   noise, progress reporting, the heap counter and the error type.
 //!
@@ -43,6 +44,7 @@ pub mod render;
 pub mod rng;
 pub mod sampler;
 pub mod schedule;
+pub mod serve;
 pub mod text;
 pub mod train;
 pub mod unet;

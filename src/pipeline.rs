@@ -230,13 +230,7 @@ pub fn denoise_drawing(
     let timesteps = sampler.timesteps().to_vec();
     let n = timesteps.len();
     for (i, &t) in timesteps.iter().enumerate().skip(start) {
-        let eps = predict(&x, t)?;
-        let noise = if sampler.uses_noise() {
-            draw()?
-        } else {
-            x.zeros_like()?
-        };
-        let (next, x0) = sampler.step(&eps, i, &x, &noise)?;
+        let (next, x0, eps) = step_drawing(&mut predict, sampler, &mut draw, i, &x)?;
         x = next;
         on_step(StepEvent {
             i,
@@ -248,6 +242,41 @@ pub fn denoise_drawing(
         });
     }
     Ok(x)
+}
+
+/// Step `i` of `sampler` from `x` (the sample at `timesteps()[i]`): predict, draw the
+/// sampler's noise if it uses any, step. Returns (x after the step, the x0 prediction, the
+/// model output), each `[B, C, H, W]`.
+pub fn step_drawing(
+    mut predict: impl FnMut(&Tensor, usize) -> Result<Tensor>,
+    sampler: &mut dyn Sampler,
+    mut draw: impl FnMut() -> Result<Tensor>,
+    i: usize,
+    x: &Tensor,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let t = sampler.timesteps()[i];
+    let eps = predict(x, t)?;
+    let noise = if sampler.uses_noise() {
+        draw()?
+    } else {
+        x.zeros_like()?
+    };
+    let (next, x0) = sampler.step(&eps, i, x, &noise)?;
+    Ok((next, x0, eps))
+}
+
+/// Step `i` of a guided run, drawing the sampler's noise from `rng` (as [`denoise_from`]
+/// does, so a run taken step by step equals one taken whole).
+pub fn guided_step(
+    guided: &Guided,
+    sampler: &mut dyn Sampler,
+    rng: &mut Rng,
+    i: usize,
+    x: &Tensor,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let (shape, device) = (x.shape().clone(), x.device().clone());
+    let draw = || rng::randn(rng, shape.clone(), &device);
+    step_drawing(|x, t| guided.predict(x, t), sampler, draw, i, x)
 }
 
 /// SDEdit's start, with diffusers' img2img semantics: of N steps, the last

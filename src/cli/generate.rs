@@ -150,7 +150,7 @@ impl GenerateArgs {
         let seed = self.seed.unwrap_or_else(|| rand::random::<u64>() >> 11);
         let mut sampler = SamplerConfig {
             eta: self.tuning.eta,
-            thresholding: !self.sampling.no_thresholding,
+            thresholding: generate::DEFAULT_THRESHOLDING && !self.sampling.no_thresholding,
             clip_sample: !self.tuning.no_clip_sample,
             ..SamplerConfig::new(self.sampling.sampler, self.sampling.steps)
         };

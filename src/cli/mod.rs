@@ -15,6 +15,7 @@ mod invert;
 mod models;
 mod noise;
 mod schedule;
+mod serve;
 mod train;
 
 use std::process::ExitCode;
@@ -77,6 +78,8 @@ enum Command {
     Models(models::ModelsArgs),
     /// Write a diffuse model as a diffusers UNet2DModel folder.
     Export(export::ExportArgs),
+    /// A web playground on this machine: type a prompt, watch every step live.
+    Serve(serve::ServeArgs),
 }
 
 /// What every command gets besides its own flags.
@@ -142,6 +145,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Models(args) => models::run(args).context("diffuse models"),
         Command::Export(args) => export::run(args).context("diffuse export"),
         Command::Bench(args) => bench::run(args, &ctx).context("diffuse bench"),
+        Command::Serve(args) => serve::run(args, &ctx).context("diffuse serve"),
     }
 }
 

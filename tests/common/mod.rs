@@ -1,6 +1,8 @@
 //! Helpers shared by the tests: running the real `diffuse` binary, and comparing tensors.
 #![allow(dead_code)]
 
+pub mod server;
+
 use std::path::Path;
 use std::process::{Command, Output};
 

@@ -35,6 +35,9 @@ use record::Recording;
 pub const DEFAULT_SAMPLER: sampler::SamplerKind = sampler::SamplerKind::Ddpm;
 pub const DEFAULT_STEPS: usize = 20;
 pub const DEFAULT_GUIDANCE: f64 = 3.0;
+/// Dynamic thresholding of x0 (diffusers' `thresholding`), on by default for pixel-space
+/// models as diffusers recommends; `--no-thresholding` turns it off.
+pub const DEFAULT_THRESHOLDING: bool = true;
 /// Images side by side.
 pub const DEFAULT_NUM_IMAGES: usize = 4;
 /// The most images one run makes.

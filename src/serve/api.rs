@@ -1,0 +1,381 @@
+//! The playground's JSON endpoints: the model's vocabulary and defaults, the schedule
+//! curves, forward noising of a picture, and accepting generate runs. Every request is
+//! checked here; a bad one gets a 4xx naming the field.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiError;
+use super::jobs::{JobSpec, QueueStatus, Variant};
+use super::AppState;
+use crate::data::emoji;
+use crate::jobs::generate::{DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS};
+use crate::sampler::SamplerKind;
+use crate::schedule::{BetaSchedule, NoiseSchedule, ScheduleConfig};
+
+type ApiResult<T> = std::result::Result<T, ApiError>;
+
+/// [`super::Limits::max_body_bytes`] by default, in MiB, for messages.
+const MAX_BODY_MIB: usize = super::Limits::DEFAULT_BODY_BYTES >> 20;
+
+/// The largest guidance scale a request may ask for.
+pub const MAX_GUIDANCE: f64 = 50.0;
+/// The pictures `POST /api/noise` offers without an upload.
+pub const BUILTIN_PICTURES: [&str; 2] = ["scene", "emoji"];
+
+/// Refuses requests sent by a page of another origin (no CORS): a browser names the page's
+/// origin in `Origin`, and it must be this server's own.
+pub async fn same_origin_only(req: Request, next: Next) -> Response {
+    if let Some(origin) = foreign_origin(req.headers()) {
+        return ApiError::status(
+            StatusCode::FORBIDDEN,
+            format!("requests from another origin ({origin}) are refused"),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// The `Origin` of a request when it is not `http://<Host>`.
+fn foreign_origin(headers: &axum::http::HeaderMap) -> Option<String> {
+    let get = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let origin = headers.get(header::ORIGIN)?;
+    let origin = origin.to_str().unwrap_or("?");
+    let host = get(header::HOST).unwrap_or("");
+    (origin != format!("http://{host}")).then(|| origin.to_string())
+}
+
+/// Any other path.
+pub async fn not_found() -> ApiError {
+    ApiError::status(StatusCode::NOT_FOUND, "no such page or endpoint")
+}
+
+/// `GET /api/model`.
+#[derive(Serialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub resolution: usize,
+    /// "text" (a caption) or "slots" (one word per slot).
+    pub prompts: &'static str,
+    pub vocabulary: Vec<(String, Vec<String>)>,
+    pub example: &'static str,
+    pub samplers: Vec<String>,
+    pub defaults: Defaults,
+    pub limits: super::Limits,
+    pub max_guidance: f64,
+    /// Noun pairs never shown together in training (the emoji model).
+    pub held_out: Vec<(&'static str, &'static str)>,
+    pub schedules: Vec<&'static str>,
+    pub schedule: &'static str,
+    pub train_timesteps: usize,
+    pub pictures: [&'static str; 2],
+    /// Attention maps per word are available.
+    pub attention: bool,
+}
+
+#[derive(Serialize)]
+pub struct Defaults {
+    pub sampler: String,
+    pub steps: usize,
+    pub guidance: f64,
+    pub num_images: usize,
+}
+
+pub async fn model(State(state): State<Arc<AppState>>) -> Json<ModelInfo> {
+    let m = &state.model;
+    let unet = &m.meta.unet;
+    let text = unet.text.as_ref();
+    let vocabulary = match text {
+        Some(t) => vec![("words".to_string(), t.vocab[1..].to_vec())],
+        None => unet
+            .vocab
+            .slots
+            .iter()
+            .map(|s| (s.name.clone(), s.words.clone()))
+            .collect(),
+    };
+    let emoji_words = text.is_some_and(|t| t.vocab.iter().any(|w| w == "computer"));
+    let held_out = if emoji_words {
+        emoji::held_out_pairs()
+            .into_iter()
+            .map(|(a, b)| (emoji::NOUNS[a].name, emoji::NOUNS[b].name))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Json(ModelInfo {
+        name: m.name.clone(),
+        resolution: unet.image_size,
+        prompts: if text.is_some() { "text" } else { "slots" },
+        vocabulary,
+        example: if emoji_words {
+            "a cat with a computer"
+        } else {
+            "a red circle"
+        },
+        samplers: SamplerKind::ALL.iter().map(|k| k.to_string()).collect(),
+        defaults: Defaults {
+            sampler: DEFAULT_SAMPLER.to_string(),
+            steps: DEFAULT_STEPS,
+            guidance: DEFAULT_GUIDANCE,
+            num_images: 1,
+        },
+        limits: state.limits,
+        max_guidance: MAX_GUIDANCE,
+        held_out,
+        schedules: BetaSchedule::ALL.iter().map(|b| b.name()).collect(),
+        schedule: m.schedule.config.beta_schedule.name(),
+        train_timesteps: m.schedule.len(),
+        pictures: BUILTIN_PICTURES,
+        attention: text.is_some(),
+    })
+}
+
+/// `GET /api/status`: the queue's counts.
+pub async fn status(State(state): State<Arc<AppState>>) -> Json<QueueStatus> {
+    Json(state.jobs.status())
+}
+
+#[derive(Deserialize)]
+pub struct ScheduleQuery {
+    schedule: Option<String>,
+}
+
+/// `GET /api/schedule`: ᾱ_t and SNR(t) = ᾱ_t / (1 − ᾱ_t) for every training timestep.
+#[derive(Serialize)]
+pub struct ScheduleCurves {
+    pub schedule: &'static str,
+    pub alphas_cumprod: Vec<f64>,
+    pub snr: Vec<f64>,
+}
+
+/// The model's schedule, or the same settings with another β schedule.
+pub(super) fn schedule_named(state: &AppState, name: Option<&str>) -> ApiResult<NoiseSchedule> {
+    let mut config: ScheduleConfig = state.model.schedule.config;
+    if let Some(n) = name {
+        config.beta_schedule = n.parse().map_err(|e| ApiError::from_lib("schedule", e))?;
+    }
+    NoiseSchedule::new(config).map_err(|e| ApiError::from_lib("schedule", e))
+}
+
+pub async fn schedule(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<ScheduleQuery>,
+) -> ApiResult<Json<ScheduleCurves>> {
+    let s = schedule_named(&state, q.schedule.as_deref())?;
+    Ok(Json(ScheduleCurves {
+        schedule: s.config.beta_schedule.name(),
+        snr: (0..s.len()).map(|t| s.snr(t)).collect(),
+        alphas_cumprod: s.alphas_cumprod,
+    }))
+}
+
+/// A request body as the handler gets it: too large a body becomes a JSON 413.
+pub(super) type Body = std::result::Result<Bytes, axum::extract::rejection::BytesRejection>;
+
+/// Parses a JSON body, naming the field serde names (or `body`).
+pub(super) fn parse_body<T: serde::de::DeserializeOwned>(body: Body) -> ApiResult<T> {
+    let body = body.map_err(|e| {
+        let status = e.status();
+        let what = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            format!(
+                "the request body is larger than the {} MiB limit",
+                MAX_BODY_MIB
+            )
+        } else {
+            e.body_text()
+        };
+        ApiError::status(status, what)
+    })?;
+    serde_json::from_slice(&body).map_err(|e| {
+        let msg = e.to_string();
+        // serde names unknown and missing fields between backticks.
+        let field = msg
+            .split('`')
+            .nth(1)
+            .filter(|_| msg.contains("field"))
+            .unwrap_or("body")
+            .to_string();
+        ApiError::field(&field, format!("invalid JSON: {msg}"))
+    })
+}
+
+/// `POST /api/generate`'s body. Left-out fields take `diffuse generate`'s defaults.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateRequest {
+    pub prompt: String,
+    #[serde(default)]
+    pub negative_prompt: Option<String>,
+    #[serde(default)]
+    pub sampler: Option<String>,
+    #[serde(default)]
+    pub steps: Option<usize>,
+    #[serde(default)]
+    pub guidance: Option<f64>,
+    /// Random when left out (the `start` event says which).
+    #[serde(default)]
+    pub seed: Option<u64>,
+    #[serde(default)]
+    pub num_images: Option<usize>,
+    /// Side-by-side columns over one setting: `{"seed": [1, 2]}`, `{"guidance": [1, 3, 7]}`
+    /// or `{"sampler": ["ddpm", "ddim"]}`; the other settings are shared.
+    #[serde(default)]
+    pub compare: Option<Compare>,
+    /// Attention maps per prompt word at the end (text models).
+    #[serde(default)]
+    pub attention: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Compare {
+    Seed(Vec<u64>),
+    Guidance(Vec<f64>),
+    Sampler(Vec<String>),
+}
+
+#[derive(Serialize)]
+pub struct Accepted {
+    pub id: u64,
+    pub events: String,
+}
+
+fn check_guidance(field: &str, g: f64) -> ApiResult<f64> {
+    if g.is_finite() && (0.0..=MAX_GUIDANCE).contains(&g) {
+        Ok(g)
+    } else {
+        Err(ApiError::field(
+            field,
+            format!("guidance {g} is outside 0..={MAX_GUIDANCE}"),
+        ))
+    }
+}
+
+fn parse_sampler(field: &str, s: &str) -> ApiResult<SamplerKind> {
+    s.parse().map_err(|e| ApiError::from_lib(field, e))
+}
+
+/// Checks a generate request against the model and the limits.
+pub fn check_generate(state: &AppState, r: GenerateRequest) -> ApiResult<JobSpec> {
+    let (model, limits) = (&state.model, &state.limits);
+    let unet = &model.meta.unet;
+    let ids =
+        crate::prompt::encode(&r.prompt, unet).map_err(|e| ApiError::from_lib("prompt", e))?;
+    let neg = match &r.negative_prompt {
+        Some(p) => {
+            crate::prompt::encode(p, unet).map_err(|e| ApiError::from_lib("negative_prompt", e))?
+        }
+        None => crate::prompt::null_ids(unet),
+    };
+    let steps = r.steps.unwrap_or(DEFAULT_STEPS);
+    if !(1..=limits.max_steps).contains(&steps) {
+        let msg = format!("steps {steps} is outside 1..={}", limits.max_steps);
+        return Err(ApiError::field("steps", msg));
+    }
+    let base = Variant {
+        sampler: parse_sampler(
+            "sampler",
+            r.sampler.as_deref().unwrap_or(&DEFAULT_SAMPLER.to_string()),
+        )?,
+        guidance: check_guidance("guidance", r.guidance.unwrap_or(DEFAULT_GUIDANCE))?,
+        seed: r.seed.unwrap_or_else(|| rand::random::<u64>() >> 11),
+    };
+    let variants = match &r.compare {
+        None => vec![base],
+        Some(c) => compare_variants(base, c, limits.max_variants)?,
+    };
+    let num_images = r.num_images.unwrap_or(1);
+    let most = if variants.len() > 1 {
+        1
+    } else {
+        limits.max_images
+    };
+    if !(1..=most).contains(&num_images) {
+        let why = if variants.len() > 1 {
+            " (a comparison draws one image per column)"
+        } else {
+            ""
+        };
+        return Err(ApiError::field(
+            "num_images",
+            format!("num_images {num_images} is outside 1..={most}{why}"),
+        ));
+    }
+    if r.attention && unet.text.is_none() {
+        return Err(ApiError::field(
+            "attention",
+            "attention maps need a text model; this one has prompt slots",
+        ));
+    }
+    let spec = JobSpec {
+        prompt: r.prompt,
+        ids,
+        neg,
+        steps,
+        num_images,
+        variants,
+        attention: r.attention,
+    };
+    for v in &spec.variants {
+        // Builds each sampler once, so a step count its schedule cannot take fails here.
+        model
+            .sampler(spec.sampler_config(model, v.sampler))
+            .map_err(|e| ApiError::from_lib("steps", e))?;
+    }
+    Ok(spec)
+}
+
+/// The columns of a comparison: `base` with one setting varied.
+fn compare_variants(base: Variant, c: &Compare, max: usize) -> ApiResult<Vec<Variant>> {
+    let n = match c {
+        Compare::Seed(v) => v.len(),
+        Compare::Guidance(v) => v.len(),
+        Compare::Sampler(v) => v.len(),
+    };
+    if !(2..=max).contains(&n) {
+        return Err(ApiError::field(
+            "compare",
+            format!("compare has {n} values; give 2..={max}"),
+        ));
+    }
+    match c {
+        Compare::Seed(v) => Ok(v.iter().map(|&seed| Variant { seed, ..base }).collect()),
+        Compare::Guidance(v) => v
+            .iter()
+            .map(|&g| {
+                Ok(Variant {
+                    guidance: check_guidance("compare", g)?,
+                    ..base
+                })
+            })
+            .collect(),
+        Compare::Sampler(v) => v
+            .iter()
+            .map(|s| {
+                Ok(Variant {
+                    sampler: parse_sampler("compare", s)?,
+                    ..base
+                })
+            })
+            .collect(),
+    }
+}
+
+/// `POST /api/generate`: checks the request and queues it; the events follow at
+/// `GET /api/jobs/{id}/events`.
+pub async fn generate(State(state): State<Arc<AppState>>, body: Body) -> ApiResult<Json<Accepted>> {
+    let spec = check_generate(&state, parse_body(body)?)?;
+    let id = state.jobs.submit(spec)?;
+    Ok(Json(Accepted {
+        id,
+        events: format!("/api/jobs/{id}/events"),
+    }))
+}

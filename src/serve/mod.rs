@@ -1,0 +1,140 @@
+//! `diffuse serve`: a local web playground. An axum server on tokio that streams every
+//! denoising step as Server-Sent Events (x_t, the x0 guess and the predicted noise as PNGs),
+//! noises a picture at any t, and serves its page from the binary.
+//!
+//! - [`api`]: the JSON endpoints and their request checks.
+//! - [`jobs`]: the bounded job queue and the worker that runs a generation step by step.
+//! - [`page`]: the page, script and styles, compiled in.
+//!
+//! The tensor math is the library's ([`crate::pipeline`], [`crate::schedule`]); this module
+//! only parses requests, queues work and encodes pictures.
+
+pub mod api;
+pub mod error;
+pub mod forward;
+pub mod jobs;
+pub mod page;
+pub mod run;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::error::{Error, Result};
+use crate::model::LoadedModel;
+
+/// The port `diffuse serve` listens on by default (the usual port of local ML demos).
+pub const DEFAULT_PORT: u16 = 7860;
+/// The address it binds to by default: loopback only.
+pub const DEFAULT_HOST: &str = "127.0.0.1";
+
+/// Caps on what one request may ask for.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Limits {
+    /// Denoising steps per run.
+    pub max_steps: usize,
+    /// Images per run.
+    pub max_images: usize,
+    /// Side-by-side variants of a comparison.
+    pub max_variants: usize,
+    /// Bytes of a request body (an uploaded picture is sent inside one).
+    pub max_body_bytes: usize,
+    /// Width or height of an uploaded picture.
+    pub max_upload_side: u32,
+    /// Uploaded pictures are shrunk to at most this side before noising.
+    pub noise_side: u32,
+    /// Runs accepted and not yet finished (waiting for their stream, queued or running);
+    /// more are refused with 429.
+    pub queue: usize,
+    /// Runs computed at once (each uses every core through the tensor math).
+    pub workers: usize,
+    /// Seconds a run waits for its event stream to be opened before it is dropped.
+    pub claim_seconds: u64,
+}
+
+impl Limits {
+    /// The default [`Limits::max_body_bytes`]: 8 MiB.
+    pub const DEFAULT_BODY_BYTES: usize = 8 << 20;
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_steps: 1000,
+            max_images: 4,
+            max_variants: 4,
+            max_body_bytes: Self::DEFAULT_BODY_BYTES,
+            max_upload_side: 4096,
+            noise_side: 256,
+            queue: 8,
+            workers: 1,
+            claim_seconds: 60,
+        }
+    }
+}
+
+/// What `diffuse serve` needs.
+pub struct ServeOptions {
+    pub host: String,
+    pub port: u16,
+    pub limits: Limits,
+}
+
+/// Everything a request handler can reach.
+pub struct AppState {
+    pub model: LoadedModel,
+    pub limits: Limits,
+    pub jobs: jobs::Queue,
+}
+
+/// The playground's routes over `state`.
+pub fn router(state: Arc<AppState>) -> Router {
+    let limit = state.limits.max_body_bytes;
+    Router::new()
+        .route("/", get(page::index))
+        .route("/app.js", get(page::script))
+        .route("/style.css", get(page::styles))
+        .route("/api/model", get(api::model))
+        .route("/api/schedule", get(api::schedule))
+        .route("/api/status", get(api::status))
+        .route("/api/noise", post(forward::noise))
+        .route("/api/generate", post(api::generate))
+        .route("/api/jobs/{id}/events", get(jobs::events))
+        .fallback(api::not_found)
+        .layer(axum::middleware::from_fn(api::same_origin_only))
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// Binds `opts.host:opts.port` (port 0 picks a free one) and serves until `shutdown`
+/// resolves; `on_ready` gets the bound address before the first request is taken.
+pub async fn serve(
+    model: LoadedModel,
+    opts: &ServeOptions,
+    on_ready: impl FnOnce(SocketAddr),
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let addr = format!("{}:{}", opts.host, opts.port);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|e| Error::option("host", &addr, format!("cannot listen there: {e}")))?;
+    let bound = listener.local_addr().map_err(|e| Error::Process {
+        what: "server".into(),
+        reason: e.to_string(),
+    })?;
+    let state = Arc::new(AppState {
+        jobs: jobs::Queue::new(opts.limits),
+        limits: opts.limits,
+        model,
+    });
+    on_ready(bound);
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| Error::Process {
+            what: "server".into(),
+            reason: e.to_string(),
+        })
+}

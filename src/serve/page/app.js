@@ -1,0 +1,465 @@
+// diffuse playground: talks to the JSON API of `diffuse serve` (see the README) and draws
+// every streamed step on canvases. No framework, no network access beyond this server.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+let MODEL = null;
+
+// ---------- helpers ----------
+function drawURL(canvas, url) {
+  return new Promise((resolve) => {
+    const img = new Image();
+    img.onload = () => {
+      const ctx = canvas.getContext("2d");
+      ctx.imageSmoothingEnabled = false;
+      ctx.drawImage(img, 0, 0, canvas.width, canvas.height);
+      resolve();
+    };
+    img.src = url;
+  });
+}
+
+async function api(path, body) {
+  const opts = body === undefined ? {} : {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+  };
+  const r = await fetch(path, opts);
+  const data = await r.json();
+  if (!r.ok) {
+    const e = new Error(data.error || r.statusText);
+    e.field = data.field;
+    throw e;
+  }
+  return data;
+}
+
+function words(text) {
+  return text.toLowerCase().split(/[\s,]+/).filter((w) => w.length > 0);
+}
+
+function vocabulary() {
+  const all = new Set();
+  for (const [, ws] of MODEL.vocabulary) ws.forEach((w) => all.add(w));
+  if (MODEL.prompts === "text") return all;
+  ["a", "an", "the"].forEach((w) => all.add(w));
+  return all;
+}
+
+// Flags unknown words before anything is sent; returns true when the prompt may be sent.
+function checkPrompt(input, errorEl, button) {
+  const vocab = vocabulary();
+  const unknown = words(input.value).filter((w) => !vocab.has(w));
+  const bad = unknown.length > 0;
+  errorEl.textContent = bad ? `Unknown word${unknown.length > 1 ? "s" : ""}: ${unknown.join(", ")}. The model only knows its own words.` : "";
+  input.setAttribute("aria-invalid", bad ? "true" : "false");
+  if (button) button.disabled = bad;
+  return !bad;
+}
+
+// Suggestions for the word being typed; Tab takes the first.
+function setupCompletion(input, box, errorEl, button) {
+  const render = () => {
+    box.textContent = "";
+    const text = input.value;
+    const partial = /\S$/.test(text) ? words(text).pop() || "" : "";
+    const vocab = [...vocabulary()].sort();
+    const matches = vocab.filter((w) => w.startsWith(partial) && w !== partial).slice(0, 12);
+    for (const w of matches) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.textContent = w;
+      b.setAttribute("role", "option");
+      b.addEventListener("click", () => { complete(w); input.focus(); });
+      box.appendChild(b);
+    }
+    checkPrompt(input, errorEl, button);
+  };
+  const complete = (w) => {
+    const text = input.value;
+    const cut = /\S$/.test(text) ? text.replace(/\S+$/, "") : text;
+    input.value = cut + w + " ";
+    render();
+  };
+  input.addEventListener("input", render);
+  input.addEventListener("keydown", (e) => {
+    const first = box.querySelector("button");
+    if (e.key === "Tab" && !e.shiftKey && first && /\S$/.test(input.value)) {
+      e.preventDefault();
+      complete(first.textContent);
+    }
+  });
+  render();
+}
+
+function fillSelect(select, values, chosen) {
+  select.textContent = "";
+  for (const v of values) {
+    const o = document.createElement("option");
+    o.value = v; o.textContent = v; o.selected = v === chosen;
+    select.appendChild(o);
+  }
+}
+
+function randomSeed() { return Math.floor(Math.random() * 2 ** 31); }
+
+// ---------- tabs ----------
+function setupTabs() {
+  const tabs = [...document.querySelectorAll('[role="tab"]')];
+  const select = (tab) => {
+    for (const t of tabs) {
+      const on = t === tab;
+      t.setAttribute("aria-selected", on ? "true" : "false");
+      t.tabIndex = on ? 0 : -1;
+      $(t.getAttribute("aria-controls")).hidden = !on;
+    }
+    tab.focus();
+    if (tab.id === "tab-forward") forward.update();
+  };
+  tabs.forEach((t, i) => {
+    t.addEventListener("click", () => select(t));
+    t.addEventListener("keydown", (e) => {
+      const d = e.key === "ArrowRight" ? 1 : e.key === "ArrowLeft" ? -1 : 0;
+      if (d) { e.preventDefault(); select(tabs[(i + d + tabs.length) % tabs.length]); }
+    });
+  });
+}
+
+// ---------- a streamed run: cards, timeline, downloads ----------
+// `columns` cards, each with `images` rows of x_t / x0 / noise canvases.
+class Run {
+  constructor(prefix, titles, images, views) {
+    this.prefix = prefix;
+    this.frames = []; // frames[s] = per column {x_t, x0, eps} (s = 0 is the pure noise)
+    this.views = views;
+    this.out = $(`${prefix}-out`) || $(`${prefix}-images-out`);
+    this.out.textContent = "";
+    this.canvases = titles.map((title) => {
+      const card = document.createElement("article");
+      card.className = "card";
+      const h = document.createElement("h3");
+      h.textContent = title;
+      card.appendChild(h);
+      const rows = [];
+      for (let k = 0; k < images; k++) {
+        const grid = document.createElement("div");
+        grid.className = "views";
+        const row = {};
+        for (const [key, caption] of views) {
+          const fig = document.createElement("figure");
+          const c = document.createElement("canvas");
+          c.width = 256; c.height = 256;
+          c.dataset.view = key;
+          const cap = document.createElement("figcaption");
+          cap.textContent = caption;
+          fig.append(c, cap);
+          grid.appendChild(fig);
+          row[key] = c;
+        }
+        card.appendChild(grid);
+        rows.push(row);
+      }
+      this.out.appendChild(card);
+      return rows;
+    });
+    this.timeline = $(`${prefix}-timeline`);
+    this.counter = $(`${prefix}-step-counter`);
+    this.timeline.oninput = () => this.show(Number(this.timeline.value));
+  }
+
+  push(columns) {
+    this.frames.push(columns);
+    const s = this.frames.length - 1;
+    this.timeline.max = String(s);
+    this.timeline.value = String(s);
+    this.show(s);
+  }
+
+  show(s) {
+    const cols = this.frames[s];
+    if (!cols) return;
+    cols.forEach((col, c) => col.x_t.forEach((_, k) => {
+      for (const [key] of this.views) {
+        const url = col[key] && col[key][k];
+        const canvas = this.canvases[c][k][key];
+        if (url) drawURL(canvas, url);
+        else canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
+      }
+    }));
+    const steps = this.frames.length > 0 ? this.total : 0;
+    this.counter.textContent = `${s} / ${steps}` + (cols[0].t !== undefined ? ` (t = ${cols[0].t})` : "");
+    this.counter.dataset.step = String(s);
+    this.counter.dataset.steps = String(steps);
+  }
+}
+
+const VIEWS = [
+  ["x_t", "x_t: the noisy image now"],
+  ["x0", "x0 guess: the model's current estimate of the final image"],
+  ["eps", "predicted noise: what the model will remove (±2σ)"],
+];
+
+// Opens the event stream of an accepted run and feeds `run`; returns a stop function.
+function stream(id, run, statusEl, onDone) {
+  const es = new EventSource(`/api/jobs/${id}/events`);
+  const began = performance.now();
+  let firstFrame = null;
+  es.addEventListener("queued", () => { statusEl.textContent = "Queued…"; });
+  es.addEventListener("start", (e) => {
+    const d = JSON.parse(e.data);
+    run.total = d.spec.steps;
+    run.seeds = d.spec.variants.map((v) => v.seed);
+    run.push(d.x_t.map((x_t) => ({ x_t })));
+    statusEl.textContent = `Started from pure noise (seed ${run.seeds.join(", ")}).`;
+  });
+  es.addEventListener("step", (e) => {
+    const d = JSON.parse(e.data);
+    if (firstFrame === null) firstFrame = performance.now() - began;
+    run.push(d.columns);
+    statusEl.textContent = `Step ${d.step} of ${d.steps} (${d.ms.toFixed(0)} ms)`;
+  });
+  es.addEventListener("done", (e) => {
+    const d = JSON.parse(e.data);
+    es.close();
+    statusEl.textContent = `Done: ${run.total} steps in ${(d.total_ms / 1000).toFixed(2)} s; first frame after ${firstFrame.toFixed(0)} ms.`;
+    run.timeline.disabled = false;
+    onDone(d);
+  });
+  es.addEventListener("error", (e) => {
+    if (e.data) statusEl.textContent = `Error: ${JSON.parse(e.data).error}`;
+    else if (es.readyState === EventSource.CLOSED) statusEl.textContent = "The connection closed.";
+    es.close();
+    onDone(null);
+  });
+  return () => { es.close(); statusEl.textContent = "Stopped."; onDone(null); };
+}
+
+// ---------- Generate tab ----------
+const generate = {
+  stop: null,
+  setup() {
+    setupCompletion($("gen-prompt"), $("gen-suggest"), $("gen-prompt-error"), $("gen-go"));
+    $("gen-dice").addEventListener("click", () => { $("gen-seed").value = randomSeed(); });
+    $("gen-form").addEventListener("submit", (e) => { e.preventDefault(); this.start(); });
+    $("gen-stop").addEventListener("click", () => this.stop && this.stop());
+  },
+  async start() {
+    if (!checkPrompt($("gen-prompt"), $("gen-prompt-error"), $("gen-go"))) return;
+    const body = {
+      prompt: $("gen-prompt").value.trim(),
+      sampler: $("gen-sampler").value,
+      steps: Number($("gen-steps").value),
+      guidance: Number($("gen-guidance").value),
+      num_images: Number($("gen-images").value),
+      attention: MODEL.attention && $("gen-attention").checked,
+    };
+    if ($("gen-seed").value !== "") body.seed = Number($("gen-seed").value);
+    let job;
+    try {
+      job = await api("/api/generate", body);
+    } catch (err) {
+      $("gen-prompt-error").textContent = `${err.field ? err.field + ": " : ""}${err.message}`;
+      return;
+    }
+    $("gen-prompt-error").textContent = "";
+    $("gen-downloads").textContent = "";
+    $("gen-attention-out").hidden = true;
+    const run = new Run("gen", [body.prompt], body.num_images, VIEWS);
+    $("gen-timeline").disabled = true;
+    $("gen-go").disabled = true;
+    $("gen-stop").disabled = false;
+    this.stop = stream(job.id, run, $("gen-status"), (done) => {
+      $("gen-go").disabled = false;
+      $("gen-stop").disabled = true;
+      $("gen-timeline").disabled = run.frames.length < 2;
+      this.stop = null;
+      if (done) this.finish(done, body.prompt, run.seeds[0]);
+    });
+  },
+  finish(done, prompt, seed) {
+    const name = prompt.replace(/\s+/g, "-") + `-seed${seed}`;
+    const links = $("gen-downloads");
+    const link = (href, text, file) => {
+      const a = document.createElement("a");
+      a.href = href; a.textContent = text; a.download = file;
+      links.appendChild(a);
+    };
+    link(done.gifs[0], "Download the GIF (image 1)", `${name}.gif`);
+    done.finals[0].forEach((url, k) => link(url, `Download image ${k + 1} (PNG)`, `${name}-${k + 1}.png`));
+    if (done.attention.length > 0) {
+      const box = $("gen-words");
+      box.textContent = "";
+      done.attention.forEach(([word, url], i) => {
+        const b = document.createElement("button");
+        b.type = "button"; b.textContent = word;
+        b.setAttribute("aria-pressed", i === 0 ? "true" : "false");
+        b.addEventListener("click", () => {
+          box.querySelectorAll("button").forEach((x) => x.setAttribute("aria-pressed", "false"));
+          b.setAttribute("aria-pressed", "true");
+          $("gen-heat").src = url;
+          $("gen-heat").alt = `where the image attends to "${word}"`;
+        });
+        box.appendChild(b);
+      });
+      $("gen-heat").src = done.attention[0][1];
+      $("gen-attention-out").hidden = false;
+    }
+  },
+};
+
+// ---------- Compare tab ----------
+const compare = {
+  stop: null,
+  setup() {
+    $("cmp-prompt").addEventListener("input", () => checkPrompt($("cmp-prompt"), $("cmp-prompt-error"), $("cmp-go")));
+    $("cmp-by").addEventListener("change", () => {
+      const by = $("cmp-by").value;
+      $("cmp-values").value = by === "guidance" ? "0, 1, 3, 7" : by === "seed" ? "1, 2, 3, 4" : MODEL.samplers.join(", ");
+    });
+    $("cmp-form").addEventListener("submit", (e) => { e.preventDefault(); this.start(); });
+    $("cmp-stop").addEventListener("click", () => this.stop && this.stop());
+  },
+  async start() {
+    if (!checkPrompt($("cmp-prompt"), $("cmp-prompt-error"), $("cmp-go"))) return;
+    const by = $("cmp-by").value;
+    const raw = $("cmp-values").value.split(",").map((s) => s.trim()).filter((s) => s);
+    const values = by === "sampler" ? raw : raw.map(Number);
+    const body = {
+      prompt: $("cmp-prompt").value.trim(),
+      steps: Number($("cmp-steps").value),
+      compare: { [by]: values },
+    };
+    if ($("cmp-seed").value !== "") body.seed = Number($("cmp-seed").value);
+    let job;
+    try {
+      job = await api("/api/generate", body);
+    } catch (err) {
+      $("cmp-prompt-error").textContent = `${err.field ? err.field + ": " : ""}${err.message}`;
+      return;
+    }
+    $("cmp-prompt-error").textContent = "";
+    const titles = values.map((v) => `${by} ${v}`);
+    const run = new Run("cmp", titles, 1, VIEWS.slice(0, 2));
+    $("cmp-go").disabled = true;
+    $("cmp-stop").disabled = false;
+    this.stop = stream(job.id, run, $("cmp-status"), () => {
+      $("cmp-go").disabled = false;
+      $("cmp-stop").disabled = true;
+      $("cmp-timeline").disabled = run.frames.length < 2;
+      this.stop = null;
+    });
+  },
+};
+
+// ---------- Forward tab ----------
+const forward = {
+  upload: null,
+  curves: null,
+  pending: false,
+  again: false,
+  setup() {
+    fillSelect($("fwd-picture"), MODEL.pictures, MODEL.pictures[0]);
+    fillSelect($("fwd-schedule"), MODEL.schedules, MODEL.schedule);
+    $("fwd-t").max = String(MODEL.train_timesteps - 1);
+    $("fwd-t").value = String(Math.floor(MODEL.train_timesteps / 4));
+    $("fwd-t").addEventListener("input", () => this.update());
+    $("fwd-picture").addEventListener("change", () => { this.upload = null; $("fwd-upload").value = ""; this.update(); });
+    $("fwd-schedule").addEventListener("change", () => { this.curves = null; this.update(); });
+    $("fwd-upload").addEventListener("change", () => this.readUpload());
+  },
+  // Shrinks the chosen file in the browser (at most 256 px) and keeps it as a PNG data URL.
+  readUpload() {
+    const file = $("fwd-upload").files[0];
+    if (!file) return;
+    const img = new Image();
+    img.onload = () => {
+      const s = Math.min(1, 256 / Math.max(img.width, img.height));
+      const c = document.createElement("canvas");
+      c.width = Math.max(1, Math.round(img.width * s));
+      c.height = Math.max(1, Math.round(img.height * s));
+      c.getContext("2d").drawImage(img, 0, 0, c.width, c.height);
+      this.upload = c.toDataURL("image/png");
+      URL.revokeObjectURL(img.src);
+      this.update();
+    };
+    img.onerror = () => { $("fwd-numbers").textContent = "That file is not a picture this browser can read."; };
+    img.src = URL.createObjectURL(file);
+  },
+  // One request at a time; the latest slider position wins.
+  async update() {
+    if (this.pending) { this.again = true; return; }
+    this.pending = true;
+    const t = Number($("fwd-t").value);
+    $("fwd-t-value").textContent = String(t);
+    const body = { t, schedule: $("fwd-schedule").value, seed: 0 };
+    if (this.upload) body.image = this.upload; else body.picture = $("fwd-picture").value;
+    try {
+      if (!this.curves) this.curves = await api(`/api/schedule?schedule=${encodeURIComponent(body.schedule)}`);
+      const d = await api("/api/noise", body);
+      await drawURL($("fwd-x0"), d.x0);
+      await drawURL($("fwd-xt"), d.x_t);
+      $("fwd-xt").dataset.t = String(d.t);
+      $("fwd-numbers").textContent = `At t = ${d.t}: ᾱ_t = ${d.alpha_cumprod.toFixed(4)}, SNR = ${d.snr.toPrecision(3)}, signal ×${d.signal.toFixed(3)}, noise ×${d.noise.toFixed(3)}.`;
+      this.plot(t);
+    } catch (err) {
+      $("fwd-numbers").textContent = `Error: ${err.message}`;
+    }
+    this.pending = false;
+    if (this.again) { this.again = false; this.update(); }
+  },
+  plot(t) {
+    const c = $("fwd-plot"), ctx = c.getContext("2d");
+    const { alphas_cumprod: a, snr } = this.curves;
+    const W = c.width, H = c.height, pad = 24;
+    ctx.clearRect(0, 0, W, H);
+    ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, W, H);
+    ctx.strokeStyle = "#999"; ctx.strokeRect(pad, 8, W - pad - 8, H - pad - 8);
+    const x = (i) => pad + (i / (a.length - 1)) * (W - pad - 8);
+    const line = (vals, color, y) => {
+      ctx.strokeStyle = color; ctx.lineWidth = 2; ctx.beginPath();
+      vals.forEach((v, i) => (i ? ctx.lineTo(x(i), y(v)) : ctx.moveTo(x(i), y(v))));
+      ctx.stroke();
+    };
+    const h = H - pad - 16;
+    line(a, "#2457c5", (v) => 8 + (1 - v) * h);
+    const logs = snr.map((v) => Math.log10(Math.max(v, 1e-8)));
+    const lo = Math.min(...logs), hi = Math.max(...logs);
+    line(logs, "#e07b00", (v) => 8 + (1 - (v - lo) / (hi - lo || 1)) * h);
+    ctx.strokeStyle = "#000"; ctx.lineWidth = 1; ctx.beginPath();
+    ctx.moveTo(x(t), 8); ctx.lineTo(x(t), H - pad); ctx.stroke();
+    ctx.fillStyle = "#333"; ctx.font = "12px sans-serif";
+    ctx.fillText("0", pad, H - 6); ctx.fillText(String(a.length - 1), W - 40, H - 6); ctx.fillText("t", W / 2, H - 6);
+  },
+};
+
+// ---------- start ----------
+async function init() {
+  setupTabs();
+  try {
+    MODEL = await api("/api/model");
+  } catch (err) {
+    $("model-line").textContent = `Cannot reach the server: ${err.message}`;
+    return;
+  }
+  const words = MODEL.vocabulary.map(([slot, ws]) => `${slot}: ${ws.join(", ")}`).join("; ");
+  $("model-line").textContent = `Model: ${MODEL.name}, ${MODEL.resolution}×${MODEL.resolution} px. Words — ${words}.`;
+  if (MODEL.held_out.length > 0) {
+    $("model-line").textContent += ` Never seen together in training: ${MODEL.held_out.map((p) => p.join(" + ")).join(", ")}.`;
+  }
+  for (const p of ["gen", "cmp"]) {
+    $(`${p}-prompt`).value = MODEL.example;
+    $(`${p}-steps`).value = MODEL.defaults.steps;
+    $(`${p}-steps`).max = MODEL.limits.max_steps;
+  }
+  fillSelect($("gen-sampler"), MODEL.samplers, MODEL.defaults.sampler);
+  $("gen-guidance").value = MODEL.defaults.guidance;
+  $("gen-guidance").max = MODEL.max_guidance;
+  $("gen-images").max = MODEL.limits.max_images;
+  $("gen-seed").value = randomSeed();
+  $("cmp-seed").value = $("gen-seed").value;
+  $("gen-attention-label").hidden = !MODEL.attention;
+  generate.setup();
+  compare.setup();
+  forward.setup();
+}
+
+init();

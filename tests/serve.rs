@@ -1,0 +1,345 @@
+//! `diffuse serve` over HTTP: every endpoint, the event stream's order and count, the final
+//! images against `diffuse generate`, cancel on disconnect, the queue's 429, every kind of
+//! bad request, and a bounded load of 50 concurrent runs.
+
+mod common;
+
+use base64::Engine as _;
+use common::server::{respond, Events, Server};
+
+fn png_of(data_url: &str) -> image::RgbImage {
+    let b64 = data_url.split_once(";base64,").unwrap().1;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
+    image::load_from_memory(&bytes).unwrap().to_rgb8()
+}
+
+/// Submits a run and returns its id.
+fn submit(server: &Server, body: &str) -> u64 {
+    let (status, json) = Server::json(server.post("/api/generate", body));
+    assert_eq!(status, 200, "{json}");
+    json["id"].as_u64().unwrap()
+}
+
+#[test]
+fn the_page_and_every_endpoint_answer() {
+    let server = Server::start(&[]);
+    for (path, kind, needle) in [
+        ("/", "text/html", "diffuse playground"),
+        ("/app.js", "text/javascript", "EventSource"),
+        ("/style.css", "text/css", ".cards"),
+    ] {
+        let r = server.get(path);
+        assert!(r.content_type().starts_with(kind), "{path}");
+        assert!(r.into_string().unwrap().contains(needle), "{path}");
+    }
+    let (_, model) = Server::json(server.get("/api/model"));
+    assert_eq!(model["resolution"], 32);
+    assert_eq!(model["example"], "a red circle");
+    assert_eq!(
+        model["samplers"],
+        serde_json::json!(["ddpm", "ddim", "dpm++2m"])
+    );
+    assert_eq!(model["defaults"]["steps"], 20);
+    assert_eq!(model["vocabulary"][0][0], "colour");
+
+    // The schedule curves equal the library's.
+    let (_, curves) = Server::json(server.get("/api/schedule?schedule=cosine"));
+    let cfg = diffuse::schedule::ScheduleConfig {
+        beta_schedule: diffuse::schedule::BetaSchedule::Cosine,
+        ..Default::default()
+    };
+    let lib = diffuse::schedule::NoiseSchedule::new(cfg).unwrap();
+    let a = curves["alphas_cumprod"].as_array().unwrap();
+    assert_eq!(a.len(), 1000);
+    assert_eq!(a[500].as_f64().unwrap(), lib.alphas_cumprod[500]);
+    assert_eq!(curves["snr"][999].as_f64().unwrap(), lib.snr(999));
+
+    // Forward noising: t = 0 keeps the picture, ᾱ as the schedule says; the same seed gives
+    // the same x_t.
+    let (_, n) = Server::json(server.post("/api/noise", r#"{"t": 0, "picture": "scene"}"#));
+    assert!(n["alpha_cumprod"].as_f64().unwrap() > 0.9998);
+    let (_, n1) = Server::json(server.post("/api/noise", r#"{"t": 600, "seed": 3}"#));
+    let (_, n2) = Server::json(server.post("/api/noise", r#"{"t": 600, "seed": 3}"#));
+    assert_eq!(n1["x_t"], n2["x_t"]);
+    assert_ne!(n1["x_t"], n1["x0"]);
+    let (w, h) = (
+        n1["width"].as_u64().unwrap(),
+        n1["height"].as_u64().unwrap(),
+    );
+    assert!(w.max(h) <= 256, "{w}x{h}");
+    assert_eq!(
+        png_of(n1["x_t"].as_str().unwrap()).dimensions(),
+        (w as u32, h as u32)
+    );
+    // An uploaded picture (a 3x2 PNG) comes back at its own size.
+    let png =
+        diffuse::render::png_bytes(&image::RgbImage::from_pixel(3, 2, image::Rgb([9, 200, 30])))
+            .unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(png);
+    let body = format!(r#"{{"t": 10, "image": "data:image/png;base64,{b64}"}}"#);
+    let (status, up) = Server::json(server.post("/api/noise", &body));
+    assert_eq!(status, 200, "{up}");
+    assert_eq!(
+        (up["width"].as_u64(), up["height"].as_u64()),
+        (Some(3), Some(2))
+    );
+
+    let (_, st) = Server::json(server.get("/api/status"));
+    assert_eq!(st["capacity"], 8);
+}
+
+#[test]
+fn a_run_streams_every_step_in_order_and_ends_as_generate_does() {
+    let server = Server::start(&[]);
+    let id = submit(
+        &server,
+        r#"{"prompt": "a red circle", "steps": 6, "seed": 5, "num_images": 2}"#,
+    );
+    let mut events = Events::open(&server.url, id);
+    let mut names = Vec::new();
+    let mut last = None;
+    while let Some((name, data)) = events.next_event() {
+        if name == "step" {
+            let k = names.iter().filter(|n| *n == "step").count() + 1;
+            assert_eq!(data["step"], k);
+            assert_eq!(data["steps"], 6);
+            let col = &data["columns"][0];
+            for view in ["x_t", "x0", "eps"] {
+                assert_eq!(col[view].as_array().unwrap().len(), 2, "{view}");
+                assert_eq!(
+                    png_of(col[view][1].as_str().unwrap()).dimensions(),
+                    (32, 32)
+                );
+            }
+        }
+        names.push(name.clone());
+        if name == "done" {
+            last = Some(data);
+        }
+    }
+    let mut want = vec!["queued", "start"];
+    want.extend(["step"; 6]);
+    want.push("done");
+    assert_eq!(names, want);
+    let done = last.unwrap();
+    // The final images are those `diffuse generate` draws with the same settings.
+    let dir = tempfile::tempdir().unwrap();
+    let o = common::diffuse(&[
+        "--threads",
+        "2",
+        "-q",
+        "generate",
+        "--prompt",
+        "a red circle",
+        "--steps",
+        "6",
+        "--seed",
+        "5",
+        "--num-images",
+        "2",
+        "--frames",
+        "2",
+        "--out",
+        common::s(dir.path()),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for k in 0..2 {
+        let cli = image::open(dir.path().join(format!("sample_{k:02}.png")))
+            .unwrap()
+            .to_rgb8();
+        assert_eq!(
+            png_of(done["finals"][0][k].as_str().unwrap()),
+            cli,
+            "image {k}"
+        );
+    }
+    assert!(done["gifs"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("data:image/gif;base64,R0lG"));
+    // The stream is taken once.
+    let (status, err) = Server::json(server.get(&format!("/api/jobs/{id}/events")));
+    assert_eq!(status, 404, "{err}");
+}
+
+#[test]
+fn a_comparison_steps_its_columns_in_lockstep() {
+    let server = Server::start(&[]);
+    let id = submit(
+        &server,
+        r#"{"prompt": "a blue star", "steps": 3, "seed": 2, "compare": {"guidance": [1, 3, 7]}}"#,
+    );
+    let mut events = Events::open(&server.url, id);
+    let mut steps = 0;
+    while let Some((name, data)) = events.next_event() {
+        if name == "step" {
+            steps += 1;
+            assert_eq!(data["columns"].as_array().unwrap().len(), 3);
+        }
+        if name == "done" {
+            let f = &data["finals"];
+            assert_ne!(f[0][0], f[2][0], "guidance 1 and 7 drew the same image");
+        }
+    }
+    assert_eq!(steps, 3);
+}
+
+#[test]
+fn a_run_stops_when_its_client_goes_away() {
+    let server = Server::start(&[]);
+    let id = submit(
+        &server,
+        r#"{"prompt": "a red circle", "steps": 1000, "seed": 1}"#,
+    );
+    {
+        let mut events = Events::open(&server.url, id);
+        let mut steps = 0;
+        while steps < 2 {
+            let (name, _) = events.next_event().unwrap();
+            steps += usize::from(name == "step");
+        }
+    } // the connection closes here
+    let began = std::time::Instant::now();
+    loop {
+        let (_, st) = Server::json(server.get("/api/status"));
+        if st["cancelled"] == 1 && st["running"] == 0 {
+            assert_eq!(st["finished"], 0);
+            break;
+        }
+        assert!(began.elapsed().as_secs() < 60, "not cancelled: {st}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn bad_requests_get_a_4xx_naming_the_field_and_the_server_keeps_serving() {
+    let server = Server::start(&["--queue", "2"]);
+    let gen = |body: &str| Server::json(server.post("/api/generate", body));
+    let noise = |body: &str| Server::json(server.post("/api/noise", body));
+    let huge = format!(r#"{{"t": 1, "image": "{}"}}"#, "A".repeat(9 << 20));
+    let corrupt = format!(
+        r#"{{"t": 1, "image": "data:image/png;base64,{}"}}"#,
+        base64::engine::general_purpose::STANDARD.encode(b"\x89PNG\r\n\x1a\nnot really")
+    );
+    let cases: Vec<((u16, serde_json::Value), u16, &str)> = vec![
+        (gen("{not json"), 400, "body"),
+        (gen(r#"{"prompt": "a purple cat"}"#), 400, "prompt"),
+        (
+            gen(r#"{"prompt": "a red circle", "steps": 0}"#),
+            400,
+            "steps",
+        ),
+        (
+            gen(r#"{"prompt": "a red circle", "steps": 1001}"#),
+            400,
+            "steps",
+        ),
+        (
+            gen(r#"{"prompt": "a red circle", "num_images": 5}"#),
+            400,
+            "num_images",
+        ),
+        (
+            gen(r#"{"prompt": "a red circle", "guidance": -1}"#),
+            400,
+            "guidance",
+        ),
+        (
+            gen(r#"{"prompt": "a red circle", "sampler": "euler"}"#),
+            400,
+            "sampler",
+        ),
+        (
+            gen(r#"{"prompt": "a red circle", "colour": "red"}"#),
+            400,
+            "colour",
+        ),
+        (
+            gen(r#"{"prompt": "a red circle", "attention": true}"#),
+            400,
+            "attention",
+        ),
+        (
+            gen(r#"{"prompt": "a red circle", "compare": {"seed": [1]}}"#),
+            400,
+            "compare",
+        ),
+        (gen(r#"{"steps": 3}"#), 400, "prompt"),
+        (noise(&huge), 413, ""),
+        (noise(&corrupt), 400, "image"),
+        (noise(r#"{"t": 1, "image": "%%%"}"#), 400, "image"),
+        (noise(r#"{"t": 1000}"#), 400, "t"),
+        (noise(r#"{"t": 1, "picture": "moon"}"#), 400, "picture"),
+        (noise(r#"{"t": 1, "schedule": "zigzag"}"#), 400, "schedule"),
+        (Server::json(server.get("/api/jobs/123/events")), 404, ""),
+        (Server::json(server.get("/api/jobs/x/events")), 404, ""),
+        (Server::json(server.get("/../../etc/passwd")), 404, ""),
+    ];
+    for (i, ((status, body), want, field)) in cases.into_iter().enumerate() {
+        assert_eq!(status, want, "case {i}: {body}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "case {i}: {body}"
+        );
+        if !field.is_empty() {
+            assert_eq!(body["field"], field, "case {i}: {body}");
+        }
+    }
+    // Another origin is refused.
+    let r = ureq::get(&format!("{}/api/model", server.url))
+        .set("Origin", "http://example.com")
+        .call();
+    assert_eq!(Server::json(respond(r)).0, 403);
+    // A full queue answers 429.
+    let ok = r#"{"prompt": "a red circle", "steps": 2}"#;
+    assert_eq!(gen(ok).0, 200);
+    assert_eq!(gen(ok).0, 200);
+    let (status, body) = gen(ok);
+    assert_eq!(status, 429, "{body}");
+    // Still serving.
+    assert_eq!(Server::json(server.get("/api/model")).0, 200);
+}
+
+/// 50 concurrent clients each ask for a run and stream it: every request is answered (run,
+/// or refused with 429), nothing crashes, and the server's memory stays bounded.
+#[test]
+fn fifty_concurrent_runs_are_served_or_refused() {
+    let server = Server::start(&[]);
+    let url = server.url.clone();
+    let handles: Vec<_> = (0..50)
+        .map(|i| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let body = format!(r#"{{"prompt": "a green cross", "steps": 3, "seed": {i}}}"#);
+                let r = ureq::post(&format!("{url}/api/generate")).send_string(&body);
+                let (status, json) = Server::json(respond(r));
+                if status != 200 {
+                    return status;
+                }
+                let mut events = Events::open(&url, json["id"].as_u64().unwrap());
+                let mut done = false;
+                while let Some((name, _)) = events.next_event() {
+                    done |= name == "done";
+                }
+                assert!(done, "run {i} did not finish");
+                200
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let served = statuses.iter().filter(|&&s| s == 200).count();
+    let refused = statuses.iter().filter(|&&s| s == 429).count();
+    assert_eq!(served + refused, 50, "{statuses:?}");
+    assert!(served >= 8, "{statuses:?}");
+    let (_, st) = Server::json(server.get("/api/status"));
+    assert_eq!(st["finished"].as_u64().unwrap() as usize, served, "{st}");
+    assert_eq!(st["refused"].as_u64().unwrap() as usize, refused, "{st}");
+    let peak = server.peak_rss_kib().unwrap_or(0);
+    eprintln!(
+        "load: {served} served, {refused} refused (429), peak RSS {} MiB",
+        peak / 1024
+    );
+    assert!(peak < 1 << 20, "peak RSS {peak} KiB");
+}
