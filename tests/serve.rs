@@ -343,3 +343,36 @@ fn fifty_concurrent_runs_are_served_or_refused() {
     );
     assert!(peak < 1 << 20, "peak RSS {peak} KiB");
 }
+
+#[test]
+fn a_text_model_run_ends_with_attention_maps_per_word() {
+    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/models/emoji64.safetensors");
+    let server = Server::start(&["--model", model]);
+    let (_, info) = Server::json(server.get("/api/model"));
+    assert_eq!(info["prompts"], "text");
+    assert_eq!(info["example"], "a cat with a computer");
+    let held_out = info["held_out"].as_array().unwrap();
+    assert!(held_out.contains(&serde_json::json!(["cat", "computer"])));
+    let id = submit(
+        &server,
+        r#"{"prompt": "a cat with a computer", "steps": 2, "seed": 1, "attention": true}"#,
+    );
+    let mut events = Events::open(&server.url, id);
+    let mut done = None;
+    while let Some((name, data)) = events.next_event() {
+        if name == "done" {
+            done = Some(data);
+        }
+    }
+    let maps = done.unwrap()["attention"].as_array().unwrap().clone();
+    let words: Vec<&str> = maps.iter().map(|m| m[0].as_str().unwrap()).collect();
+    assert_eq!(words, ["a", "cat", "with", "a", "computer"]);
+    assert_eq!(
+        png_of(maps[1][1].as_str().unwrap()).dimensions(),
+        (256, 256)
+    );
+    assert_ne!(
+        maps[1][1], maps[4][1],
+        "'cat' and 'computer' have the same map"
+    );
+}
