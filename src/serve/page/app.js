@@ -440,10 +440,11 @@ async function init() {
     $("model-line").textContent = `Cannot reach the server: ${err.message}`;
     return;
   }
-  const words = MODEL.vocabulary.map(([slot, ws]) => `${slot}: ${ws.join(", ")}`).join("; ");
-  $("model-line").textContent = `Model: ${MODEL.name}, ${MODEL.resolution}×${MODEL.resolution} px. Words — ${words}.`;
+  $("model-line").textContent = `Model: ${MODEL.name}, ${MODEL.resolution}×${MODEL.resolution} px.`;
+  $("model-vocab").textContent = MODEL.vocabulary.map(([slot, ws]) => `${slot}: ${ws.join(", ")}`).join("; ");
   if (MODEL.held_out.length > 0) {
-    $("model-line").textContent += ` Never seen together in training: ${MODEL.held_out.map((p) => p.join(" + ")).join(", ")}.`;
+    $("model-held-out").textContent = `Never seen together in training (so a picture of both is new): ${MODEL.held_out.map((p) => p.join(" + ")).join(", ")}.`;
+    $("model-held-out").hidden = false;
   }
   for (const p of ["gen", "cmp"]) {
     $(`${p}-prompt`).value = MODEL.example;
