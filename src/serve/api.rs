@@ -22,17 +22,15 @@ use crate::schedule::{BetaSchedule, NoiseSchedule, ScheduleConfig};
 
 type ApiResult<T> = std::result::Result<T, ApiError>;
 
-/// [`super::Limits::max_body_bytes`] by default, in MiB, for messages.
-const MAX_BODY_MIB: usize = super::Limits::DEFAULT_BODY_BYTES >> 20;
-
 /// The largest guidance scale a request may ask for.
 pub const MAX_GUIDANCE: f64 = 50.0;
 /// The pictures `POST /api/noise` offers without an upload.
 pub const BUILTIN_PICTURES: [&str; 2] = ["scene", "emoji"];
 
-/// Refuses requests sent by a page of another origin (no CORS): a browser names the page's
-/// origin in `Origin`, and it must be this server's own.
-pub async fn same_origin_only(req: Request, next: Next) -> Response {
+/// Refuses, before reading the body, requests sent by a page of another origin (no CORS: a
+/// browser names the page's origin in `Origin`, and it must be this server's own) and
+/// requests whose declared body is over the limit.
+pub async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     if let Some(origin) = foreign_origin(req.headers()) {
         return ApiError::status(
             StatusCode::FORBIDDEN,
@@ -40,7 +38,23 @@ pub async fn same_origin_only(req: Request, next: Next) -> Response {
         )
         .into_response();
     }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let max = state.limits.max_body_bytes;
+    if declared.is_some_and(|n| n > max as u64) {
+        return too_large(max).into_response();
+    }
     next.run(req).await
+}
+
+fn too_large(max: usize) -> ApiError {
+    ApiError::status(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the request body is larger than the limit of {max} bytes"),
+    )
 }
 
 /// The `Origin` of a request when it is not `http://<Host>`.
@@ -182,17 +196,9 @@ pub(super) type Body = std::result::Result<Bytes, axum::extract::rejection::Byte
 
 /// Parses a JSON body, naming the field serde names (or `body`).
 pub(super) fn parse_body<T: serde::de::DeserializeOwned>(body: Body) -> ApiResult<T> {
-    let body = body.map_err(|e| {
-        let status = e.status();
-        let what = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            format!(
-                "the request body is larger than the {} MiB limit",
-                MAX_BODY_MIB
-            )
-        } else {
-            e.body_text()
-        };
-        ApiError::status(status, what)
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => too_large(super::Limits::DEFAULT_BODY_BYTES),
+        status => ApiError::status(status, e.body_text()),
     })?;
     serde_json::from_slice(&body).map_err(|e| {
         let msg = e.to_string();

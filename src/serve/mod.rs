@@ -103,7 +103,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/generate", post(api::generate))
         .route("/api/jobs/{id}/events", get(jobs::events))
         .fallback(api::not_found)
-        .layer(axum::middleware::from_fn(api::same_origin_only))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            api::guard,
+        ))
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .with_state(state)
 }
