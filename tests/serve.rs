@@ -27,7 +27,8 @@ fn the_page_and_every_endpoint_answer() {
     let server = Server::start(&[]);
     for (path, kind, needle) in [
         ("/", "text/html", "diffuse playground"),
-        ("/app.js", "text/javascript", "EventSource"),
+        ("/app.js", "text/javascript", "/api/generate"),
+        ("/run.js", "text/javascript", "EventSource"),
         ("/style.css", "text/css", ".cards"),
     ] {
         let r = server.get(path);

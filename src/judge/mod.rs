@@ -4,6 +4,7 @@
 //! --self-test` on fresh dataset images under added noise.
 
 pub mod emoji;
+pub mod pixels;
 pub mod shapes;
 
 pub use shapes::{judge, Tally, Verdict};

@@ -95,6 +95,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", get(page::index))
         .route("/app.js", get(page::script))
+        .route("/run.js", get(page::run_script))
         .route("/style.css", get(page::styles))
         .route("/api/model", get(api::model))
         .route("/api/schedule", get(api::schedule))

@@ -6,6 +6,7 @@ use axum::response::IntoResponse;
 
 const INDEX: &str = include_str!("page/index.html");
 const SCRIPT: &str = include_str!("page/app.js");
+const RUN_SCRIPT: &str = include_str!("page/run.js");
 const STYLES: &str = include_str!("page/style.css");
 
 fn file(kind: &'static str, body: &'static str) -> impl IntoResponse {
@@ -25,6 +26,10 @@ pub async fn index() -> impl IntoResponse {
 
 pub async fn script() -> impl IntoResponse {
     file("text/javascript; charset=utf-8", SCRIPT)
+}
+
+pub async fn run_script() -> impl IntoResponse {
+    file("text/javascript; charset=utf-8", RUN_SCRIPT)
 }
 
 pub async fn styles() -> impl IntoResponse {
