@@ -397,3 +397,38 @@ fn a_text_model_run_ends_with_attention_maps_per_word() {
         "'cat' and 'computer' have the same map"
     );
 }
+
+/// SIGTERM during a long run: the run stops at its next step and the server exits.
+#[cfg(unix)]
+#[test]
+fn the_server_exits_promptly_on_sigterm_during_a_run() {
+    let mut server = Server::start(&[]);
+    let id = submit(&server, r#"{"prompt": "a red circle", "steps": 1000}"#);
+    let mut events = Events::open(&server.url, id);
+    while events.next_event().is_some_and(|(name, _)| name != "step") {}
+    let pid = server.child.id().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let began = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            began.elapsed().as_secs() < 30,
+            "still running 30 s after SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    // The stream ended before the run's 1000 steps.
+    let mut steps = 1;
+    while let Some((name, _)) = events.next_event() {
+        assert_ne!(name, "done");
+        steps += usize::from(name == "step");
+    }
+    assert!(steps < 1000, "{steps}");
+}

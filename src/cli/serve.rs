@@ -34,8 +34,17 @@ pub struct ServeArgs {
     queue: usize,
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
+/// Resolves on Ctrl-C or SIGTERM; a second Ctrl-C while the server closes exits at once.
 async fn shutdown_signal() {
+    first_signal().await;
+    tokio::spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            std::process::exit(130);
+        }
+    });
+}
+
+async fn first_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -79,6 +79,8 @@ pub struct QueueStatus {
 /// The queue: unclaimed runs by id, and counters.
 pub struct Queue {
     limits: Limits,
+    /// Set when the server shuts down: every run stops at its next step.
+    stopping: std::sync::atomic::AtomicBool,
     inner: Mutex<Inner>,
     workers: Arc<Semaphore>,
 }
@@ -94,6 +96,7 @@ impl Queue {
     pub fn new(limits: Limits) -> Self {
         Self {
             limits,
+            stopping: std::sync::atomic::AtomicBool::new(false),
             inner: Mutex::new(Inner {
                 next_id: 1,
                 status: QueueStatus {
@@ -150,6 +153,16 @@ impl Queue {
         Ok(spec)
     }
 
+    /// Stops every run at its next step (the server is shutting down).
+    pub fn stop(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn status(&self) -> QueueStatus {
         self.lock().status.clone()
     }
@@ -191,7 +204,7 @@ async fn run_streamed(state: Arc<AppState>, spec: JobSpec, tx: mpsc::Sender<Even
     let st = state.clone();
     let outcome = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        let emit = |e: Event| tx.blocking_send(e).is_ok();
+        let emit = |e: Event| !st.jobs.stopping() && tx.blocking_send(e).is_ok();
         let r = run_job(&st.model, &spec, emit);
         if let Err(e) = &r {
             let _ = tx.blocking_send(json_event(

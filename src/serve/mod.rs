@@ -113,7 +113,8 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 /// Binds `opts.host:opts.port` (port 0 picks a free one) and serves until `shutdown`
-/// resolves; `on_ready` gets the bound address before the first request is taken.
+/// resolves, then stops every run at its next step and closes; `on_ready` gets the bound
+/// address before the first request is taken.
 pub async fn serve(
     model: LoadedModel,
     opts: &ServeOptions,
@@ -134,6 +135,12 @@ pub async fn serve(
         model,
     });
     on_ready(bound);
+    let stopping = state.clone();
+    let shutdown = async move {
+        shutdown.await;
+        // Runs stop at their next step, so their streams end and the server can close.
+        stopping.jobs.stop();
+    };
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
