@@ -8,7 +8,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::im2col::{col2im, im2col, per_sample, transpose, Geom};
+use super::im2col::{col2im, im2col, per_sample, scratch, transpose, with_scratch, Geom};
 use super::{contiguous_f32, sgemm, threads, use_cpu_kernel};
 
 /// Forward: `y_b = W · im2col(x_b) + bias`.
@@ -36,17 +36,20 @@ impl CustomOp3 for Conv2dFwd {
         let x = contiguous_f32(xs, xl, "conv2d input")?;
         let w = contiguous_f32(ws, wl, "conv2d weight")?;
         let bias = contiguous_f32(bs, bl, "conv2d bias")?;
-        let mut y = vec![0f32; g.b * g.y_len()];
-        let one = |xb: &[f32], yb: &mut [f32], col: &mut Vec<f32>, parallel: bool| {
-            for (c, row) in yb.chunks_mut(g.pix()).enumerate() {
-                row.fill(bias[c]);
+        // Starts as the bias, written once (no zeroing first); the GEMM accumulates onto it.
+        let mut y = Vec::with_capacity(g.b * g.y_len());
+        for _ in 0..g.b {
+            for &bc in &bias[..g.cout] {
+                y.extend(std::iter::repeat_n(bc, g.pix()));
             }
-            let src = if g.pointwise() {
+        }
+        let one = |xb: &[f32], yb: &mut [f32], col: &mut Vec<f32>, parallel: bool| {
+            let src: &[f32] = if g.pointwise() {
                 xb
             } else {
-                col.resize(g.kdim() * g.pix(), 0.0);
+                let col = scratch(col, g.kdim() * g.pix());
                 im2col(&g, xb, col);
-                col.as_slice()
+                col
             };
             // Computed transposed, yᵀ [Ho·Wo, Cout] = colᵀ [Ho·Wo, K] · Wᵀ [K, Cout], so that
             // every operand is column-major and GEMM packs nothing big.
@@ -130,9 +133,7 @@ impl CustomOp2 for Conv2dGradInput {
         let mut dx = vec![0f32; b * g.x_len()];
         let one = |dyb: &[f32], dxb: &mut [f32], col: &mut Vec<f32>, parallel: bool| {
             let pointwise = g.pointwise();
-            if !pointwise {
-                col.resize(g.kdim() * g.pix(), 0.0);
-            }
+            let col = scratch(col, if pointwise { 0 } else { g.kdim() * g.pix() });
             let dst = if pointwise {
                 dxb.as_mut_ptr()
             } else {
@@ -188,34 +189,36 @@ impl CustomOp2 for Conv2dGradWeight {
         let wlen = g.cout * g.kdim();
         // Accumulates samples `range` into `dw`.
         let partial = |range: std::ops::Range<usize>, dw: &mut [f32], parallel: bool| {
-            let (mut col, mut dy_t) = (Vec::new(), vec![0f32; g.pix() * g.cout]);
-            for (i, bi) in range.enumerate() {
-                let xb = &x[bi * g.x_len()..(bi + 1) * g.x_len()];
-                let dyb = &dy[bi * g.y_len()..(bi + 1) * g.y_len()];
-                let src = if g.pointwise() {
-                    xb
-                } else {
-                    col.resize(g.kdim() * g.pix(), 0.0);
-                    im2col(&g, xb, &mut col);
-                    col.as_slice()
-                };
-                transpose(dyb, g.cout, g.pix(), &mut dy_t); // [Ho·Wo, Cout]
-                                                            // dW [Cout, K] = dy [Cout, Ho·Wo] · colᵀ [Ho·Wo, K], stored [K][Cout] and with
-                                                            // dy read from its transpose, so every operand is column-major.
-                unsafe {
-                    sgemm(
-                        (g.cout, g.kdim(), g.pix()),
-                        dw.as_mut_ptr(),
-                        (1, g.cout as isize),
-                        i > 0,
-                        dy_t.as_ptr(),
-                        (1, g.cout as isize),
-                        src.as_ptr(),
-                        (1, g.pix() as isize),
-                        parallel,
-                    )
-                };
-            }
+            let mut dy_t = vec![0f32; g.pix() * g.cout];
+            with_scratch(|col| {
+                for (i, bi) in range.enumerate() {
+                    let xb = &x[bi * g.x_len()..(bi + 1) * g.x_len()];
+                    let dyb = &dy[bi * g.y_len()..(bi + 1) * g.y_len()];
+                    let src: &[f32] = if g.pointwise() {
+                        xb
+                    } else {
+                        let col = scratch(col, g.kdim() * g.pix());
+                        im2col(&g, xb, col);
+                        col
+                    };
+                    transpose(dyb, g.cout, g.pix(), &mut dy_t); // [Ho·Wo, Cout]
+                                                                // dW [Cout, K] = dy [Cout, Ho·Wo] · colᵀ [Ho·Wo, K], stored [K][Cout] and with
+                                                                // dy read from its transpose, so every operand is column-major.
+                    unsafe {
+                        sgemm(
+                            (g.cout, g.kdim(), g.pix()),
+                            dw.as_mut_ptr(),
+                            (1, g.cout as isize),
+                            i > 0,
+                            dy_t.as_ptr(),
+                            (1, g.cout as isize),
+                            src.as_ptr(),
+                            (1, g.pix() as isize),
+                            parallel,
+                        )
+                    };
+                }
+            });
         };
         let mut dw_t = vec![0f32; wlen]; // [K][Cout]
         if g.batch_parallel() {

@@ -2,6 +2,8 @@
 //! for the forward GEMM), col2im (the backward's scatter-add), and the per-sample split of
 //! a batch over rayon's threads.
 
+use std::cell::RefCell;
+
 use candle_core::{Result, Shape};
 use rayon::prelude::*;
 
@@ -67,9 +69,33 @@ impl Geom {
     }
 }
 
+thread_local! {
+    /// Each thread's im2col scratch, kept between calls so that it is zeroed only when it
+    /// grows (a fresh buffer per call cost a memset of the whole matrix every time).
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's scratch buffer, or a fresh one while it is in use (rayon may
+/// run another job on a thread that waits inside `f`).
+pub(super) fn with_scratch<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
+    SCRATCH.with(|s| match s.try_borrow_mut() {
+        Ok(mut v) => f(&mut v),
+        Err(_) => f(&mut Vec::new()),
+    })
+}
+
+/// The first `len` elements of `buf`, growing it (zeroed) only when it is shorter.
+pub(super) fn scratch(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+    &mut buf[..len]
+}
+
 /// Runs `one(input, output, scratch, inner_parallel)` for every sample of the batch: the
 /// samples in parallel when there are enough of them (each GEMM on one thread), else one by
-/// one with each GEMM parallel. `input` and `output` hold `in_len` and `out_len` per sample.
+/// one with each GEMM parallel. `input` and `output` hold `in_len` and `out_len` per sample;
+/// `scratch` is the thread's reusable buffer (see [`scratch`]).
 pub(super) fn per_sample(
     g: &Geom,
     input: &[f32],
@@ -82,12 +108,13 @@ pub(super) fn per_sample(
         output
             .par_chunks_mut(out_len)
             .zip(input.par_chunks(in_len))
-            .for_each_init(Vec::new, |col, (ob, ib)| one(ib, ob, col, false));
+            .for_each(|(ob, ib)| with_scratch(|col| one(ib, ob, col, false)));
     } else {
-        let mut col = Vec::new();
-        for (ob, ib) in output.chunks_mut(out_len).zip(input.chunks(in_len)) {
-            one(ib, ob, &mut col, true);
-        }
+        with_scratch(|col| {
+            for (ob, ib) in output.chunks_mut(out_len).zip(input.chunks(in_len)) {
+                one(ib, ob, col, true);
+            }
+        });
     }
 }
 
