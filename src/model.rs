@@ -28,6 +28,9 @@ pub const BUILTIN_NAME: &str = "the built-in model (models/shapes32.safetensors)
 /// The bytes of `models/shapes32.safetensors` at build time.
 pub static SHAPES32: &[u8] = include_bytes!("../models/shapes32.safetensors");
 
+/// The bytes of `models/emoji64.safetensors` at build time: the text-to-image model.
+pub static EMOJI64: &[u8] = include_bytes!("../models/emoji64.safetensors");
+
 /// A model compiled into the binary, chosen with `--model NAME`.
 pub struct BuiltIn {
     pub name: &'static str,
@@ -39,12 +42,20 @@ pub struct BuiltIn {
 }
 
 /// The built-in models, the default first.
-pub static BUILTINS: [BuiltIn; 1] = [BuiltIn {
-    name: "shapes32",
-    file: "models/shapes32.safetensors",
-    bytes: SHAPES32,
-    about: "coloured shapes, 32 px: a colour and a shape, e.g. \"a red circle\"",
-}];
+pub static BUILTINS: [BuiltIn; 2] = [
+    BuiltIn {
+        name: "shapes32",
+        file: "models/shapes32.safetensors",
+        bytes: SHAPES32,
+        about: "coloured shapes, 32 px: a colour and a shape, e.g. \"a red circle\"",
+    },
+    BuiltIn {
+        name: "emoji64",
+        file: "models/emoji64.safetensors",
+        bytes: EMOJI64,
+        about: "emoji scenes, 64 px: one or two of 24 nouns in a caption, e.g. \"a cat with a computer\"",
+    },
+];
 
 /// The built-in model called `name`.
 pub fn builtin(name: &str) -> Option<&'static BuiltIn> {

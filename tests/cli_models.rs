@@ -16,6 +16,14 @@ fn models_lists_the_built_in_models() {
     assert_eq!(first["bytes"], diffuse::model::SHAPES32.len());
     assert_eq!(first["vocabulary"][0][0], "colour");
     assert_eq!(first["vocabulary"][1][1].as_array().unwrap().len(), 6);
+    let second = &list[1];
+    assert_eq!(second["name"], "emoji64");
+    assert_eq!(second["default"], false);
+    assert_eq!(second["resolution"], 64);
+    assert_eq!(second["prompts"], "text");
+    assert_eq!(second["bytes"], diffuse::model::EMOJI64.len());
+    let words = second["vocabulary"][0][1].as_array().unwrap();
+    assert!(words.contains(&serde_json::json!("computer")), "{words:?}");
     let text = String::from_utf8_lossy(&diffuse(&["models"]).stdout).to_string();
     assert!(
         text.contains("shapes32 (default)") && text.contains("circle, square, triangle"),
@@ -48,6 +56,32 @@ fn a_built_in_model_is_chosen_by_name() {
         std::fs::read(out.join("sample_00.png")).unwrap()
     };
     assert_eq!(run("named", &["--model", "shapes32"]), run("default", &[]));
+    // The text model by name draws what its file draws.
+    let emoji = |name: &str, model: &str| {
+        let out = dir.path().join(name);
+        let o = diffuse(&[
+            "generate",
+            "--prompt",
+            "a cat",
+            "--steps",
+            "2",
+            "--seed",
+            "4",
+            "--frames",
+            "2",
+            "--num-images",
+            "1",
+            "--model",
+            model,
+            "--out",
+            s(&out),
+            "--quiet",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        std::fs::read(out.join("sample_00.png")).unwrap()
+    };
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/models/emoji64.safetensors");
+    assert_eq!(emoji("emoji-named", "emoji64"), emoji("emoji-file", file));
     let o = diffuse(&[
         "generate",
         "--prompt",
