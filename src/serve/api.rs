@@ -331,10 +331,19 @@ pub fn check_generate(state: &AppState, r: GenerateRequest) -> ApiResult<JobSpec
         attention: r.attention,
     };
     for v in &spec.variants {
-        // Builds each sampler once, so a step count its schedule cannot take fails here.
-        model
+        // Builds each sampler once, so a step count its schedule cannot take fails here, and
+        // the columns can step in lockstep.
+        let sampler = model
             .sampler(spec.sampler_config(model, v.sampler))
             .map_err(|e| ApiError::from_lib("steps", e))?;
+        let n = sampler.timesteps().len();
+        if n != spec.steps {
+            let msg = format!(
+                "{} gives {n} distinct timesteps for steps {}",
+                v.sampler, spec.steps
+            );
+            return Err(ApiError::field("steps", msg));
+        }
     }
     Ok(spec)
 }
