@@ -432,3 +432,24 @@ fn the_server_exits_promptly_on_sigterm_during_a_run() {
     }
     assert!(steps < 1000, "{steps}");
 }
+
+#[test]
+fn bad_serve_flags_are_one_line_errors() {
+    let o = common::diffuse(&["serve", "--queue", "0"]);
+    common::assert_fails_with(&o, "--queue 0");
+    let o = common::diffuse(&["serve", "--host", "256.1.1.1", "--port", "0"]);
+    common::assert_fails_with(&o, "--host 256.1.1.1");
+    // A port another server holds.
+    let server = Server::start(&[]);
+    let port = server.url.rsplit(':').next().unwrap();
+    let o = common::diffuse(&["serve", "--port", port]);
+    common::assert_fails_with(&o, &format!("--port {port}"));
+    let o = common::diffuse(&[
+        "serve",
+        "--model",
+        "no-such-model.safetensors",
+        "--port",
+        "0",
+    ]);
+    common::assert_fails_with(&o, "no-such-model.safetensors");
+}

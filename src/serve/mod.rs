@@ -122,9 +122,16 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let addr = format!("{}:{}", opts.host, opts.port);
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .map_err(|e| Error::option("host", &addr, format!("cannot listen there: {e}")))?;
+    let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| {
+        // A taken or privileged port is the port's fault; anything else the address's.
+        let (flag, value) = match e.kind() {
+            std::io::ErrorKind::AddrInUse | std::io::ErrorKind::PermissionDenied => {
+                ("port", opts.port.to_string())
+            }
+            _ => ("host", opts.host.clone()),
+        };
+        Error::option(flag, value, format!("cannot listen on {addr}: {e}"))
+    })?;
     let bound = listener.local_addr().map_err(|e| Error::Process {
         what: "server".into(),
         reason: e.to_string(),
