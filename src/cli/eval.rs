@@ -252,10 +252,11 @@ fn pct(v: f64) -> String {
     }
 }
 
-fn counts_row(out: &mut impl Write, name: &str, c: &Counts) -> std::io::Result<()> {
+/// One row of the emoji table, the name padded to `width`.
+fn counts_row(out: &mut impl Write, width: usize, name: &str, c: &Counts) -> std::io::Result<()> {
     writeln!(
         out,
-        "{:<24} {:>8} {:>9} {:>10} {:>10}",
+        "{:<width$} {:>8} {:>9} {:>10} {:>10}",
         name,
         c.samples,
         pct(c.object_accuracy()),
@@ -277,18 +278,24 @@ fn emoji_table(out: &mut impl Write, r: &EmojiReport) -> std::io::Result<()> {
         o.seed,
         r.seconds
     )?;
+    // Wide enough for the longest caption ("a computer left of a rocket").
+    let w = r
+        .prompts
+        .iter()
+        .map(|p| p.prompt.caption.chars().count())
+        .fold(24, usize::max);
     writeln!(
         out,
-        "{:<24} {:>8} {:>9} {:>10} {:>10}",
+        "{:<w$} {:>8} {:>9} {:>10} {:>10}",
         "prompts", "samples", "objects", "all found", "relation"
     )?;
-    counts_row(out, "one noun", &r.single)?;
-    counts_row(out, "seen pairs", &r.seen_pairs)?;
-    counts_row(out, "held-out pairs (novel)", &r.held_out_pairs)?;
-    counts_row(out, "a cat with a computer", &r.cat_with_computer)?;
+    counts_row(out, w, "one noun", &r.single)?;
+    counts_row(out, w, "seen pairs", &r.seen_pairs)?;
+    counts_row(out, w, "held-out pairs (novel)", &r.held_out_pairs)?;
+    counts_row(out, w, "a cat with a computer", &r.cat_with_computer)?;
     writeln!(out)?;
     for p in &r.prompts {
-        counts_row(out, &p.prompt.caption, &p.counts)?;
+        counts_row(out, w, &p.prompt.caption, &p.counts)?;
     }
     Ok(())
 }
