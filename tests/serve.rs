@@ -1,6 +1,6 @@
 //! `diffuse serve` over HTTP: every endpoint, the event stream's order and count, the final
-//! images against `diffuse generate`, cancel on disconnect, the queue's 429, every kind of
-//! bad request, and a bounded load of 50 concurrent runs.
+//! images against `diffuse generate`, cancel on disconnect and on SIGTERM, attention maps,
+//! and a bounded load of 50 concurrent runs (bad requests: `serve_errors.rs`).
 
 mod common;
 
@@ -214,115 +214,6 @@ fn a_run_stops_when_its_client_goes_away() {
     }
 }
 
-/// A POST to /api/noise that declares a `len`-byte body and sends only its start: a body over
-/// the limit is refused from its headers, without being read.
-fn declared_too_large(server: &Server, len: usize) -> (u16, serde_json::Value) {
-    use std::io::{Read, Write};
-    let addr = server.url.trim_start_matches("http://");
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    let head = format!(
-        "POST /api/noise HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         Content-Length: {len}\r\nConnection: close\r\n\r\n{{\"t\": 1, \"image\": \"AAAA"
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
-        .unwrap();
-    let mut reply = Vec::new();
-    let _ = s.read_to_end(&mut reply);
-    let reply = String::from_utf8_lossy(&reply);
-    let status = reply.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = reply.split("\r\n\r\n").nth(1).unwrap();
-    (status, serde_json::from_str(body).unwrap())
-}
-
-#[test]
-fn bad_requests_get_a_4xx_naming_the_field_and_the_server_keeps_serving() {
-    let server = Server::start(&["--queue", "2"]);
-    let gen = |body: &str| Server::json(server.post("/api/generate", body));
-    let noise = |body: &str| Server::json(server.post("/api/noise", body));
-    let corrupt = format!(
-        r#"{{"t": 1, "image": "data:image/png;base64,{}"}}"#,
-        base64::engine::general_purpose::STANDARD.encode(b"\x89PNG\r\n\x1a\nnot really")
-    );
-    let cases: Vec<((u16, serde_json::Value), u16, &str)> = vec![
-        (gen("{not json"), 400, "body"),
-        (gen(r#"{"prompt": "a purple cat"}"#), 400, "prompt"),
-        (
-            gen(r#"{"prompt": "a red circle", "steps": 0}"#),
-            400,
-            "steps",
-        ),
-        (
-            gen(r#"{"prompt": "a red circle", "steps": 1001}"#),
-            400,
-            "steps",
-        ),
-        (
-            gen(r#"{"prompt": "a red circle", "num_images": 5}"#),
-            400,
-            "num_images",
-        ),
-        (
-            gen(r#"{"prompt": "a red circle", "guidance": -1}"#),
-            400,
-            "guidance",
-        ),
-        (
-            gen(r#"{"prompt": "a red circle", "sampler": "euler"}"#),
-            400,
-            "sampler",
-        ),
-        (
-            gen(r#"{"prompt": "a red circle", "colour": "red"}"#),
-            400,
-            "colour",
-        ),
-        (
-            gen(r#"{"prompt": "a red circle", "attention": true}"#),
-            400,
-            "attention",
-        ),
-        (
-            gen(r#"{"prompt": "a red circle", "compare": {"seed": [1]}}"#),
-            400,
-            "compare",
-        ),
-        (gen(r#"{"steps": 3}"#), 400, "prompt"),
-        (declared_too_large(&server, 9 << 20), 413, ""),
-        (noise(&corrupt), 400, "image"),
-        (noise(r#"{"t": 1, "image": "%%%"}"#), 400, "image"),
-        (noise(r#"{"t": 1000}"#), 400, "t"),
-        (noise(r#"{"t": 1, "picture": "moon"}"#), 400, "picture"),
-        (noise(r#"{"t": 1, "schedule": "zigzag"}"#), 400, "schedule"),
-        (Server::json(server.get("/api/jobs/123/events")), 404, ""),
-        (Server::json(server.get("/api/jobs/x/events")), 404, ""),
-        (Server::json(server.get("/../../etc/passwd")), 404, ""),
-    ];
-    for (i, ((status, body), want, field)) in cases.into_iter().enumerate() {
-        assert_eq!(status, want, "case {i}: {body}");
-        assert!(
-            body["error"].as_str().is_some_and(|e| !e.is_empty()),
-            "case {i}: {body}"
-        );
-        if !field.is_empty() {
-            assert_eq!(body["field"], field, "case {i}: {body}");
-        }
-    }
-    // Another origin is refused.
-    let r = ureq::get(&format!("{}/api/model", server.url))
-        .set("Origin", "http://example.com")
-        .call();
-    assert_eq!(Server::json(respond(r)).0, 403);
-    // A full queue answers 429.
-    let ok = r#"{"prompt": "a red circle", "steps": 2}"#;
-    assert_eq!(gen(ok).0, 200);
-    assert_eq!(gen(ok).0, 200);
-    let (status, body) = gen(ok);
-    assert_eq!(status, 429, "{body}");
-    // Still serving.
-    assert_eq!(Server::json(server.get("/api/model")).0, 200);
-}
-
 /// 50 concurrent clients each ask for a run and stream it: every request is answered (run,
 /// or refused with 429), nothing crashes, and the server's memory stays bounded.
 #[test]
@@ -431,25 +322,4 @@ fn the_server_exits_promptly_on_sigterm_during_a_run() {
         steps += usize::from(name == "step");
     }
     assert!(steps < 1000, "{steps}");
-}
-
-#[test]
-fn bad_serve_flags_are_one_line_errors() {
-    let o = common::diffuse(&["serve", "--queue", "0"]);
-    common::assert_fails_with(&o, "--queue 0");
-    let o = common::diffuse(&["serve", "--host", "256.1.1.1", "--port", "0"]);
-    common::assert_fails_with(&o, "--host 256.1.1.1");
-    // A port another server holds.
-    let server = Server::start(&[]);
-    let port = server.url.rsplit(':').next().unwrap();
-    let o = common::diffuse(&["serve", "--port", port]);
-    common::assert_fails_with(&o, &format!("--port {port}"));
-    let o = common::diffuse(&[
-        "serve",
-        "--model",
-        "no-such-model.safetensors",
-        "--port",
-        "0",
-    ]);
-    common::assert_fails_with(&o, "no-such-model.safetensors");
 }
