@@ -48,7 +48,7 @@ impl CustomOp3 for Conv2dFwd {
                 xb
             } else {
                 let col = scratch(col, g.kdim() * g.pix());
-                im2col(&g, xb, col);
+                im2col(&g, xb, col, parallel);
                 col
             };
             // Computed transposed, yᵀ [Ho·Wo, Cout] = colᵀ [Ho·Wo, K] · Wᵀ [K, Cout], so that
@@ -198,7 +198,7 @@ impl CustomOp2 for Conv2dGradWeight {
                         xb
                     } else {
                         let col = scratch(col, g.kdim() * g.pix());
-                        im2col(&g, xb, col);
+                        im2col(&g, xb, col, parallel);
                         col
                     };
                     transpose(dyb, g.cout, g.pix(), &mut dy_t); // [Ho·Wo, Cout]

@@ -128,33 +128,45 @@ pub(super) fn valid_range(g: &Geom, kx: usize) -> (usize, usize) {
     (lo.min(hi) as usize, hi as usize)
 }
 
-/// Unfolds one sample `x` `[Cin, H, W]` into `col` `[Cin·k·k, Ho·Wo]`.
-pub(super) fn im2col(g: &Geom, x: &[f32], col: &mut [f32]) {
+/// Unfolds one sample `x` `[Cin, H, W]` into `col` `[Cin·k·k, Ho·Wo]`; with `parallel`, the
+/// input channels are spread over rayon's threads (the same bytes either way).
+pub(super) fn im2col(g: &Geom, x: &[f32], col: &mut [f32], parallel: bool) {
+    let (plane, rows) = (g.h * g.w, g.k * g.k * g.pix());
+    let channels = col[..g.cin * rows].chunks_mut(rows).zip(x.chunks(plane));
+    if parallel && g.cin > 1 {
+        let channels: Vec<_> = channels.collect();
+        channels
+            .into_par_iter()
+            .for_each(|(block, plane)| unfold_channel(g, plane, block));
+    } else {
+        channels.for_each(|(block, plane)| unfold_channel(g, plane, block));
+    }
+}
+
+/// One input channel `plane` `[H, W]` into its `k·k` rows of the im2col matrix.
+fn unfold_channel(g: &Geom, plane: &[f32], block: &mut [f32]) {
     let (k, s, p) = (g.k, g.stride, g.pad as isize);
-    for ci in 0..g.cin {
-        let plane = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
-        for ky in 0..k {
-            for kx in 0..k {
-                let row = (ci * k + ky) * k + kx;
-                let dst = &mut col[row * g.pix()..(row + 1) * g.pix()];
-                let (lo, hi) = valid_range(g, kx);
-                for oy in 0..g.ho {
-                    let d = &mut dst[oy * g.wo..(oy + 1) * g.wo];
-                    let iy = (oy * s + ky) as isize - p;
-                    if iy < 0 || iy >= g.h as isize || lo >= hi {
-                        d.fill(0.0);
-                        continue;
-                    }
-                    let src = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
-                    d[..lo].fill(0.0);
-                    d[hi..].fill(0.0);
-                    let ix0 = (lo * s) as isize + kx as isize - p;
-                    if s == 1 {
-                        d[lo..hi].copy_from_slice(&src[ix0 as usize..ix0 as usize + hi - lo]);
-                    } else {
-                        for (j, v) in d[lo..hi].iter_mut().enumerate() {
-                            *v = src[ix0 as usize + j * s];
-                        }
+    for ky in 0..k {
+        for kx in 0..k {
+            let row = ky * k + kx;
+            let dst = &mut block[row * g.pix()..(row + 1) * g.pix()];
+            let (lo, hi) = valid_range(g, kx);
+            for oy in 0..g.ho {
+                let d = &mut dst[oy * g.wo..(oy + 1) * g.wo];
+                let iy = (oy * s + ky) as isize - p;
+                if iy < 0 || iy >= g.h as isize || lo >= hi {
+                    d.fill(0.0);
+                    continue;
+                }
+                let src = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
+                d[..lo].fill(0.0);
+                d[hi..].fill(0.0);
+                let ix0 = (lo * s) as isize + kx as isize - p;
+                if s == 1 {
+                    d[lo..hi].copy_from_slice(&src[ix0 as usize..ix0 as usize + hi - lo]);
+                } else {
+                    for (j, v) in d[lo..hi].iter_mut().enumerate() {
+                        *v = src[ix0 as usize + j * s];
                     }
                 }
             }
