@@ -34,7 +34,7 @@ try {
   await page.fill("#gen-seed", "1");
   const t0 = Date.now();
   await page.click("#gen-go");
-  await page.waitForFunction(() => document.getElementById("gen-step-counter").dataset.step === "1", null, { timeout: 120000 });
+  await page.waitForFunction(() => Number(document.getElementById("gen-step-counter").dataset.step) >= 1, null, { timeout: 120000 });
   const firstFrameMs = Date.now() - t0;
   await page.waitForFunction(() => document.getElementById("gen-status").textContent.startsWith("Done"), null, { timeout: 300000 });
   const totalMs = Date.now() - t0;
