@@ -1,7 +1,8 @@
 // Drives the diffuse playground in a real browser (Debian's Chromium through playwright-core):
 // types a prompt, clicks Generate, waits for the last step, checks that the canvases are not
 // blank and the step counter reached the end, moves the Forward tab's t slider and checks that
-// x_t changed, and saves a screenshot.
+// x_t changed, checks a 390-px-wide screen and a run started from the keyboard alone, and saves
+// a screenshot.
 // Usage: node playground.mjs URL SCREENSHOT.png [PROMPT] [STEPS]
 import { chromium } from "playwright-core";
 
@@ -70,6 +71,21 @@ try {
   const tAfter = await page.$eval("#fwd-xt", (c) => c.dataset.t);
   const after = await pixels();
   if (after === before) fail(`x_t did not change when t moved from ${tBefore} to ${tAfter}`);
+  // A phone-sized screen: nothing wider than the viewport. The keyboard alone: Generate tab
+  // by arrow keys from the focused tab, Enter in the prompt box starts a run.
+  await page.setViewportSize({ width: 390, height: 844 });
+  const scroll = await page.evaluate(() => document.documentElement.scrollWidth);
+  if (scroll > 390) fail(`at 390 px the page is ${scroll} px wide`);
+  await page.focus("#tab-forward");
+  await page.keyboard.press("ArrowLeft");
+  await page.keyboard.press("ArrowLeft");
+  const tab = await page.$eval("#tab-generate", (t) => t.getAttribute("aria-selected"));
+  if (tab !== "true") fail("the arrow keys did not reach the Generate tab");
+  await page.focus("#gen-prompt");
+  await page.keyboard.press("Enter");
+  await page.waitForFunction(() => document.getElementById("gen-status").textContent.startsWith("Started")
+    || document.getElementById("gen-status").textContent.startsWith("Step"), null, { timeout: 60000 });
+  await page.waitForFunction(() => document.getElementById("gen-status").textContent.startsWith("Done"), null, { timeout: 300000 });
   if (errors.length) fail(`the page threw: ${errors.join("; ")}`);
   console.log(JSON.stringify({ prompt, steps, first_frame_ms: firstFrameMs, total_ms: totalMs, spreads, t_before: Number(tBefore), t_after: Number(tAfter) }));
 } finally {
