@@ -80,6 +80,23 @@ pub struct ModelSummary {
     pub vocabulary: Vec<(String, Vec<String>)>,
 }
 
+/// How a model reads prompts, "text" (a caption through the text encoder) or "slots" (one
+/// word per slot), and the words it knows: all of them (text models) or per slot.
+pub fn prompt_words(unet: &crate::unet::UNetConfig) -> (&'static str, Vec<(String, Vec<String>)>) {
+    match &unet.text {
+        // Id 0 is padding, not a word.
+        Some(t) => ("text", vec![("words".to_string(), t.vocab[1..].to_vec())]),
+        None => (
+            "slots",
+            unet.vocab
+                .slots
+                .iter()
+                .map(|s| (s.name.clone(), s.words.clone()))
+                .collect(),
+        ),
+    }
+}
+
 /// The built-in models with their vocabulary, resolution and size (no weights are built).
 pub fn builtin_summaries() -> Result<Vec<ModelSummary>> {
     BUILTINS
@@ -101,18 +118,7 @@ pub fn builtin_summaries() -> Result<Vec<ModelSummary>> {
                 .values()
                 .map(|t| t.shape.iter().product::<usize>())
                 .sum();
-            let (prompts, vocabulary) = match &meta.unet.text {
-                Some(t) => ("text", vec![("words".to_string(), t.vocab[1..].to_vec())]),
-                None => (
-                    "slots",
-                    meta.unet
-                        .vocab
-                        .slots
-                        .iter()
-                        .map(|s| (s.name.clone(), s.words.clone()))
-                        .collect(),
-                ),
-            };
+            let (prompts, vocabulary) = prompt_words(&meta.unet);
             Ok(ModelSummary {
                 name: b.name,
                 default: i == 0,

@@ -106,15 +106,7 @@ pub async fn model(State(state): State<Arc<AppState>>) -> Json<ModelInfo> {
     let m = &state.model;
     let unet = &m.meta.unet;
     let text = unet.text.as_ref();
-    let vocabulary = match text {
-        Some(t) => vec![("words".to_string(), t.vocab[1..].to_vec())],
-        None => unet
-            .vocab
-            .slots
-            .iter()
-            .map(|s| (s.name.clone(), s.words.clone()))
-            .collect(),
-    };
+    let (prompts, vocabulary) = crate::model::prompt_words(unet);
     let emoji_words = text.is_some_and(|t| t.vocab.iter().any(|w| w == "computer"));
     let held_out = if emoji_words {
         emoji::held_out_pairs()
@@ -127,7 +119,7 @@ pub async fn model(State(state): State<Arc<AppState>>) -> Json<ModelInfo> {
     Json(ModelInfo {
         name: m.name.clone(),
         resolution: unet.image_size,
-        prompts: if text.is_some() { "text" } else { "slots" },
+        prompts,
         vocabulary,
         example: if emoji_words {
             "a cat with a computer"
