@@ -186,10 +186,10 @@ pub async fn schedule(
 /// A request body as the handler gets it: too large a body becomes a JSON 413.
 pub(super) type Body = std::result::Result<Bytes, axum::extract::rejection::BytesRejection>;
 
-/// Parses a JSON body, naming the field serde names (or `body`).
-pub(super) fn parse_body<T: serde::de::DeserializeOwned>(body: Body) -> ApiResult<T> {
+/// Parses a JSON body of at most `max` bytes, naming the field serde names (or `body`).
+pub(super) fn parse_body<T: serde::de::DeserializeOwned>(body: Body, max: usize) -> ApiResult<T> {
     let body = body.map_err(|e| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => too_large(super::Limits::DEFAULT_BODY_BYTES),
+        StatusCode::PAYLOAD_TOO_LARGE => too_large(max),
         status => ApiError::status(status, e.body_text()),
     })?;
     serde_json::from_slice(&body).map_err(|e| {
@@ -379,7 +379,7 @@ fn compare_variants(base: Variant, c: &Compare, max: usize) -> ApiResult<Vec<Var
 /// `POST /api/generate`: checks the request and queues it; the events follow at
 /// `GET /api/jobs/{id}/events`.
 pub async fn generate(State(state): State<Arc<AppState>>, body: Body) -> ApiResult<Json<Accepted>> {
-    let spec = check_generate(&state, parse_body(body)?)?;
+    let spec = check_generate(&state, parse_body(body, state.limits.max_body_bytes)?)?;
     let id = state.jobs.submit(spec)?;
     Ok(Json(Accepted {
         id,

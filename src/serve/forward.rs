@@ -97,7 +97,7 @@ fn decode_upload(data: &str, limits: &Limits) -> ApiResult<DynamicImage> {
 }
 
 pub async fn noise(State(state): State<Arc<AppState>>, body: Body) -> ApiResult<Json<Noised>> {
-    let r: NoiseRequest = parse_body(body)?;
+    let r: NoiseRequest = parse_body(body, state.limits.max_body_bytes)?;
     let schedule = schedule_named(&state, r.schedule.as_deref())?;
     if r.t >= schedule.len() {
         let msg = format!("t {} is outside 0..={}", r.t, schedule.len() - 1);
