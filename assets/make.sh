@@ -14,6 +14,7 @@ pics=assets/readme
 # (examples/scene.rs).
 cargo run --release --quiet --example scene -- assets/scene.png assets/scene-sun-mask.png
 
+rm -rf out/cat out/cat-attention out/cat-above out/computer-above out/cat-seeds out/cat-guidance.png
 rm -rf out/inpaint out/repaint out/interpolate out/interpolate-seeds out/invert out/reconstruct
 rm -rf out/red-circle out/forward out/markov out/schedules.png out/prompts.png out/seeds \
   out/compare-guidance.png out/compare-samplers.png
@@ -22,8 +23,39 @@ rm -rf out/red-circle out/forward out/markov out/schedules.png out/prompts.png o
 [ -n "${KEEP_SWEEP:-}" ] || rm -f out/sweep.png
 set -x
 
-# Reverse diffusion of "a red circle" with the built-in model: strip + GIF.
-$bin generate --prompt "a red circle" --seed 1 --out out/red-circle --quiet
+# The text-to-image model (the default): "a cat with a computer" step by step.
+$bin generate --prompt "a cat with a computer" --seed 1 --out out/cat --quiet
+cp out/cat/strip.png $pics/cat-strip.png
+cp out/cat/denoising.gif $pics/cat.gif
+
+# The held-out pairs, and the samples of them the evaluation draws (8 per prompt, about 20
+# minutes on 2 cores; KEEP_EVAL=1 reuses an out/held-out.png made by the same command). The
+# table it prints is the one in the README and the model card.
+$bin data emoji --held-out > /dev/null
+if [ -z "${KEEP_EVAL:-}" ]; then
+  rm -f out/held-out.png
+  $bin eval --samples-per-prompt 8 --grid out/held-out.png --grid-prompts held-out --quiet
+fi
+cp out/held-out.png $pics/held-out.png
+
+# Where "cat" and "computer" land: cross-attention maps.
+$bin generate --prompt "a cat with a computer" --seed 1 --num-images 1 --attention-maps --frames 2 --out out/cat-attention --quiet
+cp out/cat-attention/attention/grid.png $pics/cat-attention.png
+
+# Word order: the relation both ways round, from the same noise.
+$bin generate --prompt "a cat above a computer" --num-images 4 --seed 5 --frames 2 --out out/cat-above --quiet
+cp out/cat-above/grid.png $pics/cat-above.png
+$bin generate --prompt "a computer above a cat" --num-images 4 --seed 5 --frames 2 --out out/computer-above --quiet
+cp out/computer-above/grid.png $pics/computer-above.png
+
+# Eight seeds of one prompt, and guidance 0 / 1 / 3 / 7 from the same noise.
+$bin generate --prompt "a cat with a computer" --num-images 8 --seed 7 --frames 2 --out out/cat-seeds --quiet
+cp out/cat-seeds/grid.png $pics/cat-seeds.png
+$bin compare --prompt "a cat with a computer" --guidance 0,1,3,7 --seed 3 --out out/cat-guidance.png --quiet
+cp out/cat-guidance.png $pics/cat-guidance.png
+
+# Reverse diffusion of "a red circle" with the shapes model: strip + GIF.
+$bin generate --model shapes32 --prompt "a red circle" --seed 1 --out out/red-circle --quiet
 cp out/red-circle/strip.png $pics/generate-strip.png
 cp out/red-circle/denoising.gif $pics/generate.gif
 
@@ -41,21 +73,21 @@ $bin schedule --beta-schedule all --plot out/schedules.png > /dev/null
 cp out/schedules.png $pics/schedules.png
 
 # All 36 prompts, one sample each.
-$bin eval --samples-per-prompt 1 --seed 0 --grid out/prompts.png --quiet > /dev/null
+$bin eval --model shapes32 --samples-per-prompt 1 --seed 0 --grid out/prompts.png --quiet > /dev/null
 cp out/prompts.png $pics/prompts.png
 
 # One prompt, eight samples from eight noise draws.
-$bin generate --prompt "a blue star" --num-images 8 --seed 7 --frames 2 --out out/seeds --quiet
+$bin generate --model shapes32 --prompt "a blue star" --num-images 8 --seed 7 --frames 2 --out out/seeds --quiet
 cp out/seeds/grid.png $pics/seeds.png
 
 # One prompt across guidance scales, and the three samplers at 10 steps, from the same noise.
-$bin compare --prompt "a green triangle" --guidance 0,1,3,7 --seed 3 --out out/compare-guidance.png --quiet
+$bin compare --model shapes32 --prompt "a green triangle" --guidance 0,1,3,7 --seed 3 --out out/compare-guidance.png --quiet
 cp out/compare-guidance.png $pics/compare-guidance.png
-$bin compare --prompt "a yellow diamond" --sampler ddpm,ddim,dpm++2m --steps 10 --seed 5 --out out/compare-samplers.png --quiet
+$bin compare --model shapes32 --prompt "a yellow diamond" --sampler ddpm,ddim,dpm++2m --steps 10 --seed 5 --out out/compare-samplers.png --quiet
 cp out/compare-samplers.png $pics/compare-samplers.png
 
 # The judge's accuracy against sampling steps for each sampler (36 prompts x 8 samples).
-[ -n "${KEEP_SWEEP:-}" ] || $bin eval --sweep out/sweep.png --samples-per-prompt 8 --quiet
+[ -n "${KEEP_SWEEP:-}" ] || $bin eval --model shapes32 --sweep out/sweep.png --samples-per-prompt 8 --quiet
 cp out/sweep.png $pics/sweep.png
 
 # The loss curve is drawn by the training run itself (its command is in the README and in
@@ -63,19 +95,19 @@ cp out/sweep.png $pics/sweep.png
 cp runs/shapes32/loss.png $pics/loss.png
 
 # Inpainting the sun of the scene, with the replace method and with RePaint.
-$bin inpaint --image assets/scene.png --mask assets/scene-sun-mask.png --prompt "a red square" --seed 1 --out out/inpaint --quiet
+$bin inpaint --model shapes32 --image assets/scene.png --mask assets/scene-sun-mask.png --prompt "a red square" --seed 1 --out out/inpaint --quiet
 cp out/inpaint/strip.png $pics/inpaint-strip.png
-$bin inpaint --image assets/scene.png --mask assets/scene-sun-mask.png --prompt "a red square" --method repaint --seed 1 --frames 8 --out out/repaint --quiet
+$bin inpaint --model shapes32 --image assets/scene.png --mask assets/scene-sun-mask.png --prompt "a red square" --method repaint --seed 1 --frames 8 --out out/repaint --quiet
 cp out/repaint/strip.png $pics/repaint-strip.png
 
 # Interpolation between two seeds, then between two prompts (and seeds).
-$bin interpolate --prompt "a red circle" --seed 1 --seed-to 2 --frames 8 --out out/interpolate-seeds --quiet
+$bin interpolate --model shapes32 --prompt "a red circle" --seed 1 --seed-to 2 --frames 8 --out out/interpolate-seeds --quiet
 cp out/interpolate-seeds/strip.png $pics/interpolate-seeds.png
-$bin interpolate --prompt "a red circle" --prompt-to "a blue square" --seed 1 --seed-to 2 --frames 8 --out out/interpolate --quiet
+$bin interpolate --model shapes32 --prompt "a red circle" --prompt-to "a blue square" --seed 1 --seed-to 2 --frames 8 --out out/interpolate --quiet
 cp out/interpolate/strip.png $pics/interpolate-prompts.png
 
 # DDIM inversion of the scene, and sampling its noise back.
-$bin invert --image assets/scene.png --frames 8 --out out/invert --quiet
+$bin invert --model shapes32 --image assets/scene.png --frames 8 --out out/invert --quiet
 cp out/invert/strip.png $pics/invert-strip.png
-$bin generate --from-noise out/invert/noise.safetensors --prompt "" --num-images 1 --sampler ddim --steps 50 --guidance 1 --no-clip-sample --no-thresholding --frames 8 --out out/reconstruct --quiet
+$bin generate --model shapes32 --from-noise out/invert/noise.safetensors --prompt "" --num-images 1 --sampler ddim --steps 50 --guidance 1 --no-clip-sample --no-thresholding --frames 8 --out out/reconstruct --quiet
 cp out/reconstruct/strip.png $pics/reconstruct-strip.png

@@ -112,7 +112,7 @@ fn samplers(c: &mut Criterion) {
 
 fn generate(c: &mut Criterion) {
     diffuse::alloc::keep_freed_memory();
-    let model = diffuse::model::load(None, &Device::Cpu).unwrap();
+    let model = diffuse::model::load(None, &Device::Cpu).unwrap(); // the default, emoji64
     let out = std::env::temp_dir().join(format!("diffuse-criterion-{}", std::process::id()));
     let case = GenerateCase {
         model: &model,

@@ -22,9 +22,6 @@ pub const MODEL_KEY: &str = "diffuse_model";
 /// The model-file format this version writes and reads.
 pub const MODEL_FORMAT: u32 = 1;
 
-/// How the built-in model is named in messages and reports.
-pub const BUILTIN_NAME: &str = "the built-in model (models/shapes32.safetensors)";
-
 /// The bytes of `models/shapes32.safetensors` at build time.
 pub static SHAPES32: &[u8] = include_bytes!("../models/shapes32.safetensors");
 
@@ -44,18 +41,23 @@ pub struct BuiltIn {
 /// The built-in models, the default first.
 pub static BUILTINS: [BuiltIn; 2] = [
     BuiltIn {
-        name: "shapes32",
-        file: "models/shapes32.safetensors",
-        bytes: SHAPES32,
-        about: "coloured shapes, 32 px: a colour and a shape, e.g. \"a red circle\"",
-    },
-    BuiltIn {
         name: "emoji64",
         file: "models/emoji64.safetensors",
         bytes: EMOJI64,
         about: "emoji scenes, 64 px: one or two of 24 nouns in a caption, e.g. \"a cat with a computer\"",
     },
+    BuiltIn {
+        name: "shapes32",
+        file: "models/shapes32.safetensors",
+        bytes: SHAPES32,
+        about: "coloured shapes, 32 px: a colour and a shape, e.g. \"a red circle\"",
+    },
 ];
+
+/// The model used when no `--model` is given.
+pub fn default_builtin() -> &'static BuiltIn {
+    &BUILTINS[0]
+}
 
 /// The built-in model called `name`.
 pub fn builtin(name: &str) -> Option<&'static BuiltIn> {
@@ -179,7 +181,7 @@ pub struct LoadedModel {
     pub scheduler: Option<crate::diffusers::SchedulerConfig>,
     /// The noise schedule the model was trained with (from `meta.schedule`).
     pub schedule: NoiseSchedule,
-    /// The file's path, or [`BUILTIN_NAME`].
+    /// The file's path, or "the built-in model NAME (FILE)".
     pub name: String,
     /// SHA-256 of the file's bytes, hex.
     pub sha256: String,
@@ -337,11 +339,23 @@ pub fn weights(
     let (name, bytes) = match (path, named) {
         (_, Some(b)) => (b.file.to_string(), b.bytes.to_vec()),
         (Some(p), None) => (format!("'{}'", p.display()), read_model_file(p)?),
-        (None, None) => (BUILTINS[0].file.to_string(), BUILTINS[0].bytes.to_vec()),
+        (None, None) => {
+            let b = default_builtin();
+            (b.file.to_string(), b.bytes.to_vec())
+        }
     };
     let (_, tensors) =
         safetensors::load_bytes_with_meta::<ModelMeta>(&bytes, MODEL_KEY, &name, &Device::Cpu)?;
     Ok(tensors)
+}
+
+/// Loads a built-in model, named in messages as "the built-in model NAME (FILE)".
+pub fn load_builtin(b: &BuiltIn, device: &Device) -> Result<LoadedModel> {
+    load_bytes(
+        &format!("the built-in model {} ({})", b.name, b.file),
+        b.bytes,
+        device,
+    )
 }
 
 /// Loads `path` (a model file, or the name of a built-in model when no such file exists), or
@@ -352,11 +366,7 @@ pub fn load(path: Option<&Path>, device: &Device) -> Result<LoadedModel> {
         .and_then(|p| p.to_str())
         .and_then(builtin);
     if let Some(b) = named {
-        return load_bytes(
-            &format!("the built-in model {} ({})", b.name, b.file),
-            b.bytes,
-            device,
-        );
+        return load_builtin(b, device);
     }
     match path {
         Some(p) if p.is_dir() => crate::diffusers::load_model(p, device),
@@ -365,6 +375,6 @@ pub fn load(path: Option<&Path>, device: &Device) -> Result<LoadedModel> {
             model.name = p.display().to_string();
             Ok(model)
         }
-        None => load_bytes(BUILTIN_NAME, SHAPES32, device),
+        None => load_builtin(default_builtin(), device),
     }
 }

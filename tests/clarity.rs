@@ -15,6 +15,8 @@ fn ok(o: &std::process::Output) {
 fn generate(out: &Path, extra: &[&str]) {
     let mut a = vec![
         "generate",
+        "--model",
+        "shapes32",
         "--prompt",
         "a red circle",
         "--steps",
@@ -131,6 +133,8 @@ fn compare_draws_a_labelled_row_per_value_and_refuses_unclear_requests() {
     let cmp = |extra: &[&str]| {
         let mut a = vec![
             "compare",
+            "--model",
+            "shapes32",
             "--prompt",
             "a red circle",
             "--steps",
@@ -258,6 +262,8 @@ fn the_eval_grid_frames_the_samples_the_judge_got_wrong() {
     // Two sampling steps leave most samples unreadable, so some cells must be framed.
     let o = diffuse(&[
         "eval",
+        "--model",
+        "shapes32",
         "--samples-per-prompt",
         "1",
         "--steps",

@@ -56,6 +56,8 @@ fn ok(o: &std::process::Output) {
 fn inpaint(pic: &Path, mask: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     let mut a = vec![
         "inpaint",
+        "--model",
+        "shapes32",
         "--image",
         s(pic),
         "--mask",
@@ -185,6 +187,8 @@ fn inpainting_refuses_bad_masks_and_options() {
 fn interpolate(out: &Path, frames: &str) -> std::process::Output {
     diffuse(&[
         "interpolate",
+        "--model",
+        "shapes32",
         "--prompt",
         "a red circle",
         "--prompt-to",
@@ -215,6 +219,8 @@ fn interpolation_ends_are_plain_samples() {
         let out = dir.path().join(seed);
         ok(&diffuse(&[
             "generate",
+            "--model",
+            "shapes32",
             "--prompt",
             prompt,
             "--seed",
@@ -262,6 +268,8 @@ fn interpolation_refuses_too_few_frames_and_an_empty_walk() {
     }
     let same = diffuse(&[
         "interpolate",
+        "--model",
+        "shapes32",
         "--prompt",
         "a red circle",
         "--seed",
@@ -281,6 +289,8 @@ fn interpolation_refuses_too_few_frames_and_an_empty_walk() {
 fn invert(pic: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     let mut a = vec![
         "invert",
+        "--model",
+        "shapes32",
         "--image",
         s(pic),
         "--out",
@@ -395,6 +405,8 @@ fn from_noise_refuses_wrong_files_and_starts_where_the_inversion_stopped() {
     let gen = |file: &Path, extra: &[&str]| {
         let mut a = vec![
             "generate",
+            "--model",
+            "shapes32",
             "--prompt",
             "a red circle",
             "--from-noise",
@@ -500,6 +512,8 @@ fn img2img_start_step_is_the_step_its_strength_gives() {
         let out = dir.path().join(name);
         let mut a = vec![
             "img2img",
+            "--model",
+            "shapes32",
             "--image",
             s(&pics[2]),
             "--prompt",
@@ -523,6 +537,8 @@ fn img2img_start_step_is_the_step_its_strength_gives() {
     assert_eq!(run_json(&dir.path().join("step"))["start_step"], 10);
     let both = diffuse(&[
         "img2img",
+        "--model",
+        "shapes32",
         "--image",
         s(&pics[2]),
         "--prompt",

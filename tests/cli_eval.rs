@@ -14,13 +14,18 @@ use diffuse::train::{TrainConfig, Trainer};
 use diffuse::unet::UNetConfig;
 
 #[test]
-fn the_built_in_model_loads_with_a_valid_config() {
+fn the_built_in_models_load_with_a_valid_config() {
     let m = diffuse::model::load(None, &Device::Cpu).unwrap();
+    assert_eq!(m.meta.unet.image_size, 64, "the default is emoji64");
+    assert!(m.meta.unet.text.is_some());
+    assert!(m.meta.unet.validate().is_ok());
+    assert!(m.meta.trained_steps > 0);
+    diffuse::schedule::NoiseSchedule::new(m.meta.schedule).unwrap();
+    let m = diffuse::model::load(Some(Path::new("shapes32")), &Device::Cpu).unwrap();
     assert_eq!(m.meta.unet.image_size, 32);
     assert_eq!(m.meta.unet.vocab, diffuse::unet::Vocabulary::shapes());
     assert!(m.meta.unet.validate().is_ok());
     assert!(m.meta.trained_steps > 0);
-    diffuse::schedule::NoiseSchedule::new(m.meta.schedule).unwrap();
 }
 
 #[test]
@@ -96,10 +101,13 @@ fn broken_model_files_give_one_line_errors() {
     assert_fails_with(&eval(&bad_meta), "invalid 'diffuse_model' metadata");
 
     assert_fails_with(
-        &diffuse(&["eval", "--samples-per-prompt", "0"]),
+        &diffuse(&["eval", "--model", "shapes32", "--samples-per-prompt", "0"]),
         "--samples-per-prompt 0",
     );
-    assert_fails_with(&diffuse(&["eval", "--steps", "0"]), "--steps 0");
+    assert_fails_with(
+        &diffuse(&["eval", "--model", "shapes32", "--steps", "0"]),
+        "--steps 0",
+    );
 }
 
 #[test]
@@ -108,6 +116,8 @@ fn sweep_measures_every_sampler_and_plots() {
     let plot = dir.path().join("sweep.png");
     let o = diffuse(&[
         "eval",
+        "--model",
+        "shapes32",
         "--sweep",
         s(&plot),
         "--sweep-steps",

@@ -6,9 +6,13 @@ use common::{assert_fails_with, diffuse, run_json, s};
 use std::path::Path;
 use std::process::Output;
 
+/// Three steps of "a red circle" with the shapes model (unless `extra` names another).
 fn generate(out: &Path, seed: &str, extra: &[&str]) -> Output {
-    let mut a = vec![
-        "generate",
+    let mut a = vec!["generate"];
+    if !extra.contains(&"--model") {
+        a.extend(["--model", "shapes32"]);
+    }
+    a.extend([
         "--prompt",
         "a red circle",
         "--steps",
@@ -20,7 +24,7 @@ fn generate(out: &Path, seed: &str, extra: &[&str]) -> Output {
         "--out",
         s(out),
         "--quiet",
-    ];
+    ]);
     a.extend_from_slice(extra);
     diffuse(&a)
 }
@@ -111,12 +115,22 @@ fn same_seed_same_bytes_other_seed_other_images() {
 fn generate_errors_are_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("e");
-    let o = diffuse(&["generate", "--prompt", "a mauve circle", "--out", s(&out)]);
+    let o = diffuse(&[
+        "generate",
+        "--model",
+        "shapes32",
+        "--prompt",
+        "a mauve circle",
+        "--out",
+        s(&out),
+    ]);
     assert_fails_with(&o, "unknown word 'mauve'");
     assert_fails_with(&o, "colour: red, orange");
     let steps = |n: &str| {
         diffuse(&[
             "generate",
+            "--model",
+            "shapes32",
             "--prompt",
             "red",
             "--steps",
@@ -139,6 +153,8 @@ fn generate_errors_are_one_line() {
     assert_fails_with(
         &diffuse(&[
             "generate",
+            "--model",
+            "shapes32",
             "--prompt",
             "red",
             "--num-images",
@@ -163,7 +179,15 @@ fn generate_errors_are_one_line() {
         "this build has no CUDA support",
     );
     assert_fails_with(
-        &diffuse(&["generate", "--prompt", "red blue", "--out", s(&out)]),
+        &diffuse(&[
+            "generate",
+            "--model",
+            "shapes32",
+            "--prompt",
+            "red blue",
+            "--out",
+            s(&out),
+        ]),
         "names two colour words",
     );
     assert!(!out.exists(), "failed runs write nothing");
@@ -179,6 +203,8 @@ fn img2img_starts_part_way_with_diffusers_semantics() {
     let out = dir.path().join("i");
     let o = diffuse(&[
         "img2img",
+        "--model",
+        "shapes32",
         "--image",
         s(&pic),
         "--prompt",
@@ -208,6 +234,8 @@ fn img2img_starts_part_way_with_diffusers_semantics() {
     let bad = |strength: &str| {
         diffuse(&[
             "img2img",
+            "--model",
+            "shapes32",
             "--image",
             s(&pic),
             "--prompt",
@@ -222,6 +250,8 @@ fn img2img_starts_part_way_with_diffusers_semantics() {
     assert_fails_with(&bad("-0.1"), "--strength -0.1 is outside [0, 1]");
     let o = diffuse(&[
         "img2img",
+        "--model",
+        "shapes32",
         "--image",
         s(&dir.path().join("none.png")),
         "--prompt",
@@ -255,6 +285,8 @@ fn dpm_solver_takes_a_single_step() {
     let out = dir.path().join("one");
     let o = diffuse(&[
         "generate",
+        "--model",
+        "shapes32",
         "--prompt",
         "red",
         "--sampler",

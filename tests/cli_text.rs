@@ -92,6 +92,8 @@ fn prompts_a_text_model_cannot_read_are_one_line_errors() {
     fails("a with a", "where a noun belongs");
     let o = diffuse(&[
         "generate",
+        "--model",
+        "shapes32",
         "--prompt",
         "a red circle",
         "--attention-maps",

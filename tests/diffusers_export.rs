@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::path::Path;
+
 use candle_core::{Device, Tensor};
 
 #[test]
@@ -26,7 +28,7 @@ fn the_shapes_model_exports_to_a_unet2d_with_the_same_outputs() {
         serde_json::json!(["DownBlock2D", "DownBlock2D", "AttnDownBlock2D"])
     );
     let cpu = Device::Cpu;
-    let own = diffuse::model::load(None, &cpu).unwrap();
+    let own = diffuse::model::load(Some(Path::new("shapes32")), &cpu).unwrap();
     let exported = diffuse::model::load(Some(&out), &cpu).unwrap(); // checks every weight is used
     let x = Tensor::randn(0f32, 1.0, (3, 3, 32, 32), &cpu).unwrap();
     let t = [999.0, 500.0, 3.0];
@@ -61,7 +63,7 @@ fn the_shapes_model_exports_to_a_unet2d_with_the_same_outputs() {
 fn diffusers_runs_the_exported_model_as_diffuse_does() {
     let path = std::env::var("DIFFUSE_EXPORT_IO").expect("set DIFFUSE_EXPORT_IO");
     let io = candle_core::safetensors::load(path, &Device::Cpu).unwrap();
-    let own = diffuse::model::load(None, &Device::Cpu).unwrap();
+    let own = diffuse::model::load(Some(Path::new("shapes32")), &Device::Cpu).unwrap();
     let labels: Vec<i64> = io["labels"].to_vec1().unwrap();
     let slots: Vec<u32> = labels
         .iter()

@@ -17,6 +17,8 @@ fn sizes_counts_and_threads_have_ceilings_checked_up_front() {
     let gen = |extra: &[&str]| {
         let mut a = vec![
             "generate",
+            "--model",
+            "shapes32",
             "--prompt",
             "a red circle",
             "--out",
@@ -122,13 +124,33 @@ fn broken_model_metadata_is_refused_before_building_the_network() {
 #[test]
 fn eval_and_generate_validate_options_the_same_way() {
     for g in ["NaN", "inf", "-1"] {
-        let o = diffuse(&["eval", "--guidance", g, "--samples-per-prompt", "1"]);
+        let o = diffuse(&[
+            "eval",
+            "--model",
+            "shapes32",
+            "--guidance",
+            g,
+            "--samples-per-prompt",
+            "1",
+        ]);
         assert_fails_with(&o, &format!("--guidance {g}"));
-        let o = diffuse(&["generate", "--prompt", "red", "--guidance", g, "--out", "x"]);
+        let o = diffuse(&[
+            "generate",
+            "--model",
+            "shapes32",
+            "--prompt",
+            "red",
+            "--guidance",
+            g,
+            "--out",
+            "x",
+        ]);
         assert_fails_with(&o, &format!("--guidance {g}"));
     }
     let o = diffuse(&[
         "generate",
+        "--model",
+        "shapes32",
         "--prompt",
         "red",
         "--sampler",
@@ -149,6 +171,8 @@ fn force_replaces_a_runs_own_files_and_keeps_the_users() {
     let gen = |images: &str| {
         let o = diffuse(&[
             "generate",
+            "--model",
+            "shapes32",
             "--prompt",
             "a red circle",
             "--steps",
@@ -181,6 +205,8 @@ fn img2img_records_itself_and_its_input() {
     let out = dir.path().join("out");
     let o = diffuse(&[
         "img2img",
+        "--model",
+        "shapes32",
         "--image",
         "assets/scene.png",
         "--prompt",
@@ -205,7 +231,15 @@ fn img2img_records_itself_and_its_input() {
 fn single_file_outputs_are_checked_before_the_work() {
     let dir = tempfile::tempdir().unwrap();
     // A folder given where a file is wanted fails at once, not after sampling or training.
-    let o = diffuse(&["eval", "--grid", s(dir.path()), "--samples-per-prompt", "1"]);
+    let o = diffuse(&[
+        "eval",
+        "--model",
+        "shapes32",
+        "--grid",
+        s(dir.path()),
+        "--samples-per-prompt",
+        "1",
+    ]);
     assert_fails_with(&o, "it is a folder; give a file name");
     let o = diffuse(&["train", "--out", s(dir.path()), "--steps", "1"]);
     assert_fails_with(&o, "it is a folder; give a file name");
@@ -217,11 +251,15 @@ fn single_file_outputs_are_checked_before_the_work() {
 #[test]
 fn smaller_ones_negative_numbers_long_prompts_and_class_folders() {
     // A negative number is a value, not a flag.
-    let o = diffuse(&["generate", "--prompt", "red", "--fps", "-10", "--out", "x"]);
+    let o = diffuse(&[
+        "generate", "--model", "shapes32", "--prompt", "red", "--fps", "-10", "--out", "x",
+    ]);
     assert_fails_with(&o, "--fps -10 is out of range (0, 100]");
     // A huge prompt is not echoed whole.
     let long = "mauve ".repeat(15_000); // 90 KB, under the OS limit of one argument
-    let o = diffuse(&["generate", "--prompt", &long, "--out", "x"]);
+    let o = diffuse(&[
+        "generate", "--model", "shapes32", "--prompt", &long, "--out", "x",
+    ]);
     assert_fails_with(&o, "unknown word 'mauve'");
     assert!(o.stderr.len() < 1000, "{} bytes of error", o.stderr.len());
     // Class folders that collide, or that name an article, are refused.
@@ -260,6 +298,8 @@ fn a_folder_another_run_is_writing_is_refused_and_no_lock_is_left_behind() {
     let gen = || {
         diffuse(&[
             "generate",
+            "--model",
+            "shapes32",
             "--prompt",
             "red",
             "--steps",
@@ -395,7 +435,7 @@ fn nan_weights_and_ignored_bench_flags_are_errors() {
         s(&dir.path().join("o")),
     ]);
     assert_fails_with(&o, "sampling produced NaN or infinite values");
-    let o = diffuse(&["bench", "--base-channels", "16"]);
+    let o = diffuse(&["bench", "--model", "shapes32", "--base-channels", "16"]);
     assert_fails_with(
         &o,
         "--base-channels and --network choose the network of --model-only",

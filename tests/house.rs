@@ -177,6 +177,8 @@ fn force_removes_the_frames_of_an_earlier_longer_run() {
     let run = |frames: &str, force: bool| {
         let mut args = vec![
             "generate",
+            "--model",
+            "shapes32",
             "--prompt",
             "a red circle",
             "--seed",

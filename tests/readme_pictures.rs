@@ -102,21 +102,31 @@ fn outputs(words: &[String]) -> Vec<String> {
 fn readme_lists_the_pictures_the_issue_asks_for() {
     let cmds = picture_commands().join("\n");
     for needle in [
-        "diffuse generate --prompt \"a red circle\"",
+        // The text-to-image model's six pictures.
+        "diffuse generate --prompt \"a cat with a computer\" --seed",
+        "diffuse data emoji --held-out",
+        "--grid-prompts held-out",
+        "--attention-maps",
+        "diffuse generate --prompt \"a cat above a computer\"",
+        "diffuse generate --prompt \"a computer above a cat\"",
+        "diffuse generate --prompt \"a cat with a computer\" --num-images 8",
+        "diffuse compare --prompt \"a cat with a computer\" --guidance 0,1,3,7",
+        // The shapes model's.
+        "diffuse generate --model shapes32 --prompt \"a red circle\"",
         "diffuse noise --image assets/scene.png",
         "diffuse schedule --beta-schedule all --plot",
-        "diffuse eval --samples-per-prompt 1",
+        "diffuse eval --model shapes32 --samples-per-prompt 1",
         "--num-images 8",
-        "diffuse compare --prompt \"a green triangle\" --guidance 0,1,3,7",
-        "diffuse compare --prompt \"a yellow diamond\" --sampler ddpm,ddim,dpm++2m --steps 10",
-        "diffuse eval --sweep",
+        "diffuse compare --model shapes32 --prompt \"a green triangle\" --guidance 0,1,3,7",
+        "diffuse compare --model shapes32 --prompt \"a yellow diamond\" --sampler ddpm,ddim,dpm++2m --steps 10",
+        "diffuse eval --model shapes32 --sweep",
         "diffuse train",
-        "diffuse inpaint --image assets/scene.png",
+        "diffuse inpaint --model shapes32 --image assets/scene.png",
         "--method repaint",
-        "diffuse interpolate --prompt \"a red circle\" --seed 1 --seed-to 2",
+        "diffuse interpolate --model shapes32 --prompt \"a red circle\" --seed 1 --seed-to 2",
         "--prompt-to \"a blue square\"",
-        "diffuse invert --image assets/scene.png",
-        "diffuse generate --from-noise out/invert/noise.safetensors",
+        "diffuse invert --model shapes32 --image assets/scene.png",
+        "diffuse generate --model shapes32 --from-noise out/invert/noise.safetensors",
     ] {
         assert!(cmds.contains(needle), "README pictures lack {needle}");
     }

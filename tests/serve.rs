@@ -24,7 +24,7 @@ fn submit(server: &Server, body: &str) -> u64 {
 
 #[test]
 fn the_page_and_every_endpoint_answer() {
-    let server = Server::start(&[]);
+    let server = Server::start(&["--model", "shapes32"]);
     for (path, kind, needle) in [
         ("/", "text/html", "diffuse playground"),
         ("/app.js", "text/javascript", "/api/generate"),
@@ -93,7 +93,7 @@ fn the_page_and_every_endpoint_answer() {
 
 #[test]
 fn a_run_streams_every_step_in_order_and_ends_as_generate_does() {
-    let server = Server::start(&[]);
+    let server = Server::start(&["--model", "shapes32"]);
     let id = submit(
         &server,
         r#"{"prompt": "a red circle", "steps": 6, "seed": 5, "num_images": 2}"#,
@@ -132,6 +132,8 @@ fn a_run_streams_every_step_in_order_and_ends_as_generate_does() {
         "2",
         "-q",
         "generate",
+        "--model",
+        "shapes32",
         "--prompt",
         "a red circle",
         "--steps",
@@ -167,7 +169,7 @@ fn a_run_streams_every_step_in_order_and_ends_as_generate_does() {
 
 #[test]
 fn a_comparison_steps_its_columns_in_lockstep() {
-    let server = Server::start(&[]);
+    let server = Server::start(&["--model", "shapes32"]);
     let id = submit(
         &server,
         r#"{"prompt": "a blue star", "steps": 3, "seed": 2, "compare": {"guidance": [1, 3, 7]}}"#,
@@ -189,7 +191,7 @@ fn a_comparison_steps_its_columns_in_lockstep() {
 
 #[test]
 fn a_run_stops_when_its_client_goes_away() {
-    let server = Server::start(&[]);
+    let server = Server::start(&["--model", "shapes32"]);
     let id = submit(
         &server,
         r#"{"prompt": "a red circle", "steps": 1000, "seed": 1}"#,
@@ -218,7 +220,7 @@ fn a_run_stops_when_its_client_goes_away() {
 /// or refused with 429), nothing crashes, and the server's memory stays bounded.
 #[test]
 fn fifty_concurrent_runs_are_served_or_refused() {
-    let server = Server::start(&[]);
+    let server = Server::start(&["--model", "shapes32"]);
     let url = server.url.clone();
     let handles: Vec<_> = (0..50)
         .map(|i| {
@@ -293,7 +295,7 @@ fn a_text_model_run_ends_with_attention_maps_per_word() {
 #[cfg(unix)]
 #[test]
 fn the_server_exits_promptly_on_sigterm_during_a_run() {
-    let mut server = Server::start(&[]);
+    let mut server = Server::start(&["--model", "shapes32"]);
     let id = submit(&server, r#"{"prompt": "a red circle", "steps": 1000}"#);
     let mut events = Events::open(&server.url, id);
     while events.next_event().is_some_and(|(name, _)| name != "step") {}

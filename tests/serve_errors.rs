@@ -31,7 +31,7 @@ fn declared_too_large(server: &Server, len: usize) -> (u16, serde_json::Value) {
 
 #[test]
 fn bad_requests_get_a_4xx_naming_the_field_and_the_server_keeps_serving() {
-    let server = Server::start(&["--queue", "2"]);
+    let server = Server::start(&["--model", "shapes32", "--queue", "2"]);
     let gen = |body: &str| Server::json(server.post("/api/generate", body));
     let noise = |body: &str| Server::json(server.post("/api/noise", body));
     let corrupt = format!(
@@ -119,14 +119,22 @@ fn bad_requests_get_a_4xx_naming_the_field_and_the_server_keeps_serving() {
 
 #[test]
 fn bad_serve_flags_are_one_line_errors() {
-    let o = common::diffuse(&["serve", "--queue", "0"]);
+    let o = common::diffuse(&["serve", "--model", "shapes32", "--queue", "0"]);
     common::assert_fails_with(&o, "--queue 0");
-    let o = common::diffuse(&["serve", "--host", "256.1.1.1", "--port", "0"]);
+    let o = common::diffuse(&[
+        "serve",
+        "--model",
+        "shapes32",
+        "--host",
+        "256.1.1.1",
+        "--port",
+        "0",
+    ]);
     common::assert_fails_with(&o, "--host 256.1.1.1");
     // A port another server holds.
-    let server = Server::start(&[]);
+    let server = Server::start(&["--model", "shapes32"]);
     let port = server.url.rsplit(':').next().unwrap();
-    let o = common::diffuse(&["serve", "--port", port]);
+    let o = common::diffuse(&["serve", "--model", "shapes32", "--port", port]);
     common::assert_fails_with(&o, &format!("--port {port}"));
     let o = common::diffuse(&[
         "serve",

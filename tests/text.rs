@@ -358,6 +358,8 @@ fn the_shapes_models_samples_are_unchanged() {
         "2",
         "-q",
         "generate",
+        "--model",
+        "shapes32",
         "--prompt",
         "a red circle",
         "--seed",

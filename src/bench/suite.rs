@@ -399,19 +399,12 @@ fn whole_process(
         let out = scratch.join("process");
         let (t, _) = measure(1, runs, long_ms, || {
             let mut cmd = std::process::Command::new(exe);
+            cmd.arg("generate");
             if let Some(path) = model_path {
                 cmd.arg("--model").arg(path);
             }
             let status = cmd
-                .args([
-                    "generate",
-                    "--prompt",
-                    prompt,
-                    "--num-images",
-                    "1",
-                    "--seed",
-                    "0",
-                ])
+                .args(["--prompt", prompt, "--num-images", "1", "--seed", "0"])
                 .args(["--frames", frames])
                 .arg("--out")
                 .arg(&out)

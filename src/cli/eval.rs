@@ -14,7 +14,7 @@ use diffuse::sampler::SamplerKind;
 use super::flags::{parse, DeviceFlag, ModelFlag, SamplingFlags};
 use super::Context;
 use diffuse::jobs::eval::Judge;
-use diffuse::jobs::eval_emoji::{self as emoji_job, Counts, EmojiReport};
+use diffuse::jobs::eval_emoji::{self as emoji_job, Counts, EmojiReport, GridPrompts};
 use diffuse::progress::Progress;
 
 #[derive(Args)]
@@ -43,6 +43,10 @@ pub struct EvalArgs {
     /// Also save every sample as one labelled picture here (6×6 for one sample per prompt).
     #[arg(long, value_name = "GRID.png")]
     grid: Option<PathBuf>,
+    /// Which prompts of a text model the grid shows: all, single, seen or held-out (the
+    /// evaluation and its table always cover every prompt).
+    #[arg(long, default_value = "all", value_parser = parse::<GridPrompts>, requires = "grid")]
+    grid_prompts: GridPrompts,
     /// Step counts for --sweep.
     #[arg(long, value_delimiter = ',', default_values_t = job::DEFAULT_SWEEP_STEPS)]
     sweep_steps: Vec<usize>,
@@ -78,6 +82,9 @@ pub fn run(args: &EvalArgs, ctx: &Context) -> Result<()> {
     let opts = args.options();
     if model.meta.unet.text.is_some() {
         return run_emoji(args, &model, &opts, ctx);
+    }
+    if args.grid_prompts != GridPrompts::All {
+        anyhow::bail!("--grid-prompts picks prompt groups of a text model; this model has prompt slots (use --grid alone)");
     }
     let mut out = std::io::stdout().lock();
     if let Some(plot) = &args.sweep {
@@ -231,7 +238,7 @@ fn run_emoji(
     }
     let report = emoji_job::evaluate(model, opts, &ctx.bars)?;
     if let Some(grid) = &args.grid {
-        emoji_job::save_grid(&report, grid)?;
+        emoji_job::save_grid(&report, args.grid_prompts, grid)?;
         ctx.bars
             .note(&format!("samples written to {}", grid.display()));
     }

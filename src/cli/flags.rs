@@ -94,10 +94,11 @@ pub struct FrameFlags {
     pub fps: f64,
 }
 
-/// `--model`: a model file, or the built-in model when left out.
+/// `--model`: a model file, a diffusers folder or a built-in model's name; the default
+/// built-in model when left out.
 #[derive(Args, Clone)]
 pub struct ModelFlag {
-    /// Model file (default: the built-in model).
+    /// Model file, diffusers folder, or built-in model: emoji64 (the default) or shapes32.
     #[arg(long)]
     pub model: Option<PathBuf>,
 }

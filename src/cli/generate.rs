@@ -98,7 +98,8 @@ impl InpaintArgs {
 pub struct GenerateArgs {
     #[command(flatten)]
     device: DeviceFlag,
-    /// What to draw, e.g. "a red circle", "blue", "triangle" or "" (unconditional).
+    /// What to draw, e.g. "a cat with a computer" (emoji64), "a red circle" (shapes32) or ""
+    /// (unconditional).
     #[arg(long, allow_hyphen_values = true)]
     prompt: String,
     /// Replaces the unconditional branch of guidance, e.g. "red".

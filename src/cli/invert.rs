@@ -72,6 +72,7 @@ pub fn run(args: &InvertArgs, ctx: &Context) -> Result<()> {
         .map_or("picture".into(), |s| s.to_string_lossy());
     let opts = InvertOptions {
         image: args.image.clone(),
+        model: args.model.model.clone(),
         prompt: args.prompt.clone(),
         sampler,
         guidance: args.guidance,

@@ -24,6 +24,42 @@ pub enum Group {
     HeldOutPair,
 }
 
+impl Group {
+    /// The name `--grid-prompts` takes and tables show.
+    pub fn name(self) -> &'static str {
+        match self {
+            Group::Single => "one noun",
+            Group::SeenPair => "seen pairs",
+            Group::HeldOutPair => "held-out pairs",
+        }
+    }
+}
+
+/// Which prompts [`save_grid`] shows (`--grid-prompts`): all, or one group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GridPrompts {
+    #[default]
+    All,
+    Only(Group),
+}
+
+impl std::str::FromStr for GridPrompts {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "all" => Ok(GridPrompts::All),
+            "single" => Ok(GridPrompts::Only(Group::Single)),
+            "seen" => Ok(GridPrompts::Only(Group::SeenPair)),
+            "held-out" => Ok(GridPrompts::Only(Group::HeldOutPair)),
+            _ => Err(Error::unknown(
+                "grid prompts",
+                s,
+                &["all", "single", "seen", "held-out"],
+            )),
+        }
+    }
+}
+
 /// One prompt of the set.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EvalPrompt {
@@ -142,9 +178,10 @@ pub struct EmojiReport {
     pub cat_with_computer: Counts,
     pub prompts: Vec<PromptCounts>,
     pub seconds: f64,
-    /// Every sample with its caption, prompt by prompt.
+    /// Every sample with the index of its prompt in `prompts` and whether the judge read it
+    /// right, prompt by prompt.
     #[serde(skip)]
-    pub samples: Vec<(String, RgbImage, bool)>,
+    pub samples: Vec<(usize, RgbImage, bool)>,
 }
 
 /// Images sampled per forward batch.
@@ -188,7 +225,7 @@ pub fn evaluate(
             let reading = read(&img, &set[p].nouns, set[p].relation);
             rows[p].counts.add(&reading);
             let right = reading.all_found && reading.relation_ok != Some(false);
-            samples.push((set[p].caption.clone(), img, right));
+            samples.push((p, img, right));
         }
     }
     progress.finish();
@@ -204,7 +241,7 @@ pub fn evaluate(
 fn summarise(
     options: EvalOptions,
     rows: Vec<PromptCounts>,
-    samples: Vec<(String, RgbImage, bool)>,
+    samples: Vec<(usize, RgbImage, bool)>,
     seconds: f64,
 ) -> EmojiReport {
     let sum = |keep: &dyn Fn(&EvalPrompt) -> bool| {
@@ -287,22 +324,55 @@ pub fn self_test(
     Ok(out)
 }
 
-/// Saves the samples of `report` as one labelled picture, a row per prompt (cells 2×), the
-/// ones the judge got wrong framed in red.
-pub fn save_grid(report: &EmojiReport, path: &std::path::Path) -> Result<()> {
-    let cols = report.options.samples_per_prompt.clamp(1, 16);
-    let cells: Vec<RgbImage> = report
-        .samples
-        .iter()
-        .map(|(_, img, right)| {
-            let mut big = crate::render::upscale(img, 2);
-            if !right {
-                crate::render::mark_wrong(&mut big);
-            }
-            big
-        })
-        .collect();
-    let refs: Vec<&RgbImage> = cells.iter().collect();
-    let labels: Vec<String> = report.samples.iter().map(|(p, _, _)| p.clone()).collect();
-    crate::render::save_png(&crate::render::grid(&refs, cols, 4, Some(&labels)), path)
+/// Saves the samples of `report`'s prompts in `which` as one picture under a title with the
+/// group's accuracy: a row per prompt, labelled with the prompt and how many of its samples
+/// the judge read right, the samples side by side and the ones it got wrong framed in red.
+pub fn save_grid(report: &EmojiReport, which: GridPrompts, path: &std::path::Path) -> Result<()> {
+    let shown = |p: &EvalPrompt| which == GridPrompts::All || which == GridPrompts::Only(p.group);
+    let mut rows = Vec::new();
+    for (i, row) in report.prompts.iter().enumerate() {
+        if !shown(&row.prompt) {
+            continue;
+        }
+        let cells: Vec<RgbImage> = report
+            .samples
+            .iter()
+            .filter(|(p, _, _)| *p == i)
+            .map(|(_, img, right)| {
+                let mut cell = img.clone();
+                if !right {
+                    crate::render::mark_wrong(&mut cell);
+                }
+                cell
+            })
+            .collect();
+        let refs: Vec<&RgbImage> = cells.iter().collect();
+        let right = report
+            .samples
+            .iter()
+            .filter(|(p, _, r)| *p == i && *r)
+            .count();
+        let label = format!("{}  {right}/{}", row.prompt.caption, cells.len());
+        rows.push((label, crate::render::grid(&refs, refs.len(), 2, None)));
+    }
+    let title = match which {
+        GridPrompts::All => format!(
+            "{} samples; red frame: the judge did not read the caption",
+            report.samples.len()
+        ),
+        GridPrompts::Only(group) => {
+            let c = match group {
+                Group::Single => &report.single,
+                Group::SeenPair => &report.seen_pairs,
+                Group::HeldOutPair => &report.held_out_pairs,
+            };
+            format!(
+                "{}: all objects found in {:.1}% of {} samples",
+                group.name(),
+                100.0 * c.all_accuracy(),
+                c.samples
+            )
+        }
+    };
+    crate::render::save_png(&crate::render::labelled_rows(&title, &rows), path)
 }

@@ -43,6 +43,9 @@ pub fn default_sampler(steps: usize) -> SamplerConfig {
 /// Everything `diffuse invert` needs.
 pub struct InvertOptions {
     pub image: PathBuf,
+    /// The `--model` the user gave (None: the default model), repeated in the printed
+    /// reconstruction command.
+    pub model: Option<PathBuf>,
     pub prompt: String,
     pub sampler: SamplerConfig,
     pub guidance: f64,
@@ -263,8 +266,13 @@ pub fn run(
 
 /// The `diffuse generate` command line that samples the picture back from the noise.
 fn reconstruct_command(opts: &InvertOptions, config: &SamplerConfig) -> String {
+    let model = opts
+        .model
+        .as_ref()
+        .map(|m| format!(" --model {}", m.display()))
+        .unwrap_or_default();
     let mut cmd = format!(
-        "diffuse generate --from-noise {} --prompt {:?} --num-images 1 --sampler ddim --steps {} --guidance {} --timestep-spacing {}",
+        "diffuse generate{model} --from-noise {} --prompt {:?} --num-images 1 --sampler ddim --steps {} --guidance {} --timestep-spacing {}",
         opts.out.join("noise.safetensors").display(),
         opts.prompt,
         config.steps,

@@ -96,11 +96,14 @@ pub fn tiny_text_unet() -> diffuse::unet::UNetConfig {
 pub const SCENE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/scene.png");
 
 /// Every command that writes an output folder, at tiny settings and without `--out`:
-/// generate, noise, invert and interpolate (their folders' titles are `diffuse <command>`).
+/// generate, noise, invert and interpolate (their folders' titles are `diffuse <command>`),
+/// with the shapes model.
 pub fn tiny_folder_runs() -> [Vec<&'static str>; 4] {
     [
         vec![
             "generate",
+            "--model",
+            "shapes32",
             "--prompt",
             "a red circle",
             "--steps",
@@ -111,9 +114,13 @@ pub fn tiny_folder_runs() -> [Vec<&'static str>; 4] {
         vec![
             "noise", "--image", SCENE, "--size", "16x16", "--frames", "2",
         ],
-        vec!["invert", "--image", SCENE, "--steps", "2"],
+        vec![
+            "invert", "--model", "shapes32", "--image", SCENE, "--steps", "2",
+        ],
         vec![
             "interpolate",
+            "--model",
+            "shapes32",
             "--prompt",
             "a red circle",
             "--seed",
