@@ -441,3 +441,24 @@ fn nan_weights_and_ignored_bench_flags_are_errors() {
         "--base-channels and --network choose the network of --model-only",
     );
 }
+
+#[test]
+fn bench_leaves_out_end_to_end_cases_over_its_work_ceiling() {
+    use diffuse::bench::suite::{end_to_end_cases, MAX_CASE_GFLOP};
+    let gflop = |name: &str| {
+        let m = diffuse::model::load(Some(std::path::Path::new(name)), &candle_core::Device::Cpu)
+            .unwrap();
+        m.meta.unet.flops_per_image() / 1e9
+    };
+    // shapes32: all 12 full cases run, 64 images x 1000 steps included.
+    let (cases, skipped) = end_to_end_cases(false, gflop("shapes32"));
+    assert_eq!((cases.len(), skipped.len()), (12, 0));
+    assert!(cases.contains(&(64, 1000)));
+    // emoji64 (2.18 GFLOP per image): only 64 x 1000 is over the ceiling.
+    let (cases, skipped) = end_to_end_cases(false, gflop("emoji64"));
+    assert_eq!(skipped, [(64, 1000)]);
+    assert_eq!(cases.len(), 11);
+    assert!(64.0 * 1000.0 * gflop("emoji64") > MAX_CASE_GFLOP);
+    // The quick set is small enough for any model the trainer builds.
+    assert_eq!(end_to_end_cases(true, gflop("emoji64")).0.len(), 4);
+}

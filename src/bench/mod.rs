@@ -6,6 +6,7 @@
 pub mod cases;
 pub mod loaded;
 pub mod machine;
+mod process;
 pub mod suite;
 
 pub use cases::{FrameCase, GenerateCase, QSampleCase, SamplerCase, UNetCase};

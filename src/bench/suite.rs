@@ -71,12 +71,19 @@ pub struct SuiteReport {
     pub parameters: usize,
     pub gflop_per_image: f64,
     pub rows: Vec<Row>,
+    /// End-to-end cases left out because their denoiser work is over [`MAX_CASE_GFLOP`].
+    pub skipped: Vec<String>,
     pub seconds: f64,
 }
 
+/// The most denoiser work one end-to-end case may take, in GFLOP: 64 images × 1000 steps of
+/// the 0.5-GFLOP shapes model (32,000, about 9 minutes here) fits; the same case of a model
+/// four times larger is left out, so that a full run stays under about an hour on 2 cores.
+pub const MAX_CASE_GFLOP: f64 = 40_000.0;
+
 /// Times `f` with the one timing loop ([`time_loop`]); returns the timing and the peak heap
 /// above the start, in MiB.
-fn measure(
+pub(super) fn measure(
     warmup: usize,
     runs: usize,
     long_ms: f64,
@@ -91,7 +98,13 @@ fn measure(
     Ok((timing, peak))
 }
 
-fn row(part: &'static str, case: String, timing: Timing, work: f64, unit: &'static str) -> Row {
+pub(super) fn row(
+    part: &'static str,
+    case: String,
+    timing: Timing,
+    work: f64,
+    unit: &'static str,
+) -> Row {
     Row {
         part,
         case,
@@ -141,7 +154,8 @@ pub fn run(
     let mut rows = forward_noising(budget, device, progress)?;
     rows.extend(denoiser(model, &unet, peak, budget, progress)?);
     rows.extend(samplers(budget, device, progress)?);
-    rows.extend(generate(model, opts, budget, progress)?);
+    let (generated, skipped) = generate(model, opts, budget, progress)?;
+    rows.extend(generated);
     rows.extend(frame_output(budget, progress)?);
     rows.push(training_step(
         &unet,
@@ -158,6 +172,7 @@ pub fn run(
         parameters: crate::unet::parameter_count(&unet.varmap),
         gflop_per_image: model.meta.unet.flops_per_image() / 1e9,
         rows,
+        skipped,
         seconds: began.elapsed().as_secs_f64(),
     })
 }
@@ -241,25 +256,36 @@ fn samplers(b: Budget, device: &Device, progress: &dyn Progress) -> Result<Vec<R
     Ok(rows)
 }
 
+/// The (images, steps) cases of end-to-end generation for a model of `gflop` per image, and
+/// those left out as over [`MAX_CASE_GFLOP`].
+pub fn end_to_end_cases(quick: bool, gflop: f64) -> (Vec<(usize, usize)>, Vec<(usize, usize)>) {
+    let (images, steps): (&[usize], &[usize]) = if quick {
+        (&[1, 8], &[10, 25])
+    } else {
+        (&[1, 8, 64], &[10, 25, 50, 1000])
+    };
+    images
+        .iter()
+        .flat_map(|&k| steps.iter().map(move |&n| (k, n)))
+        .partition(|&(k, n)| (k * n) as f64 * gflop <= MAX_CASE_GFLOP)
+}
+
 /// End-to-end generation with and without frames, then whole processes; the scratch
-/// folder is removed whatever happens.
+/// folder is removed whatever happens. Returns the rows and the cases left out as too large.
 fn generate(
     model: &LoadedModel,
     opts: &SuiteOptions,
     b: Budget,
     progress: &dyn Progress,
-) -> Result<Vec<Row>> {
-    let (images, steps): (&[usize], &[usize]) = if b.quick {
-        (&[1, 8], &[10, 25])
-    } else {
-        (&[1, 8, 64], &[10, 25, 50, 1000])
-    };
-    progress.stage("generate", (2 * images.len() * steps.len()) as u64 + 1);
+) -> Result<(Vec<Row>, Vec<String>)> {
+    let gflop = model.meta.unet.flops_per_image() / 1e9;
+    let (cases, skipped) = end_to_end_cases(b.quick, gflop);
+    progress.stage("generate", 2 * cases.len() as u64 + 1);
     let scratch = &opts.scratch;
     let mut rows = Vec::new();
     let result = (|| -> Result<()> {
-        for &k in images {
-            for &n in steps {
+        for &(k, n) in &cases {
+            {
                 let case = GenerateCase {
                     model,
                     images: k,
@@ -275,14 +301,25 @@ fn generate(
         if let Some(exe) = &opts.exe {
             let prompt = super::cases::benchmark_prompt(model);
             let which = (opts.model_path.as_deref(), prompt.as_str());
-            rows.extend(whole_process(exe, which, scratch, b.runs, b.long_ms)?);
+            rows.extend(super::process::whole_process(
+                exe, which, scratch, b.runs, b.long_ms,
+            )?);
         }
         Ok(())
     })();
     let _ = std::fs::remove_dir_all(scratch);
     result?;
     progress.finish();
-    Ok(rows)
+    let skipped = skipped
+        .iter()
+        .map(|(k, n)| {
+            format!(
+                "generate {k} images, {n} steps ({:.0} GFLOP, over {MAX_CASE_GFLOP:.0})",
+                (k * n) as f64 * gflop
+            )
+        })
+        .collect();
+    Ok((rows, skipped))
 }
 
 /// One end-to-end case, warmed up by a 2-step run: sampling only, or all frames written.
@@ -382,53 +419,4 @@ fn training_step(
             "images/s",
         )
     })
-}
-
-/// Wall time of whole `diffuse generate` processes, start-up and model loading included:
-/// one image at generate's defaults (the speed target), with all frames and with two.
-fn whole_process(
-    exe: &std::path::Path,
-    model: (Option<&std::path::Path>, &str),
-    scratch: &std::path::Path,
-    runs: usize,
-    long_ms: f64,
-) -> Result<Vec<Row>> {
-    let (model_path, prompt) = model;
-    let mut rows = Vec::new();
-    for frames in ["all", "2"] {
-        let out = scratch.join("process");
-        let (t, _) = measure(1, runs, long_ms, || {
-            let mut cmd = std::process::Command::new(exe);
-            cmd.arg("generate");
-            if let Some(path) = model_path {
-                cmd.arg("--model").arg(path);
-            }
-            let status = cmd
-                .args(["--prompt", prompt, "--num-images", "1", "--seed", "0"])
-                .args(["--frames", frames])
-                .arg("--out")
-                .arg(&out)
-                .args(["--force", "--quiet"])
-                .stdout(std::process::Stdio::null())
-                .status()
-                .map_err(|e| Error::Process {
-                    what: format!("cannot run {}", exe.display()),
-                    reason: e.to_string(),
-                })?;
-            if !status.success() {
-                return Err(Error::Process {
-                    what: format!("{} generate", exe.display()),
-                    reason: format!("failed ({status})"),
-                });
-            }
-            Ok(())
-        })?;
-        let name = format!(
-            "whole process: 1 image, {} steps, guidance {}, --frames {frames}",
-            crate::jobs::generate::DEFAULT_STEPS,
-            crate::jobs::generate::DEFAULT_GUIDANCE
-        );
-        rows.push(row("generate", name, t, 1.0, "images/s"));
-    }
-    Ok(rows)
 }

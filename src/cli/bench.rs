@@ -173,6 +173,9 @@ fn suite_table(r: &SuiteReport) -> String {
                 .map_or("n/a".to_string(), |mb| format!("{mb:.1} MiB")),
         );
     }
+    for case in &r.skipped {
+        s += &format!("\nleft out: {case}");
+    }
     s
 }
 
