@@ -97,6 +97,34 @@ fn a_class_conditional_model_needs_a_class() {
 }
 
 #[test]
+fn a_learned_time_embedding_matches_diffusers() {
+    let err = check("learned_time");
+    assert!(err < 1e-4, "max |diffuse - diffusers| = {err}");
+    // Its table has a row per training timestep, and nothing between or past them.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/unet2d/learned_time");
+    let model = diffuse::diffusers::load_folder(&dir, &Device::Cpu)
+        .unwrap()
+        .unet;
+    let x = candle_core::Tensor::zeros((1, 3, 16, 16), DType::F32, &Device::Cpu).unwrap();
+    assert!(model.forward(&x, &[0.0], None).is_ok());
+    for t in [1000.0, 10.5, -1.0] {
+        let e = model.forward(&x, &[t], None).unwrap_err().to_string();
+        assert!(e.contains("rows for the timesteps 0..1000"), "{t}: {e}");
+    }
+    // Without num_train_timesteps the table's size is unknown.
+    let text = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    let text = text.replace(
+        "\"num_train_timesteps\": 1000",
+        "\"num_train_timesteps\": null",
+    );
+    let e = UNet2DConfig::from_json(&text, "config.json").unwrap_err();
+    assert!(
+        e.to_string().contains("learned needs num_train_timesteps"),
+        "{e}"
+    );
+}
+
+#[test]
 fn resnet_resampling_blocks_match_diffusers() {
     let err = check("resnet_resample");
     assert!(err < 1e-4, "max |diffuse - diffusers| = {err}");

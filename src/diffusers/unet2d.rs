@@ -56,6 +56,9 @@ impl<R> Block<R> {
 pub struct UNet2DModel {
     pub config: UNet2DConfig,
     conv_in: Conv2d,
+    /// `time_embedding_type = learned`: a row of features per training timestep
+    /// `[num_train_timesteps, C0]` (`time_proj.weight`), in place of the sinusoids.
+    time_proj: Option<Embedding>,
     linear_1: candle_nn::Linear,
     linear_2: candle_nn::Linear,
     class_embedding: Option<Embedding>,
@@ -169,6 +172,25 @@ fn up_blocks(
     Ok(out)
 }
 
+/// The learned time features of `t` `[B, C0]`: rows of `table`, which diffusers indexes by
+/// the integer timestep; any other `t` is an error.
+fn learned_features(table: &Embedding, t: &[f64], device: &candle_core::Device) -> Result<Tensor> {
+    let rows = table.embeddings().dim(0)?;
+    let ids = t
+        .iter()
+        .map(
+            |&ti| match ti.fract() == 0.0 && ti >= 0.0 && (ti as usize) < rows {
+                true => Ok(ti as u32),
+                false => Err(candle_core::Error::msg(format!(
+                "this model's learned time embedding has rows for the timesteps 0..{rows}, not {ti}"
+            ))),
+            },
+        )
+        .collect::<Result<Vec<u32>>>()?;
+    let n = ids.len();
+    table.forward(&Tensor::from_vec(ids, n, device)?)
+}
+
 impl UNet2DModel {
     /// Builds the network from a checked `config`, reading diffusers' weight names from `vb`.
     pub fn new(config: &UNet2DConfig, vb: VarBuilder) -> crate::Result<Self> {
@@ -204,6 +226,16 @@ impl UNet2DModel {
         };
         Ok(Self {
             conv_in: conv2d(config.in_channels, c0, 3, 1, vb.pp("conv_in"))?,
+            time_proj: match config.time_embedding_type.as_str() {
+                "learned" => {
+                    let n = config.num_train_timesteps.unwrap_or(0);
+                    Some(Embedding::new(
+                        vb.pp("time_proj").get((n, c0), "weight")?,
+                        c0,
+                    ))
+                }
+                _ => None,
+            },
             linear_1: linear(c0, temb, vb.pp("time_embedding.linear_1"))?,
             linear_2: linear(temb, temb, vb.pp("time_embedding.linear_2"))?,
             class_embedding: match config.num_class_embeds {
@@ -235,7 +267,10 @@ impl UNet2DModel {
     fn embedding(&self, t: &[f64], cond: &Condition, x: &Tensor) -> Result<Tensor> {
         let c0 = self.config.block_out_channels[0];
         let cfg = &self.config;
-        let feats = timestep_features(t, c0, cfg.flip_sin_to_cos, cfg.freq_shift, x.device())?; // [B, C0]
+        let feats = match &self.time_proj {
+            Some(table) => learned_features(table, t, x.device())?,
+            None => timestep_features(t, c0, cfg.flip_sin_to_cos, cfg.freq_shift, x.device())?,
+        }; // [B, C0]
         let h = candle_nn::ops::silu(&self.linear_1.forward(&feats)?)?;
         let mut emb = self.linear_2.forward(&h)?; // [B, temb]
         for class_emb in &cond.slots {

@@ -17,7 +17,8 @@ weights, into a folder of your choice (about 220 MB, not committed); the ignored
 The configs are small so the fixtures stay small; each exercises other keys: the plain one
 both block kinds, the second scale_shift, class labels, one-head attention (null
 attention_head_dim), asymmetric downsample padding, centred input and [sin, cos] features, the
-third the ResNet resampling blocks and a middle block without attention.
+third the ResNet resampling blocks and a middle block without attention, the fourth a learned
+time embedding (a table row per timestep, time_embedding_type = learned).
 """
 import os
 import sys
@@ -44,6 +45,12 @@ CONFIGS = {
         down_block_types=("ResnetDownsampleBlock2D", "AttnDownBlock2D", "ResnetDownsampleBlock2D"),
         up_block_types=("ResnetUpsampleBlock2D", "AttnUpBlock2D", "ResnetUpsampleBlock2D"),
         attention_head_dim=8, add_attention=False,
+    ),
+    "learned_time": dict(
+        sample_size=16, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"), attention_head_dim=4,
+        time_embedding_type="learned", num_train_timesteps=1000,
     ),
 }
 
