@@ -256,9 +256,12 @@ fn samplers(b: Budget, device: &Device, progress: &dyn Progress) -> Result<Vec<R
     Ok(rows)
 }
 
-/// The (images, steps) cases of end-to-end generation for a model of `gflop` per image, and
-/// those left out as over [`MAX_CASE_GFLOP`].
-pub fn end_to_end_cases(quick: bool, gflop: f64) -> (Vec<(usize, usize)>, Vec<(usize, usize)>) {
+/// An end-to-end case: (images, steps).
+pub type Case = (usize, usize);
+
+/// The end-to-end cases for a model of `gflop` per image, and those left out as over
+/// [`MAX_CASE_GFLOP`].
+pub fn end_to_end_cases(quick: bool, gflop: f64) -> (Vec<Case>, Vec<Case>) {
     let (images, steps): (&[usize], &[usize]) = if quick {
         (&[1, 8], &[10, 25])
     } else {
