@@ -144,3 +144,78 @@ fn broken_text_model_files_are_one_line_errors() {
     );
     assert!(!out.exists());
 }
+
+#[test]
+fn eval_on_a_text_model_covers_every_group_and_grids_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = text_model(dir.path());
+    let grid = dir.path().join("held-out.png");
+    let o = diffuse(&[
+        "eval",
+        "--model",
+        s(&model),
+        "--samples-per-prompt",
+        "1",
+        "--steps",
+        "2",
+        "--grid",
+        s(&grid),
+        "--grid-prompts",
+        "held-out",
+        "--json",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // The table always covers the whole set, whatever the grid shows.
+    assert_eq!(r["single"]["samples"], 24);
+    assert_eq!(r["seen_pairs"]["samples"], 48);
+    assert_eq!(r["held_out_pairs"]["samples"], 28);
+    assert_eq!(r["cat_with_computer"]["samples"], 1);
+    assert_eq!(r["prompts"].as_array().unwrap().len(), 100);
+    // The grid: a title band and one row per held-out prompt (16-px samples here).
+    let img = image::open(&grid).unwrap().to_rgb8();
+    let rows = |h: u32| (h as f64 / 16.0) as usize;
+    assert!(
+        (28..=60).contains(&rows(img.height())),
+        "{}x{}",
+        img.width(),
+        img.height()
+    );
+    let all = dir.path().join("all.png");
+    let o = diffuse(&[
+        "eval",
+        "--model",
+        s(&model),
+        "--samples-per-prompt",
+        "1",
+        "--steps",
+        "2",
+        "--grid",
+        s(&all),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let full = image::open(&all).unwrap().to_rgb8();
+    assert!(full.height() > 3 * img.height(), "100 rows against 28");
+    // Refused: an unknown group, the option without --grid, and a model without text.
+    let bad = |extra: &[&str], needle: &str| {
+        let mut a = vec!["eval", "--model", "shapes32", "--samples-per-prompt", "1"];
+        a.extend_from_slice(extra);
+        assert_fails_with(&diffuse(&a), needle);
+    };
+    bad(
+        &["--grid", "g.png", "--grid-prompts", "pets"],
+        "unknown grid prompts 'pets'",
+    );
+    bad(&["--grid-prompts", "seen"], "--grid");
+    bad(
+        &[
+            "--grid",
+            s(&dir.path().join("s.png")),
+            "--grid-prompts",
+            "seen",
+        ],
+        "--grid-prompts picks prompt groups of a text model",
+    );
+}
