@@ -444,7 +444,7 @@ fn nan_weights_and_ignored_bench_flags_are_errors() {
 
 #[test]
 fn bench_leaves_out_end_to_end_cases_over_its_work_ceiling() {
-    use diffuse::bench::suite::{end_to_end_cases, MAX_CASE_GFLOP};
+    use diffuse::bench::end_to_end::{end_to_end_cases, MAX_CASE_GFLOP};
     let gflop = |name: &str| {
         let m = diffuse::model::load(Some(std::path::Path::new(name)), &candle_core::Device::Cpu)
             .unwrap();

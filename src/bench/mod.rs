@@ -4,9 +4,9 @@
 //! suite ([`suite`]).
 
 pub mod cases;
+pub mod end_to_end;
 pub mod loaded;
 pub mod machine;
-mod process;
 pub mod suite;
 
 pub use cases::{FrameCase, GenerateCase, QSampleCase, SamplerCase, UNetCase};

@@ -6,7 +6,7 @@
 use candle_core::Device;
 use serde::Serialize;
 
-use super::cases::{FrameCase, GenerateCase, QSampleCase, SamplerCase, UNetCase};
+use super::cases::{FrameCase, QSampleCase, SamplerCase, UNetCase};
 use super::machine::{build, machine, Build, Machine};
 use super::{gemm_peak_gflops, sync, time_loop, Timing};
 use crate::error::{Error, Result};
@@ -71,15 +71,11 @@ pub struct SuiteReport {
     pub parameters: usize,
     pub gflop_per_image: f64,
     pub rows: Vec<Row>,
-    /// End-to-end cases left out because their denoiser work is over [`MAX_CASE_GFLOP`].
+    /// End-to-end cases left out because their denoiser work is over
+    /// [`MAX_CASE_GFLOP`](super::end_to_end::MAX_CASE_GFLOP).
     pub skipped: Vec<String>,
     pub seconds: f64,
 }
-
-/// The most denoiser work one end-to-end case may take, in GFLOP: 64 images × 1000 steps of
-/// the 0.5-GFLOP shapes model (32,000, about 9 minutes here) fits; the same case of a model
-/// four times larger is left out, so that a full run stays under about an hour on 2 cores.
-pub const MAX_CASE_GFLOP: f64 = 40_000.0;
 
 /// Times `f` with the one timing loop ([`time_loop`]); returns the timing and the peak heap
 /// above the start, in MiB.
@@ -120,11 +116,11 @@ pub(super) fn row(
 
 /// How many runs and how long a run may take, from `--quick`.
 #[derive(Clone, Copy)]
-struct Budget {
-    quick: bool,
-    runs: usize,
+pub(super) struct Budget {
+    pub(super) quick: bool,
+    pub(super) runs: usize,
     /// A single call this long is not repeated.
-    long_ms: f64,
+    pub(super) long_ms: f64,
 }
 
 /// Runs the suite with `model` for the end-to-end figures, on the model's device.
@@ -154,7 +150,7 @@ pub fn run(
     let mut rows = forward_noising(budget, device, progress)?;
     rows.extend(denoiser(model, &unet, peak, budget, progress)?);
     rows.extend(samplers(budget, device, progress)?);
-    let (generated, skipped) = generate(model, opts, budget, progress)?;
+    let (generated, skipped) = super::end_to_end::generate(model, opts, budget, progress)?;
     rows.extend(generated);
     rows.extend(frame_output(budget, progress)?);
     rows.push(training_step(
@@ -254,108 +250,6 @@ fn samplers(b: Budget, device: &Device, progress: &dyn Progress) -> Result<Vec<R
     }
     progress.finish();
     Ok(rows)
-}
-
-/// An end-to-end case: (images, steps).
-pub type Case = (usize, usize);
-
-/// The end-to-end cases for a model of `gflop` per image, and those left out as over
-/// [`MAX_CASE_GFLOP`].
-pub fn end_to_end_cases(quick: bool, gflop: f64) -> (Vec<Case>, Vec<Case>) {
-    let (images, steps): (&[usize], &[usize]) = if quick {
-        (&[1, 8], &[10, 25])
-    } else {
-        (&[1, 8, 64], &[10, 25, 50, 1000])
-    };
-    images
-        .iter()
-        .flat_map(|&k| steps.iter().map(move |&n| (k, n)))
-        .partition(|&(k, n)| (k * n) as f64 * gflop <= MAX_CASE_GFLOP)
-}
-
-/// End-to-end generation with and without frames, then whole processes; the scratch
-/// folder is removed whatever happens. Returns the rows and the cases left out as too large.
-fn generate(
-    model: &LoadedModel,
-    opts: &SuiteOptions,
-    b: Budget,
-    progress: &dyn Progress,
-) -> Result<(Vec<Row>, Vec<String>)> {
-    let gflop = model.meta.unet.flops_per_image() / 1e9;
-    let (cases, skipped) = end_to_end_cases(b.quick, gflop);
-    progress.stage("generate", 2 * cases.len() as u64 + 1);
-    let scratch = &opts.scratch;
-    let mut rows = Vec::new();
-    let result = (|| -> Result<()> {
-        for &(k, n) in &cases {
-            {
-                let case = GenerateCase {
-                    model,
-                    images: k,
-                    steps: n,
-                    out: scratch.join("generate"),
-                };
-                for frames in [false, true] {
-                    rows.push(generate_row(&case, frames, b)?);
-                    progress.advance(1);
-                }
-            }
-        }
-        if let Some(exe) = &opts.exe {
-            let prompt = super::cases::benchmark_prompt(model);
-            let which = (opts.model_path.as_deref(), prompt.as_str());
-            rows.extend(super::process::whole_process(
-                exe, which, scratch, b.runs, b.long_ms,
-            )?);
-        }
-        Ok(())
-    })();
-    let _ = std::fs::remove_dir_all(scratch);
-    result?;
-    progress.finish();
-    let skipped = skipped
-        .iter()
-        .map(|(k, n)| {
-            format!(
-                "generate {k} images, {n} steps ({:.0} GFLOP, over {MAX_CASE_GFLOP:.0})",
-                (k * n) as f64 * gflop
-            )
-        })
-        .collect();
-    Ok((rows, skipped))
-}
-
-/// One end-to-end case, warmed up by a 2-step run: sampling only, or all frames written.
-fn generate_row(case: &GenerateCase, frames: bool, b: Budget) -> Result<Row> {
-    let run = |c: &GenerateCase, seed: u64| match frames {
-        true => c.generate(seed).map(|_| ()),
-        false => c.sample(seed).map(|_| ()),
-    };
-    let warm = GenerateCase {
-        steps: 2,
-        out: case.out.clone(),
-        ..*case
-    };
-    run(&warm, 0)?;
-    let mut seed = 0;
-    let (t, mem) = measure(0, b.runs.min(5), b.long_ms, || {
-        seed += 1;
-        run(case, seed)
-    })?;
-    let (k, n) = (case.images, case.steps);
-    let name = format!(
-        "{k} image{}, {n} steps, {}",
-        if k == 1 { "" } else { "s" },
-        if frames {
-            "all frames written"
-        } else {
-            "no frames"
-        }
-    );
-    Ok(Row {
-        peak_heap_mib: mem,
-        ..row("generate", name, t, k as f64, "images/s")
-    })
 }
 
 /// PNG and GIF encoding on rayon's pool and on one thread.
