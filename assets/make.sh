@@ -24,7 +24,7 @@ rm -rf out/red-circle out/forward out/markov out/schedules.png out/prompts.png o
 set -x
 
 # The text-to-image model (the default): "a cat with a computer" step by step.
-$bin generate --prompt "a cat with a computer" --seed 1 --out out/cat --quiet
+$bin generate --prompt "a cat with a computer" --seed 1 --num-images 1 --out out/cat --quiet
 cp out/cat/strip.png $pics/cat-strip.png
 cp out/cat/denoising.gif $pics/cat.gif
 
