@@ -149,23 +149,17 @@ fn broken_text_model_files_are_one_line_errors() {
 fn eval_on_a_text_model_covers_every_group_and_grids_one() {
     let dir = tempfile::tempdir().unwrap();
     let model = text_model(dir.path());
+    // Two sampling steps, one sample per prompt, the grid at `grid`, with `extra` flags.
+    let eval = |grid: &Path, extra: &[&str]| {
+        let mut a = vec!["eval", "--model", s(&model), "--samples-per-prompt", "1"];
+        a.extend(["--steps", "2", "--grid", s(grid), "--quiet"]);
+        a.extend_from_slice(extra);
+        let o = diffuse(&a);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        o
+    };
     let grid = dir.path().join("held-out.png");
-    let o = diffuse(&[
-        "eval",
-        "--model",
-        s(&model),
-        "--samples-per-prompt",
-        "1",
-        "--steps",
-        "2",
-        "--grid",
-        s(&grid),
-        "--grid-prompts",
-        "held-out",
-        "--json",
-        "--quiet",
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = eval(&grid, &["--grid-prompts", "held-out", "--json"]);
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     // The table always covers the whole set, whatever the grid shows.
     assert_eq!(r["single"]["samples"], 24);
@@ -183,19 +177,7 @@ fn eval_on_a_text_model_covers_every_group_and_grids_one() {
         img.height()
     );
     let all = dir.path().join("all.png");
-    let o = diffuse(&[
-        "eval",
-        "--model",
-        s(&model),
-        "--samples-per-prompt",
-        "1",
-        "--steps",
-        "2",
-        "--grid",
-        s(&all),
-        "--quiet",
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    eval(&all, &[]);
     let full = image::open(&all).unwrap().to_rgb8();
     assert!(full.height() > 3 * img.height(), "100 rows against 28");
     // Refused: an unknown group, the option without --grid, and a model without text.
