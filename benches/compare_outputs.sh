@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Compares the outputs of two diffuse binaries for fixed seeds, file by file (SHA-256),
-# run.json aside (it holds timings). Used to check that a refactor keeps outputs
+# run.json and index.html aside (they hold timings). Used to check that a refactor keeps outputs
 # byte-identical:
 #   git worktree add /tmp/old <commit> && (cd /tmp/old && cargo build --release)
 #   benches/compare_outputs.sh /tmp/old/target/release/diffuse target/release/diffuse
@@ -9,20 +9,23 @@ set -euo pipefail
 run() {
   local bin=$1 o=$2
   rm -rf "$o"; mkdir -p "$o"
-  "$bin" -q --threads 2 generate --prompt "a red circle" --seed 1 --out "$o/gen" --save-tensors --num-images 2 --steps 10 >/dev/null
-  "$bin" -q --threads 2 generate --prompt "a blue star" --seed 7 --sampler dpm++2m --steps 8 --frames 4 --out "$o/gen2" --guidance 5 >/dev/null
-  "$bin" -q --threads 2 img2img --image assets/scene.png --prompt "green" --seed 3 --steps 10 --out "$o/i2i" >/dev/null
+  "$bin" -q --threads 2 generate --prompt "a cat with a computer" --seed 1 --out "$o/emoji" --save-tensors --num-images 2 --steps 10 >/dev/null
+  "$bin" -q --threads 2 generate --prompt "a frog above a guitar" --seed 2 --sampler ddim --steps 6 --num-images 3 --frames 2 --out "$o/emoji2" >/dev/null
+  "$bin" -q --threads 2 generate --model shapes32 --prompt "a red circle" --seed 1 --out "$o/gen" --save-tensors --num-images 2 --steps 10 >/dev/null
+  "$bin" -q --threads 2 generate --model shapes32 --prompt "a blue star" --seed 7 --sampler dpm++2m --steps 8 --frames 4 --out "$o/gen2" --guidance 5 >/dev/null
+  "$bin" -q --threads 2 img2img --model shapes32 --image assets/scene.png --prompt "green" --seed 3 --steps 10 --out "$o/i2i" >/dev/null
   "$bin" -q --threads 2 noise --image assets/scene.png --out "$o/noise" --size 64x64 --frames 10 --seed 0 --save-tensors >/dev/null
   "$bin" -q --threads 2 noise --image assets/scene.png --out "$o/markov" --size 32x32 --frames 5 --markov --seed 0 >/dev/null
   "$bin" -q schedule --beta-schedule all --plot "$o/sched.png" | grep -v "plot written" > "$o/sched.txt"
   "$bin" -q schedule --beta-schedule cosine --json > "$o/sched.json"
   "$bin" -q data shapes --count 10 --out "$o/shapes" >/dev/null
-  "$bin" -q --threads 2 eval --samples-per-prompt 1 --steps 5 --grid "$o/evalgrid.png" | sed 's/ ([0-9]* s)$//' > "$o/eval.txt"
-  (cd "$o" && find . -type f ! -name run.json -print0 | sort -z | xargs -0 sha256sum)
+  "$bin" -q --threads 2 eval --model shapes32 --samples-per-prompt 1 --steps 5 --grid "$o/evalgrid.png" | sed 's/ ([0-9]* s)$//' > "$o/eval.txt"
+  (cd "$o" && find . -type f ! -name run.json ! -name index.html -print0 | sort -z | xargs -0 sha256sum)
 }
 dir=$(mktemp -d)
-run "$1" "$dir/a" > "$dir/a.sums"
-run "$2" "$dir/b" > "$dir/b.sums"
+# Both binaries write to the same folder, which the index pages name.
+run "$1" "$dir/o" > "$dir/a.sums"
+run "$2" "$dir/o" > "$dir/b.sums"
 if diff "$dir/a.sums" "$dir/b.sums"; then
   echo "identical: $(wc -l < "$dir/a.sums") files"
 fi

@@ -219,3 +219,86 @@ fn kernels_are_deterministic() {
     };
     assert_eq!(run(), run());
 }
+
+/// The f32 values of a tensor, for exact comparisons.
+fn values(t: &Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1().unwrap()
+}
+
+#[test]
+fn conv2d_add_equals_conv2d_then_add_exactly_and_keeps_gradients() {
+    // (batch, cin, cout, h, w, k, stride, pad): small maps go through the stacked GEMM,
+    // larger ones through the per-sample one, with and without a parallel batch.
+    let cases = [
+        (3, 5, 7, 6, 6, 3, 1, 1),
+        (1, 4, 6, 12, 12, 3, 1, 1),
+        (4, 6, 8, 12, 12, 3, 1, 1),
+        (2, 6, 5, 8, 8, 1, 1, 0),
+        (3, 4, 6, 9, 9, 3, 2, 1),
+    ];
+    for (i, &(b, cin, cout, h, w, k, s, p)) in cases.iter().enumerate() {
+        let seed = 100 + 10 * i as u64;
+        let (x, wt, bias) = (
+            randn(seed, &[b, cin, h, w]),
+            randn(seed + 1, &[cout, cin, k, k]),
+            randn(seed + 2, &[cout]),
+        );
+        let y = conv::conv2d(&x, &wt, Some(&bias), s, p).unwrap();
+        let (_, _, ho, wo) = y.dims4().unwrap();
+        let per_channel = randn(seed + 3, &[b, cout]);
+        let residual = randn(seed + 4, &[b, cout, ho, wo]);
+        let want = y
+            .broadcast_add(&per_channel.reshape((b, cout, 1, 1)).unwrap())
+            .unwrap();
+        let got = conv::conv2d_add(&x, &wt, Some(&bias), s, p, &per_channel).unwrap();
+        assert_eq!(values(&got), values(&want), "case {i}: per-channel addend");
+        let want = (&residual + &y).unwrap();
+        let got = conv::conv2d_add(&x, &wt, Some(&bias), s, p, &residual).unwrap();
+        assert_eq!(values(&got), values(&want), "case {i}: residual");
+        // With gradients it is the composition, and the addend gets its gradient.
+        let (got, grads) = value_and_grads(&[x.clone(), per_channel.clone()], 7, |t| {
+            conv::conv2d_add(&t[0], &wt, Some(&bias), s, p, &t[1]).unwrap()
+        });
+        let want = y
+            .broadcast_add(&per_channel.reshape((b, cout, 1, 1)).unwrap())
+            .unwrap();
+        assert_eq!(values(&got), values(&want), "case {i}: with gradients");
+        assert_eq!(grads[1].dims(), &[b, cout]);
+    }
+    let x = randn(1, &[2, 3, 4, 4]);
+    let wt = randn(2, &[5, 3, 3, 3]);
+    let wrong = randn(3, &[2, 4]);
+    let err = conv::conv2d_add(&x, &wt, None, 1, 1, &wrong).unwrap_err();
+    assert!(err.to_string().contains("conv2d addend"), "{err}");
+}
+
+#[test]
+fn linear_add_equals_candles_linear_then_add_exactly() {
+    use candle_core::Module;
+    for (i, &(rows, din, dout, bias)) in [(1, 7, 5, true), (37, 16, 24, true), (64, 9, 40, false)]
+        .iter()
+        .enumerate()
+    {
+        let seed = 200 + 10 * i as u64;
+        let x = randn(seed, &[rows, 3, din]);
+        let w = randn(seed + 1, &[dout, din]);
+        let b = bias.then(|| randn(seed + 2, &[dout]));
+        let lin = candle_nn::Linear::new(w, b);
+        let residual = randn(seed + 3, &[rows, 3, dout]);
+        let y = lin.forward(&x).unwrap();
+        let got = diffuse::nn::linear_add(&lin, &x, None).unwrap();
+        assert_eq!(got.dims(), y.dims());
+        assert_eq!(values(&got), values(&y), "case {i}: no residual");
+        let got = diffuse::nn::linear_add(&lin, &x, Some(&residual)).unwrap();
+        assert_eq!(values(&got), values(&(&residual + &y).unwrap()), "case {i}");
+        let (got, grads) = value_and_grads(&[x.clone(), residual.clone()], 5, |t| {
+            diffuse::nn::linear_add(&lin, &t[0], Some(&t[1])).unwrap()
+        });
+        assert_eq!(values(&got), values(&(&residual + &y).unwrap()));
+        assert_eq!(grads[0].dims(), x.dims());
+    }
+    let lin = candle_nn::Linear::new(randn(1, &[4, 6]), None);
+    let err =
+        diffuse::nn::linear_add(&lin, &randn(2, &[3, 6]), Some(&randn(3, &[3, 5]))).unwrap_err();
+    assert!(err.to_string().contains("residual"), "{err}");
+}

@@ -114,27 +114,24 @@ impl ResnetBlock2D {
         // diffusers resamples the input and the first activation, after norm1·SiLU.
         let a = self.resample.apply(&self.norm1.forward(xs, true)?)?;
         let xs = &self.resample.apply(xs)?; // [B, cin, H', W']
-        let h = self.conv1.forward(&a)?; // [B, cout, H', W']
-        let t = self
-            .time_emb_proj
-            .forward(temb_act)?
-            .unsqueeze(2)?
-            .unsqueeze(3)?; // [B, c', 1, 1]
+        let t = self.time_emb_proj.forward(temb_act)?; // [B, c']
         let h = if self.scale_shift {
+            let h = self.conv1.forward(&a)?; // [B, cout, H', W']
+            let t = t.unsqueeze(2)?.unsqueeze(3)?; // [B, 2·cout, 1, 1]
             let c = t.dim(1)? / 2;
             let (scale, shift) = (t.narrow(1, 0, c)?, t.narrow(1, c, c)?);
             let h = self.norm2.forward(&h, false)?;
             let h = h.broadcast_mul(&(scale + 1.0)?)?.broadcast_add(&shift)?;
             candle_nn::ops::silu(&h)?
         } else {
-            self.norm2.forward(&h.broadcast_add(&t)?, true)?
+            // conv1(a) + t, added inside the convolution when sampling.
+            self.norm2.forward(&self.conv1.forward_add(&a, &t)?, true)? // [B, cout, H', W']
         };
-        let h = self.conv2.forward(&h)?;
         let skip = match &self.conv_shortcut {
             Some(c) => c.forward(xs)?,
             None => xs.clone(),
         };
-        let out = (skip + h)?;
+        let out = self.conv2.forward_add(&h, &skip)?; // conv2(h) + skip
         if self.output_scale_factor == 1.0 {
             Ok(out)
         } else {
@@ -196,17 +193,15 @@ impl Module for SpatialAttention {
                 .reshape((b * nh, n, hd))?
                 .contiguous()
         };
-        let q = split(self.to_q.forward(&tokens)?)?; // [B·nh, N, hd]
-        let k = split(self.to_k.forward(&tokens)?)?; // [B·nh, N, hd]
-        let v = split(self.to_v.forward(&tokens)?)?; // [B·nh, N, hd]
+        let q = split(nn::linear_add(&self.to_q, &tokens, None)?)?; // [B·nh, N, hd]
+        let k = split(nn::linear_add(&self.to_k, &tokens, None)?)?; // [B·nh, N, hd]
+        let v = split(nn::linear_add(&self.to_v, &tokens, None)?)?; // [B·nh, N, hd]
         let out = nn::attention::attention(&q, &k, &v, 1.0 / (hd as f64).sqrt())?; // [B·nh, N, hd]
         let out = out
             .reshape((b, nh, n, hd))?
             .transpose(1, 2)?
             .reshape((b, n, c))?;
-        let out = self
-            .to_out
-            .forward(&out)?
+        let out = nn::linear_add(&self.to_out, &out, None)?
             .transpose(1, 2)?
             .reshape((b, c, h, w))?; // [B, C, H, W]
         let out = (out + xs)?;

@@ -7,11 +7,12 @@
 //! forward; the backward recomputes the probabilities (nothing `[B, Nq, Nk]` is kept between
 //! the passes) and takes four GEMMs. On other devices or dtypes the candle composition runs.
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Module, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
 use super::layers::{linear, linear_no_bias};
+use super::linear::linear_add;
 use super::{contiguous_f32, sgemm, use_cpu_kernel};
 
 /// `softmax(q·kᵀ·scale)` `[B, Nq, Nk]`: which keys each query attends to.
@@ -310,8 +311,8 @@ impl MultiHeadAttention {
 
     /// The per-head queries and keys: `[B·heads, N, hd]`, `[B·heads, L, hd]`.
     fn qk(&self, x: &Tensor, context: &Tensor) -> Result<(Tensor, Tensor)> {
-        let q = self.split_heads(&self.to_q.forward(x)?)?;
-        let k = self.split_heads(&self.to_k.forward(context)?)?;
+        let q = self.split_heads(&linear_add(&self.to_q, x, None)?)?;
+        let k = self.split_heads(&linear_add(&self.to_k, context, None)?)?;
         Ok((q, k))
     }
 
@@ -322,16 +323,26 @@ impl MultiHeadAttention {
 
     /// `x` `[B, N, C]` attending to `context` `[B, L, Cctx]` (or to itself) → `[B, N, C]`.
     pub fn forward(&self, x: &Tensor, context: Option<&Tensor>) -> Result<Tensor> {
+        self.forward_add(x, context, None)
+    }
+
+    /// [`Self::forward`] plus `residual` `[B, N, C]`, added with the output projection's bias.
+    pub fn forward_add(
+        &self,
+        x: &Tensor,
+        context: Option<&Tensor>,
+        residual: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let (b, n, c) = x.dims3()?;
         let context = context.unwrap_or(x);
         let (q, k) = self.qk(x, context)?;
-        let v = self.split_heads(&self.to_v.forward(context)?)?; // [B·heads, L, hd]
+        let v = self.split_heads(&linear_add(&self.to_v, context, None)?)?; // [B·heads, L, hd]
         let out = attention(&q, &k, &v, self.scale(x)?)?; // [B·heads, N, hd]
         let out = out
             .reshape((b, self.heads, n, c / self.heads))?
             .transpose(1, 2)? // [B, N, heads, hd]
             .reshape((b, n, c))?;
-        self.to_out.forward(&out)
+        linear_add(&self.to_out, &out, residual)
     }
 
     /// The attention probabilities `[B, heads, N, L]` of `x` over `context`.

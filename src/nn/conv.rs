@@ -1,20 +1,161 @@
 //! conv2d `[B, Cin, H, W] ⊛ [Cout, Cin, k, k] + bias → [B, Cout, Ho, Wo]` as im2col + GEMM,
-//! with a backward pass that is GEMM + col2im too (candle's own backward goes through a naive
-//! `conv_transpose2d`).
+//! with a backward pass that is GEMM + col2im too ([`super::conv_grad`]).
 //!
-//! Work is split over the batch when it has at least as many samples as threads, and inside
-//! each GEMM otherwise; per-thread scratch buffers are reused across samples.
+//! Large feature maps are split over the batch when it has at least as many samples as
+//! threads, and inside each GEMM otherwise; small ones (at most [`STACK_MAX_PIXELS`] output
+//! pixels) stack the whole batch's patches into one GEMM, so that the weights are packed once
+//! and the GEMM is tall enough to be efficient. Per-thread scratch buffers are reused.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
-use super::im2col::{col2im, im2col, per_sample, scratch, transpose, with_scratch, Geom};
-use super::{contiguous_f32, sgemm, threads, use_cpu_kernel};
+use super::conv_grad::{ChannelSum, Conv2dGradInput, Conv2dGradWeight};
+use super::im2col::{im2col, per_sample, scratch, unfold_channel, with_scratch, Geom};
+use super::{contiguous_f32, cpu_f32, sgemm, use_cpu_kernel};
 
-/// Forward: `y_b = W · im2col(x_b) + bias`.
+/// Feature maps with at most this many output pixels go through one stacked GEMM per batch.
+pub const STACK_MAX_PIXELS: usize = 64;
+
+/// Forward: `y_b = W · im2col(x_b) + bias`, then `+ addend_b` when there is one.
 struct Conv2dFwd {
     stride: usize,
     pad: usize,
+    /// Added after the GEMM, inference only: `[B, Cout]` (a per-sample bias, such as a time
+    /// embedding) or `[B, Cout, Ho, Wo]` (a residual). Adding it here saves a pass over the
+    /// output and a fresh tensor; the sums are the same as adding it afterwards.
+    addend: Option<Tensor>,
+}
+
+/// The addend's data, checked against the output: (values, true when one per channel).
+fn addend_data<'a>(s: &'a Storage, l: &Layout, g: &Geom) -> Result<(&'a [f32], bool)> {
+    let a = cpu_f32(s, l, "conv2d addend")?;
+    match a.len() {
+        n if n == g.b * g.cout => Ok((a, true)),
+        n if n == g.b * g.y_len() => Ok((a, false)),
+        n => candle_core::bail!(
+            "conv2d addend: {n} values for a {}x{}x{}x{} output",
+            g.b,
+            g.cout,
+            g.ho,
+            g.wo
+        ),
+    }
+}
+
+/// Adds sample `i`'s addend to its output `yb` `[Cout, Ho·Wo]`.
+fn add_addend(yb: &mut [f32], addend: Option<(&[f32], bool)>, i: usize, g: &Geom) {
+    match addend {
+        None => {}
+        Some((a, true)) => {
+            let a = &a[i * g.cout..(i + 1) * g.cout];
+            for (row, &v) in yb.chunks_mut(g.pix()).zip(a) {
+                row.iter_mut().for_each(|y| *y += v);
+            }
+        }
+        Some((a, false)) => {
+            let a = &a[i * g.y_len()..(i + 1) * g.y_len()];
+            yb.iter_mut().zip(a).for_each(|(y, v)| *y += v);
+        }
+    }
+}
+
+/// `Cout` rows of `len` values, each its channel's bias, repeated `times` times.
+fn bias_rows(bias: &[f32], len: usize, times: usize) -> Vec<f32> {
+    let mut y = Vec::with_capacity(times * bias.len() * len);
+    for _ in 0..times {
+        for &bc in bias {
+            y.extend(std::iter::repeat_n(bc, len));
+        }
+    }
+    y
+}
+
+/// The per-sample path: im2col and one GEMM per sample, computed transposed, yᵀ [Ho·Wo, Cout]
+/// = colᵀ [Ho·Wo, K] · Wᵀ [K, Cout], so that every operand is column-major and GEMM packs
+/// nothing big.
+fn forward_per_sample(
+    g: &Geom,
+    x: &[f32],
+    w: &[f32],
+    bias: &[f32],
+    addend: Option<(&[f32], bool)>,
+) -> Vec<f32> {
+    // Starts as the bias, written once (no zeroing first); the GEMM accumulates onto it.
+    let mut y = bias_rows(&bias[..g.cout], g.pix(), g.b);
+    let one = |i: usize, xb: &[f32], yb: &mut [f32], col: &mut Vec<f32>, parallel: bool| {
+        let src: &[f32] = if g.pointwise() {
+            xb
+        } else {
+            let col = scratch(col, g.kdim() * g.pix());
+            im2col(g, xb, col, parallel);
+            col
+        };
+        unsafe {
+            sgemm(
+                (g.pix(), g.cout, g.kdim()),
+                yb.as_mut_ptr(),
+                (1, g.pix() as isize),
+                true,
+                src.as_ptr(),
+                (1, g.pix() as isize),
+                w.as_ptr(),
+                (1, g.kdim() as isize),
+                parallel,
+            )
+        };
+        add_addend(yb, addend, i, g);
+    };
+    per_sample(g, x, g.x_len(), &mut y, g.y_len(), one);
+    y
+}
+
+/// The stacked path: every sample's patches side by side in one `[K, B·Ho·Wo]` matrix, one
+/// parallel GEMM into `[Cout, B·Ho·Wo]` (starting from the bias), then a copy into
+/// `[B, Cout, Ho·Wo]` that adds the addend.
+fn forward_stacked(
+    g: &Geom,
+    x: &[f32],
+    w: &[f32],
+    bias: &[f32],
+    addend: Option<(&[f32], bool)>,
+) -> Vec<f32> {
+    let (pix, n) = (g.pix(), g.b * g.pix());
+    let mut y_t = bias_rows(&bias[..g.cout], n, 1); // [Cout, B·Ho·Wo]
+    with_scratch(|col| {
+        let col = scratch(col, g.kdim() * n); // [K, B·Ho·Wo]
+        let plane = g.h * g.w;
+        col.par_chunks_mut(g.k * g.k * n)
+            .enumerate()
+            .for_each(|(ci, block)| {
+                for bi in 0..g.b {
+                    let src = &x[bi * g.x_len() + ci * plane..][..plane];
+                    unfold_channel(g, src, &mut block[bi * pix..], n);
+                }
+            });
+        unsafe {
+            sgemm(
+                (n, g.cout, g.kdim()),
+                y_t.as_mut_ptr(),
+                (1, n as isize),
+                true,
+                col.as_ptr(),
+                (1, n as isize),
+                w.as_ptr(),
+                (1, g.kdim() as isize),
+                true,
+            )
+        };
+    });
+    let mut y = vec![0f32; g.b * g.y_len()];
+    y.par_chunks_mut(g.y_len())
+        .enumerate()
+        .for_each(|(bi, yb)| {
+            for (co, row) in yb.chunks_mut(pix).enumerate() {
+                row.copy_from_slice(&y_t[co * n + bi * pix..][..pix]);
+            }
+            add_addend(yb, addend, bi, g);
+        });
+    y
 }
 
 impl CustomOp3 for Conv2dFwd {
@@ -36,38 +177,16 @@ impl CustomOp3 for Conv2dFwd {
         let x = contiguous_f32(xs, xl, "conv2d input")?;
         let w = contiguous_f32(ws, wl, "conv2d weight")?;
         let bias = contiguous_f32(bs, bl, "conv2d bias")?;
-        // Starts as the bias, written once (no zeroing first); the GEMM accumulates onto it.
-        let mut y = Vec::with_capacity(g.b * g.y_len());
-        for _ in 0..g.b {
-            for &bc in &bias[..g.cout] {
-                y.extend(std::iter::repeat_n(bc, g.pix()));
-            }
-        }
-        let one = |xb: &[f32], yb: &mut [f32], col: &mut Vec<f32>, parallel: bool| {
-            let src: &[f32] = if g.pointwise() {
-                xb
-            } else {
-                let col = scratch(col, g.kdim() * g.pix());
-                im2col(&g, xb, col, parallel);
-                col
-            };
-            // Computed transposed, yᵀ [Ho·Wo, Cout] = colᵀ [Ho·Wo, K] · Wᵀ [K, Cout], so that
-            // every operand is column-major and GEMM packs nothing big.
-            unsafe {
-                sgemm(
-                    (g.pix(), g.cout, g.kdim()),
-                    yb.as_mut_ptr(),
-                    (1, g.pix() as isize),
-                    true,
-                    src.as_ptr(),
-                    (1, g.pix() as isize),
-                    w.as_ptr(),
-                    (1, g.kdim() as isize),
-                    parallel,
-                )
-            };
+        let guard = self.addend.as_ref().map(|t| t.storage_and_layout());
+        let addend = match &guard {
+            Some((s, l)) => Some(addend_data(s, l, &g)?),
+            None => None,
         };
-        per_sample(&g, x, g.x_len(), &mut y, g.y_len(), one);
+        let y = if g.b > 1 && g.pix() <= STACK_MAX_PIXELS && !g.pointwise() {
+            forward_stacked(&g, x, w, bias, addend)
+        } else {
+            forward_per_sample(&g, x, w, bias, addend)
+        };
         Ok((CpuStorage::F32(y), Shape::from((g.b, g.cout, g.ho, g.wo))))
     }
 
@@ -104,175 +223,6 @@ impl CustomOp3 for Conv2dFwd {
     }
 }
 
-/// `dx_b = col2im(Wᵀ · dy_b)`.
-struct Conv2dGradInput {
-    stride: usize,
-    pad: usize,
-    h: usize,
-    w: usize,
-}
-
-impl CustomOp2 for Conv2dGradInput {
-    fn name(&self) -> &'static str {
-        "diffuse-conv2d-grad-input"
-    }
-
-    fn cpu_fwd(
-        &self,
-        dys: &CpuStorage,
-        dyl: &Layout,
-        ws: &CpuStorage,
-        wl: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (cout, cin, k, _) = wl.shape().dims4()?;
-        let (b, _, _, _) = dyl.shape().dims4()?;
-        let xshape = Shape::from((b, cin, self.h, self.w));
-        let g = Geom::new(&xshape, cout, k, self.stride, self.pad)?;
-        let dy = contiguous_f32(dys, dyl, "conv2d grad")?;
-        let w = contiguous_f32(ws, wl, "conv2d weight")?;
-        let mut dx = vec![0f32; b * g.x_len()];
-        let one = |dyb: &[f32], dxb: &mut [f32], col: &mut Vec<f32>, parallel: bool| {
-            let pointwise = g.pointwise();
-            let col = scratch(col, if pointwise { 0 } else { g.kdim() * g.pix() });
-            let dst = if pointwise {
-                dxb.as_mut_ptr()
-            } else {
-                col.as_mut_ptr()
-            };
-            // gcolᵀ [Ho·Wo, K] = dyᵀ [Ho·Wo, Cout] · W [Cout, K] (column-major dyᵀ and gcolᵀ).
-            unsafe {
-                sgemm(
-                    (g.pix(), g.kdim(), g.cout),
-                    dst,
-                    (1, g.pix() as isize),
-                    false,
-                    dyb.as_ptr(),
-                    (1, g.pix() as isize),
-                    w.as_ptr(),
-                    (g.kdim() as isize, 1),
-                    parallel,
-                )
-            };
-            if !pointwise {
-                col2im(&g, col, dxb);
-            }
-        };
-        per_sample(&g, dy, g.y_len(), &mut dx, g.x_len(), one);
-        Ok((CpuStorage::F32(dx), xshape))
-    }
-}
-
-/// `dW = Σ_b dy_b · im2col(x_b)ᵀ`, summed per thread and then across threads in a fixed
-/// order, so the result is deterministic for a given thread count.
-struct Conv2dGradWeight {
-    stride: usize,
-    pad: usize,
-    k: usize,
-}
-
-impl CustomOp2 for Conv2dGradWeight {
-    fn name(&self) -> &'static str {
-        "diffuse-conv2d-grad-weight"
-    }
-
-    fn cpu_fwd(
-        &self,
-        xs: &CpuStorage,
-        xl: &Layout,
-        dys: &CpuStorage,
-        dyl: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (_, cout, _, _) = dyl.shape().dims4()?;
-        let g = Geom::new(xl.shape(), cout, self.k, self.stride, self.pad)?;
-        let x = contiguous_f32(xs, xl, "conv2d input")?;
-        let dy = contiguous_f32(dys, dyl, "conv2d grad")?;
-        let wlen = g.cout * g.kdim();
-        // Accumulates samples `range` into `dw`.
-        let partial = |range: std::ops::Range<usize>, dw: &mut [f32], parallel: bool| {
-            let mut dy_t = vec![0f32; g.pix() * g.cout];
-            with_scratch(|col| {
-                for (i, bi) in range.enumerate() {
-                    let xb = &x[bi * g.x_len()..(bi + 1) * g.x_len()];
-                    let dyb = &dy[bi * g.y_len()..(bi + 1) * g.y_len()];
-                    let src: &[f32] = if g.pointwise() {
-                        xb
-                    } else {
-                        let col = scratch(col, g.kdim() * g.pix());
-                        im2col(&g, xb, col, parallel);
-                        col
-                    };
-                    transpose(dyb, g.cout, g.pix(), &mut dy_t); // [Ho·Wo, Cout]
-                                                                // dW [Cout, K] = dy [Cout, Ho·Wo] · colᵀ [Ho·Wo, K], stored [K][Cout] and with
-                                                                // dy read from its transpose, so every operand is column-major.
-                    unsafe {
-                        sgemm(
-                            (g.cout, g.kdim(), g.pix()),
-                            dw.as_mut_ptr(),
-                            (1, g.cout as isize),
-                            i > 0,
-                            dy_t.as_ptr(),
-                            (1, g.cout as isize),
-                            src.as_ptr(),
-                            (1, g.pix() as isize),
-                            parallel,
-                        )
-                    };
-                }
-            });
-        };
-        let mut dw_t = vec![0f32; wlen]; // [K][Cout]
-        if g.batch_parallel() {
-            let n = threads().min(g.b);
-            let chunk = g.b.div_ceil(n);
-            let mut parts = vec![0f32; n * wlen];
-            parts
-                .par_chunks_mut(wlen)
-                .enumerate()
-                .for_each(|(t, part)| {
-                    let lo = (t * chunk).min(g.b);
-                    let hi = ((t + 1) * chunk).min(g.b);
-                    if lo < hi {
-                        partial(lo..hi, part, false);
-                    }
-                });
-            for part in parts.chunks(wlen) {
-                for (a, b) in dw_t.iter_mut().zip(part) {
-                    *a += b;
-                }
-            }
-        } else {
-            partial(0..g.b, &mut dw_t, true);
-        }
-        let mut dw = vec![0f32; wlen];
-        transpose(&dw_t, g.kdim(), g.cout, &mut dw); // [Cout][K]
-        Ok((CpuStorage::F32(dw), Shape::from((g.cout, g.cin, g.k, g.k))))
-    }
-}
-
-/// `[B, C, ...] → [C]`: the sum over every axis but the channel one (the bias gradient).
-pub(crate) struct ChannelSum;
-
-impl CustomOp1 for ChannelSum {
-    fn name(&self) -> &'static str {
-        "diffuse-channel-sum"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let dims = l.shape().dims();
-        let (b, c) = (dims[0], dims[1]);
-        let inner: usize = dims[2..].iter().product();
-        let x = contiguous_f32(s, l, "channel sum")?;
-        let mut out = vec![0f32; c];
-        for bi in 0..b {
-            for (ci, o) in out.iter_mut().enumerate() {
-                let start = (bi * c + ci) * inner;
-                *o += x[start..start + inner].iter().sum::<f32>();
-            }
-        }
-        Ok((CpuStorage::F32(out), Shape::from(c)))
-    }
-}
-
 /// 2D convolution with a square kernel, `stride` and zero `padding` on every side.
 ///
 /// `x` `[B, Cin, H, W]`, `w` `[Cout, Cin, k, k]`, `bias` `[Cout]` → `[B, Cout, Ho, Wo]`.
@@ -298,10 +248,53 @@ pub fn conv2d(
             Conv2dFwd {
                 stride,
                 pad: padding,
+                addend: None,
             },
         );
     }
     conv2d_reference(x, w, bias, stride, padding)
+}
+
+/// [`conv2d`] + `addend`, where `addend` is `[B, Cout]` (one value per sample and channel,
+/// such as a time embedding) or `[B, Cout, Ho, Wo]` (a residual).
+///
+/// When nothing tracks gradients (sampling) and the kernels apply, the addition happens inside
+/// the convolution, right after each sample's GEMM; otherwise it is candle's broadcast add.
+/// Either way each output is `(W·x + bias) + addend`, rounded the same.
+pub fn conv2d_add(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    stride: usize,
+    padding: usize,
+    addend: &Tensor,
+) -> Result<Tensor> {
+    let grads = x.track_op() || w.track_op() || addend.track_op();
+    let bias_ok = bias.is_none_or(|b| use_cpu_kernel(&[b]) && !b.track_op());
+    if !grads && bias_ok && use_cpu_kernel(&[x, w, addend]) {
+        let zeros;
+        let bias = match bias {
+            Some(b) => b,
+            None => {
+                zeros = Tensor::zeros(w.dim(0)?, w.dtype(), w.device())?;
+                &zeros
+            }
+        };
+        return x.contiguous()?.apply_op3_no_bwd(
+            &w.contiguous()?,
+            &bias.contiguous()?,
+            &Conv2dFwd {
+                stride,
+                pad: padding,
+                addend: Some(addend.contiguous()?),
+            },
+        );
+    }
+    let y = conv2d(x, w, bias, stride, padding)?;
+    match addend.rank() {
+        2 => y.broadcast_add(&addend.unsqueeze(2)?.unsqueeze(3)?),
+        _ => y.broadcast_add(addend),
+    }
 }
 
 /// candle's own conv2d (+ bias): the fallback on GPUs and the reference in tests.

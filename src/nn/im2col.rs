@@ -92,7 +92,7 @@ pub(super) fn scratch(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
     &mut buf[..len]
 }
 
-/// Runs `one(input, output, scratch, inner_parallel)` for every sample of the batch: the
+/// Runs `one(index, input, output, scratch, inner_parallel)` for every sample of the batch: the
 /// samples in parallel when there are enough of them (each GEMM on one thread), else one by
 /// one with each GEMM parallel. `input` and `output` hold `in_len` and `out_len` per sample;
 /// `scratch` is the thread's reusable buffer (see [`scratch`]).
@@ -102,17 +102,19 @@ pub(super) fn per_sample(
     in_len: usize,
     output: &mut [f32],
     out_len: usize,
-    one: impl Fn(&[f32], &mut [f32], &mut Vec<f32>, bool) + Sync,
+    one: impl Fn(usize, &[f32], &mut [f32], &mut Vec<f32>, bool) + Sync,
 ) {
     if g.batch_parallel() {
         output
             .par_chunks_mut(out_len)
             .zip(input.par_chunks(in_len))
-            .for_each(|(ob, ib)| with_scratch(|col| one(ib, ob, col, false)));
+            .enumerate()
+            .for_each(|(i, (ob, ib))| with_scratch(|col| one(i, ib, ob, col, false)));
     } else {
         with_scratch(|col| {
-            for (ob, ib) in output.chunks_mut(out_len).zip(input.chunks(in_len)) {
-                one(ib, ob, col, true);
+            let samples = output.chunks_mut(out_len).zip(input.chunks(in_len));
+            for (i, (ob, ib)) in samples.enumerate() {
+                one(i, ib, ob, col, true);
             }
         });
     }
@@ -137,19 +139,21 @@ pub(super) fn im2col(g: &Geom, x: &[f32], col: &mut [f32], parallel: bool) {
         let channels: Vec<_> = channels.collect();
         channels
             .into_par_iter()
-            .for_each(|(block, plane)| unfold_channel(g, plane, block));
+            .for_each(|(block, plane)| unfold_channel(g, plane, block, g.pix()));
     } else {
-        channels.for_each(|(block, plane)| unfold_channel(g, plane, block));
+        channels.for_each(|(block, plane)| unfold_channel(g, plane, block, g.pix()));
     }
 }
 
-/// One input channel `plane` `[H, W]` into its `k·k` rows of the im2col matrix.
-fn unfold_channel(g: &Geom, plane: &[f32], block: &mut [f32]) {
+/// One input channel `plane` `[H, W]` into its `k·k` rows of the im2col matrix, each
+/// `Ho·Wo` values at `row_stride` from the last (`Ho·Wo` itself, or the width of a batch's
+/// stacked matrix).
+pub(super) fn unfold_channel(g: &Geom, plane: &[f32], block: &mut [f32], row_stride: usize) {
     let (k, s, p) = (g.k, g.stride, g.pad as isize);
     for ky in 0..k {
         for kx in 0..k {
             let row = ky * k + kx;
-            let dst = &mut block[row * g.pix()..(row + 1) * g.pix()];
+            let dst = &mut block[row * row_stride..][..g.pix()];
             let (lo, hi) = valid_range(g, kx);
             for oy in 0..g.ho {
                 let d = &mut dst[oy * g.wo..(oy + 1) * g.wo];

@@ -47,6 +47,21 @@ impl Module for Conv2d {
     }
 }
 
+impl Conv2d {
+    /// The convolution plus `addend`: `[B, Cout]` (per sample and channel) or a residual
+    /// `[B, Cout, Ho, Wo]`, added inside the kernel when sampling ([`nn::conv::conv2d_add`]).
+    pub fn forward_add(&self, xs: &Tensor, addend: &Tensor) -> Result<Tensor> {
+        nn::conv::conv2d_add(
+            xs,
+            &self.weight,
+            Some(&self.bias),
+            self.stride,
+            self.padding,
+            addend,
+        )
+    }
+}
+
 /// GroupNorm with a learned per-channel affine, optionally fused with SiLU.
 #[derive(Debug, Clone)]
 pub struct GroupNorm {

@@ -10,12 +10,14 @@
 
 pub mod attention;
 pub mod conv;
+mod conv_grad;
 pub mod geglu;
 pub mod group_norm;
 mod im2col;
 pub mod init;
 pub mod layer_norm;
 pub mod layers;
+pub mod linear;
 pub mod softmax;
 pub mod upsample;
 
@@ -23,6 +25,7 @@ pub use conv::conv2d;
 pub use geglu::geglu;
 pub use group_norm::group_norm;
 pub use layer_norm::layer_norm;
+pub use linear::linear_add;
 pub use upsample::upsample_nearest2x;
 
 use candle_core::{DType, Device, Tensor};
@@ -44,6 +47,19 @@ pub(crate) fn contiguous_f32<'a>(
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&data[a..b]),
         None => candle_core::bail!("{what}: expected a contiguous tensor"),
+    }
+}
+
+/// The f32 data of a contiguous tensor's storage (from `Tensor::storage_and_layout`), or an
+/// error naming `what` when it is not on the CPU.
+pub(crate) fn cpu_f32<'a>(
+    s: &'a candle_core::Storage,
+    l: &candle_core::Layout,
+    what: &str,
+) -> candle_core::Result<&'a [f32]> {
+    match s {
+        candle_core::Storage::Cpu(cs) => contiguous_f32(cs, l, what),
+        _ => candle_core::bail!("{what}: expected a CPU tensor"),
     }
 }
 

@@ -42,15 +42,15 @@ pub fn res_block(
 impl ResBlock {
     /// `xs` `[B, cin, H, W]`, `emb_act` = SiLU(embedding) `[B, temb]` → `[B, cout, H, W]`.
     pub fn forward(&self, xs: &Tensor, emb_act: &Tensor) -> Result<Tensor> {
-        let h = self.conv1.forward(&self.norm1.forward(xs, true)?)?; // [B, cout, H, W]
-        let e = self.emb_proj.forward(emb_act)?.unsqueeze(2)?.unsqueeze(3)?; // [B, cout, 1, 1]
-        let h = h.broadcast_add(&e)?;
-        let h = self.conv2.forward(&self.norm2.forward(&h, true)?)?; // [B, cout, H, W]
+        let e = self.emb_proj.forward(emb_act)?; // [B, cout]
+        let h = self.conv1.forward_add(&self.norm1.forward(xs, true)?, &e)?; // [B, cout, H, W]
         let skip = match &self.skip {
             Some(s) => s.forward(xs)?,
             None => xs.clone(),
         };
-        skip + h
+        // conv2(…) + skip: the residual added inside the convolution when sampling.
+        self.conv2
+            .forward_add(&self.norm2.forward(&h, true)?, &skip) // [B, cout, H, W]
     }
 }
 
@@ -86,8 +86,7 @@ impl Module for Attention {
         let att = q.transpose(1, 2)?.matmul(&k)?.affine(scale, 0.0)?; // [B·nh, N(query), N(key)]
         let att = nn::softmax::softmax_last_dim(&att)?;
         let out = v.matmul(&att.transpose(1, 2)?)?; // [B·nh, hd, N(query)]
-        let out = self.proj.forward(&out.reshape((b, c, h, w))?)?;
-        xs + out
+        self.proj.forward_add(&out.reshape((b, c, h, w))?, xs) // [B, C, H, W] + residual
     }
 }
 

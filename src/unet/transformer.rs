@@ -11,6 +11,7 @@ use candle_nn::VarBuilder;
 
 use crate::nn::attention::{multi_head_attention, MultiHeadAttention};
 use crate::nn::layers::{conv2d, group_norm, layer_norm, linear, Conv2d, GroupNorm, LayerNorm};
+use crate::nn::linear_add;
 
 /// GEGLU feed-forward: `W₂·(a ⊙ GELU(g))` with `[a, g] = W₁·x`, inner width 4C.
 #[derive(Debug, Clone)]
@@ -27,9 +28,10 @@ impl FeedForward {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.proj_in.forward(x)?; // [B, N, 8C]
-        self.proj_out.forward(&crate::nn::geglu(&h)?) // [B, N, 4C] → [B, N, C]
+    /// `x` `[B, N, C]` → `[B, N, C]`, plus `residual`.
+    fn forward_add(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        let h = linear_add(&self.proj_in, x, None)?; // [B, N, 8C]
+        linear_add(&self.proj_out, &crate::nn::geglu(&h)?, Some(residual)) // [B, N, 4C] → [B, N, C]
     }
 }
 
@@ -80,21 +82,25 @@ impl SpatialTransformer {
     pub fn forward(&self, xs: &Tensor, context: &Tensor) -> Result<Tensor> {
         let (b, c, h, w) = xs.dims4()?;
         let x = self.tokens(xs)?; // [B, HW, C]
-        let x = (&x + self.attn1.forward(&self.norm1.forward(&x)?, None)?)?;
-        let x = (&x
-            + self
-                .attn2
-                .forward(&self.norm2.forward(&x)?, Some(context))?)?;
-        let x = (&x + self.ff.forward(&self.norm3.forward(&x)?)?)?; // [B, HW, C]
+                                  // Each step adds its residual inside the output projection when sampling.
+        let x = self
+            .attn1
+            .forward_add(&self.norm1.forward(&x)?, None, Some(&x))?;
+        let x = self
+            .attn2
+            .forward_add(&self.norm2.forward(&x)?, Some(context), Some(&x))?;
+        let x = self.ff.forward_add(&self.norm3.forward(&x)?, &x)?; // [B, HW, C]
         let x = x.transpose(1, 2)?.reshape((b, c, h, w))?; // [B, C, H, W]
-        xs + self.proj_out.forward(&x)?
+        self.proj_out.forward_add(&x, xs) // [B, C, H, W] + residual
     }
 
     /// The cross-attention probabilities `[B, heads, H·W, L]` this block computes for `xs`:
     /// how much each pixel attends to each text token.
     pub fn cross_attention_probs(&self, xs: &Tensor, context: &Tensor) -> Result<Tensor> {
         let x = self.tokens(xs)?;
-        let x = (&x + self.attn1.forward(&self.norm1.forward(&x)?, None)?)?;
+        let x = self
+            .attn1
+            .forward_add(&self.norm1.forward(&x)?, None, Some(&x))?;
         self.attn2.probs(&self.norm2.forward(&x)?, context)
     }
 }

@@ -1,0 +1,81 @@
+//! `y = x·Wᵀ + b (+ residual)` while sampling: one GEMM over every row of `x`, then one
+//! parallel pass that adds the bias and the residual, in place of candle's matmul and its
+//! broadcast adds (each a pass over the output and a fresh tensor). With gradients, or off
+//! the CPU, it is candle's composition, which rounds the same.
+
+use candle_core::{Result, Tensor};
+use rayon::prelude::*;
+
+use super::{cpu_f32, sgemm, use_cpu_kernel};
+
+/// `lin(x) + residual` for `x` `[…, K]` and `residual` shaped like the output `[…, N]`.
+pub fn linear_add(
+    lin: &candle_nn::Linear,
+    x: &Tensor,
+    residual: Option<&Tensor>,
+) -> Result<Tensor> {
+    let (w, bias) = (lin.weight(), lin.bias());
+    let mut ts = vec![x, w];
+    ts.extend(bias);
+    ts.extend(residual);
+    if !use_cpu_kernel(&ts) || ts.iter().any(|t| t.track_op()) || x.rank() < 2 {
+        let y = candle_core::Module::forward(lin, x)?;
+        return match residual {
+            Some(r) => r + y,
+            None => Ok(y),
+        };
+    }
+    let (n, k) = w.dims2()?;
+    let mut shape = x.dims().to_vec();
+    if shape.last() != Some(&k) {
+        candle_core::bail!("linear: input {:?} does not end in {k}", x.dims());
+    }
+    *shape.last_mut().unwrap_or(&mut 0) = n;
+    let m = x.elem_count() / k.max(1);
+    let (x, w) = (x.contiguous()?, w.contiguous()?);
+    let residual = residual.map(Tensor::contiguous).transpose()?;
+    if let Some(r) = &residual {
+        if r.elem_count() != m * n {
+            candle_core::bail!("linear: residual {:?} for an output of {m}x{n}", r.dims());
+        }
+    }
+    let mut y = vec![0f32; m * n]; // [M, N]
+    let guards =
+        [Some(&x), Some(&w), bias, residual.as_ref()].map(|t| t.map(Tensor::storage_and_layout));
+    let data = |i: usize, what: &str| -> Result<Option<&[f32]>> {
+        guards[i]
+            .as_ref()
+            .map(|(s, l)| cpu_f32(s, l, what))
+            .transpose()
+    };
+    let (xd, wd) = (data(0, "linear input")?, data(1, "linear weight")?);
+    let (b, r) = (data(2, "linear bias")?, data(3, "linear residual")?);
+    let (Some(xd), Some(wd)) = (xd, wd) else {
+        candle_core::bail!("linear: missing input")
+    };
+    // y [M, N] = x [M, K] · Wᵀ [K, N], W stored [N, K].
+    unsafe {
+        sgemm(
+            (m, n, k),
+            y.as_mut_ptr(),
+            (n as isize, 1),
+            false,
+            xd.as_ptr(),
+            (k as isize, 1),
+            wd.as_ptr(),
+            (1, k as isize),
+            true,
+        )
+    };
+    if b.is_some() || r.is_some() {
+        y.par_chunks_mut(n).enumerate().for_each(|(i, row)| {
+            if let Some(b) = b {
+                row.iter_mut().zip(b).for_each(|(y, b)| *y += b);
+            }
+            if let Some(r) = r {
+                row.iter_mut().zip(&r[i * n..]).for_each(|(y, r)| *y += r);
+            }
+        });
+    }
+    Tensor::from_vec(y, shape, x.device())
+}
