@@ -11,6 +11,7 @@ pub mod interpolate;
 pub mod invert;
 pub mod noise;
 pub mod train;
+pub mod train_preview;
 
 use std::path::Path;
 
