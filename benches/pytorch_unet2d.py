@@ -7,7 +7,10 @@ Run after `cargo build --release`, e.g. on the exact google/ddpm-cifar10-32 arch
 random weights (tests/reference/gen_unet2d.py DIR --large writes it):
     .venv-torch/bin/python benches/pytorch_unet2d.py /tmp/unet2d-large/cifar10_32 --threads 2
 
-Prints, per batch (1 and 16), the median forward time of each and their ratio.
+Prints, per batch (1 and 16), the median forward time of each and their ratio. With
+--rounds N the two alternate N times (diffuse's bench, then PyTorch's timing, and again), and
+the medians over the rounds are compared, with the range of the per-round ratios: single
+runs on a shared 2-core machine vary by tens of percent.
 """
 import argparse
 import json
@@ -41,22 +44,29 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--binary", default="target/release/diffuse")
     ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=1, help="alternate diffuse and PyTorch this many times")
     args = ap.parse_args()
     env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads))
-    res = subprocess.run([args.binary, "bench", "--model", args.folder, "--json", "--quiet"],
-                         env=env, capture_output=True, text=True)
-    if res.returncode != 0:
-        sys.exit(f"diffuse bench failed: {res.stderr.strip()}")
-    ours = {r["batch"]: r["timing"]["median_ms"] for r in json.loads(res.stdout)["rows"]}
     torch.set_num_threads(args.threads)
     model = UNet2DModel.from_pretrained(args.folder).eval()
     n = sum(p.numel() for p in model.parameters())
-    print(f"{args.folder}: {n / 1e6:.1f} M parameters, {args.threads} threads, torch {torch.__version__}")
-    print(f"{'batch':>6}{'diffuse ms':>12}{'PyTorch ms':>12}{'ratio':>8}")
+    print(f"{args.folder}: {n / 1e6:.1f} M parameters, {args.threads} threads, torch {torch.__version__}, "
+          f"{args.rounds} round(s)")
+    ours, theirs = {}, {}
+    for _ in range(args.rounds):
+        res = subprocess.run([args.binary, "bench", "--model", args.folder, "--json", "--quiet"],
+                             env=env, capture_output=True, text=True)
+        if res.returncode != 0:
+            sys.exit(f"diffuse bench failed: {res.stderr.strip()}")
+        for r in json.loads(res.stdout)["rows"]:
+            ours.setdefault(r["batch"], []).append(r["timing"]["median_ms"])
+        for b in ours:
+            theirs.setdefault(b, []).append(time_forward(model, b, args.runs))
+    print(f"{'batch':>6}{'diffuse ms':>12}{'PyTorch ms':>12}{'ratio':>8}  per-round ratios")
     for b in sorted(ours):
-        theirs = time_forward(model, b, args.runs)
-        print(f"{b:>6}{ours[b]:>12.1f}{theirs:>12.1f}{ours[b] / theirs:>8.2f}")
-
+        a, t = statistics.median(ours[b]), statistics.median(theirs[b])
+        per_round = [x / y for x, y in zip(ours[b], theirs[b])]
+        print(f"{b:>6}{a:>12.1f}{t:>12.1f}{a / t:>8.2f}  {min(per_round):.2f}..{max(per_round):.2f}")
 
 if __name__ == "__main__":
     main()

@@ -139,21 +139,19 @@ pub(super) fn im2col(g: &Geom, x: &[f32], col: &mut [f32], parallel: bool) {
         let channels: Vec<_> = channels.collect();
         channels
             .into_par_iter()
-            .for_each(|(block, plane)| unfold_channel(g, plane, block, g.pix()));
+            .for_each(|(block, plane)| unfold_channel(g, plane, block));
     } else {
-        channels.for_each(|(block, plane)| unfold_channel(g, plane, block, g.pix()));
+        channels.for_each(|(block, plane)| unfold_channel(g, plane, block));
     }
 }
 
-/// One input channel `plane` `[H, W]` into its `k·k` rows of the im2col matrix, each
-/// `Ho·Wo` values at `row_stride` from the last (`Ho·Wo` itself, or the width of a batch's
-/// stacked matrix).
-pub(super) fn unfold_channel(g: &Geom, plane: &[f32], block: &mut [f32], row_stride: usize) {
+/// One input channel `plane` `[H, W]` into its `k·k` rows of the im2col matrix.
+fn unfold_channel(g: &Geom, plane: &[f32], block: &mut [f32]) {
     let (k, s, p) = (g.k, g.stride, g.pad as isize);
     for ky in 0..k {
         for kx in 0..k {
             let row = ky * k + kx;
-            let dst = &mut block[row * row_stride..][..g.pix()];
+            let dst = &mut block[row * g.pix()..(row + 1) * g.pix()];
             let (lo, hi) = valid_range(g, kx);
             for oy in 0..g.ho {
                 let d = &mut dst[oy * g.wo..(oy + 1) * g.wo];
