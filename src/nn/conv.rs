@@ -167,6 +167,14 @@ impl CustomOp3 for Conv2dFwd {
     }
 }
 
+/// The bias, or zeros `[Cout]` for a convolution without one.
+fn bias_or_zeros(bias: Option<&Tensor>, w: &Tensor) -> Result<Tensor> {
+    match bias {
+        Some(b) => b.contiguous(),
+        None => Tensor::zeros(w.dim(0)?, w.dtype(), w.device()),
+    }
+}
+
 /// 2D convolution with a square kernel, `stride` and zero `padding` on every side.
 ///
 /// `x` `[B, Cin, H, W]`, `w` `[Cout, Cin, k, k]`, `bias` `[Cout]` → `[B, Cout, Ho, Wo]`.
@@ -178,17 +186,10 @@ pub fn conv2d(
     padding: usize,
 ) -> Result<Tensor> {
     if use_cpu_kernel(&[x, w]) && bias.is_none_or(|b| use_cpu_kernel(&[b])) {
-        let zeros;
-        let bias = match bias {
-            Some(b) => b,
-            None => {
-                zeros = Tensor::zeros(w.dim(0)?, w.dtype(), w.device())?;
-                &zeros
-            }
-        };
+        let bias = bias_or_zeros(bias, w)?;
         return x.contiguous()?.apply_op3(
             &w.contiguous()?,
-            &bias.contiguous()?,
+            &bias,
             Conv2dFwd {
                 stride,
                 pad: padding,
@@ -216,17 +217,10 @@ pub fn conv2d_add(
     let grads = x.track_op() || w.track_op() || addend.track_op();
     let bias_ok = bias.is_none_or(|b| use_cpu_kernel(&[b]) && !b.track_op());
     if !grads && bias_ok && use_cpu_kernel(&[x, w, addend]) {
-        let zeros;
-        let bias = match bias {
-            Some(b) => b,
-            None => {
-                zeros = Tensor::zeros(w.dim(0)?, w.dtype(), w.device())?;
-                &zeros
-            }
-        };
+        let bias = bias_or_zeros(bias, w)?;
         return x.contiguous()?.apply_op3_no_bwd(
             &w.contiguous()?,
-            &bias.contiguous()?,
+            &bias,
             &Conv2dFwd {
                 stride,
                 pad: padding,
