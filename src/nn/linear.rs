@@ -30,9 +30,11 @@ pub fn linear_add(
     if shape.last() != Some(&k) {
         candle_core::bail!("linear: input {:?} does not end in {k}", x.dims());
     }
-    *shape.last_mut().unwrap_or(&mut 0) = n;
+    let rank = shape.len();
+    shape[rank - 1] = n; // rank ≥ 2 here
     let m = x.elem_count() / k.max(1);
     let (x, w) = (x.contiguous()?, w.contiguous()?);
+    let bias = bias.map(Tensor::contiguous).transpose()?;
     let residual = residual.map(Tensor::contiguous).transpose()?;
     if let Some(r) = &residual {
         if r.elem_count() != m * n {
@@ -40,8 +42,8 @@ pub fn linear_add(
         }
     }
     let mut y = vec![0f32; m * n]; // [M, N]
-    let guards =
-        [Some(&x), Some(&w), bias, residual.as_ref()].map(|t| t.map(Tensor::storage_and_layout));
+    let guards = [Some(&x), Some(&w), bias.as_ref(), residual.as_ref()]
+        .map(|t| t.map(Tensor::storage_and_layout));
     let data = |i: usize, what: &str| -> Result<Option<&[f32]>> {
         guards[i]
             .as_ref()
