@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Compares the outputs of two diffuse binaries for fixed seeds, file by file (SHA-256),
+# Compares the outputs of two diffuse binaries for fixed seeds (sampling, noising, eval and a
+# few training steps), file by file (SHA-256),
 # run.json and index.html aside (they hold timings). Used to check that a refactor keeps outputs
 # byte-identical:
 #   git worktree add /tmp/old <commit> && (cd /tmp/old && cargo build --release)
@@ -20,6 +21,10 @@ run() {
   "$bin" -q schedule --beta-schedule cosine --json > "$o/sched.json"
   "$bin" -q data shapes --count 10 --out "$o/shapes" >/dev/null
   "$bin" -q --threads 2 eval --model shapes32 --samples-per-prompt 1 --steps 5 --grid "$o/evalgrid.png" | sed 's/ ([0-9]* s)$//' > "$o/eval.txt"
+  # Training: the model file only (the run folder holds wall times and the binary's path).
+  "$bin" -q --threads 2 train --data emoji --out "$o/train/emoji.safetensors" --run-dir "$o/train/run" --steps 3 --batch-size 4 --checkpoint-every 3 --preview-steps 2 >/dev/null
+  "$bin" -q --threads 2 train --out "$o/train/shapes.safetensors" --run-dir "$o/train/run2" --steps 3 --batch-size 8 --checkpoint-every 3 --preview-steps 2 >/dev/null
+  rm -rf "$o/train/run" "$o/train/run2"
   (cd "$o" && find . -type f ! -name run.json ! -name index.html -print0 | sort -z | xargs -0 sha256sum)
 }
 dir=$(mktemp -d)

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use candle_core::{DType, Device, Module, Tensor, Var};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use diffuse::data::emoji::{self, Scene};
 use diffuse::jobs::eval_emoji::{prompt_set, Counts, Group};
@@ -19,7 +19,7 @@ use diffuse::nn::layers::{conv2d, group_norm, Conv2d, GroupNorm};
 use diffuse::nn::{init::SeededInit, upsample::upsample_nearest2x};
 use diffuse::sampler::{SamplerConfig, SamplerKind};
 use diffuse::schedule::NoiseSchedule;
-use diffuse::train::optim::{grad_norm, lr_at, AdamW};
+use diffuse::train::optim::{lr_at, AdamW};
 use diffuse::train::{named_vars, TrainConfig};
 use diffuse::unet::{cond_tensor, UNet, UNetConfig};
 use diffuse::{pipeline, render, rng, Result};
@@ -121,27 +121,18 @@ fn scenes(seed: u64, start: u64, count: usize, dev: &Device) -> Result<(Tensor, 
     let mut x = Vec::with_capacity(count * 3 * s * s);
     let mut out = Vec::with_capacity(count);
     for (scene, img) in emoji::render_range(seed, start, count) {
-        for c in 0..3 {
-            x.extend(img.pixels().map(|p| p.0[c] as f32 / 127.5 - 1.0));
-        }
+        diffuse::io::image::push_chw(&mut x, &img);
         out.push(scene);
     }
     Ok((Tensor::from_vec(x, (count, 3, s, s), dev)?, out))
 }
 
-/// One AdamW step on `loss` at step `step` of `total`, with the trainer's clipping and lr.
+/// One clipped AdamW step on `loss` at step `step` of `total`, with the trainer's lr schedule.
 fn optimise(opt: &mut AdamW, loss: &Tensor, step: u64, total: u64) -> Result<()> {
     let cfg = TrainConfig::default();
-    let grads = loss.backward()?;
-    let vars: Vec<&Var> = opt.state.iter().map(|s| &s.1).collect();
-    let norm = grad_norm(&grads, &vars)?;
-    let scale = if norm > cfg.grad_clip {
-        cfg.grad_clip / norm
-    } else {
-        1.0
-    };
     let lr = lr_at(step, total, cfg.warmup_steps, cfg.lr, cfg.lr_final_fraction);
-    Ok(opt.step(&grads, lr, scale)?)
+    opt.step_clipped(&loss.backward()?, lr, cfg.grad_clip)?;
+    Ok(())
 }
 
 /// Trains the autoencoder for `steps` steps of L1 reconstruction loss.
@@ -259,11 +250,7 @@ fn train_denoiser(ae: &AutoEncoder, scale: f64, steps: u64, dev: &Device) -> Res
         let pred = unet.forward(&z_t, &tf, &cond_tensor(&ids, dev)?)?;
         let loss = candle_nn::loss::mse(&pred, &eps)?;
         optimise(&mut opt, &loss, step, steps)?;
-        let decay = tc.ema_decay.min((1.0 + step as f64) / (10.0 + step as f64));
-        for (name, var, _, _) in &opt.state {
-            let e = (ema[name].affine(decay, 0.0)? + var.as_tensor().affine(1.0 - decay, 0.0)?)?;
-            ema.insert(name.clone(), e.detach());
-        }
+        opt.update_ema(&mut ema, step, tc.ema_decay)?;
         if (step + 1) % 100 == 0 {
             let l = loss.to_scalar::<f32>()?;
             eprintln!("denoiser step {}: loss {l:.4}", step + 1);

@@ -222,27 +222,33 @@ fn target_size(w: u32, h: u32, opts: &LoadOptions) -> Option<(u32, u32, bool)> {
     Some((nw, nh, true))
 }
 
+/// Appends an RGB image's pixels to `out` channel by channel (`[3, H, W]` order), in [-1, 1].
+pub fn push_chw(out: &mut Vec<f32>, img: &RgbImage) {
+    for c in 0..3 {
+        out.extend(img.pixels().map(|p| p.0[c] as f32 / 127.5 - 1.0));
+    }
+}
+
 /// Maps an RGB image to a `[3, H, W]` tensor in [-1, 1].
 pub fn to_model_space(img: &DynamicImage, device: &Device) -> Result<Tensor> {
     let (w, h) = (img.width() as usize, img.height() as usize);
-    let mut chw = vec![0f32; 3 * h * w];
-    match img {
+    let chw = match img {
         DynamicImage::ImageRgb8(rgb) => {
-            for (i, p) in rgb.pixels().enumerate() {
-                for c in 0..3 {
-                    chw[c * h * w + i] = p.0[c] as f32 / 127.5 - 1.0;
-                }
-            }
+            let mut chw = Vec::with_capacity(3 * h * w);
+            push_chw(&mut chw, rgb);
+            chw
         }
         other => {
+            let mut chw = vec![0f32; 3 * h * w];
             let rgb = other.to_rgb32f();
             for (i, p) in rgb.pixels().enumerate() {
                 for c in 0..3 {
                     chw[c * h * w + i] = (p.0[c] * 2.0 - 1.0).clamp(-1.0, 1.0);
                 }
             }
+            chw
         }
-    }
+    };
     Ok(Tensor::from_vec(chw, (3, h, w), device)?)
 }
 

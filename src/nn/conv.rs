@@ -228,10 +228,12 @@ pub fn conv2d_add(
             },
         );
     }
+    // The operand order of the callers' former `h + t` and `skip + h`: the same values, and
+    // the same order of gradient sums in backward, so training rounds as it did.
     let y = conv2d(x, w, bias, stride, padding)?;
     match addend.rank() {
         2 => y.broadcast_add(&addend.unsqueeze(2)?.unsqueeze(3)?),
-        _ => y.broadcast_add(addend),
+        _ => addend.broadcast_add(&y),
     }
 }
 

@@ -21,6 +21,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::data::folder::FolderDataset;
 use crate::data::{emoji, shapes};
 use crate::error::{Error, Result};
+use crate::io::image::push_chw;
 use crate::io::safetensors;
 use crate::model::{ModelMeta, MODEL_KEY};
 use crate::nn::init::SeededInit;
@@ -219,11 +220,6 @@ impl Trainer {
         let s = self.config.unet.image_size;
         let mut x = Vec::with_capacity(b * 3 * s * s);
         let mut ids = Vec::with_capacity(b);
-        let push_chw = |x: &mut Vec<f32>, img: &image::RgbImage| {
-            for c in 0..3 {
-                x.extend(img.pixels().map(|p| p.0[c] as f32 / 127.5 - 1.0));
-            }
-        };
         match (&self.folder, &self.config.data) {
             (Some(ds), _) => {
                 for i in ds.indices(self.config.data_seed, start, b) {
@@ -278,13 +274,6 @@ impl Trainer {
         let pred = self.model.forward(&x_t, &tf, &cond)?;
         let loss = candle_nn::loss::mse(&pred, &target)?;
         let grads = loss.backward()?;
-        let vars: Vec<&Var> = self.opt.state.iter().map(|s| &s.1).collect();
-        let norm = optim::grad_norm(&grads, &vars)?;
-        let scale = if norm > cfg.grad_clip {
-            cfg.grad_clip / norm
-        } else {
-            1.0
-        };
         let lr = optim::lr_at(
             self.step,
             cfg.steps,
@@ -292,18 +281,9 @@ impl Trainer {
             cfg.lr,
             cfg.lr_final_fraction,
         );
-        self.opt.step(&grads, lr, scale)?;
-        // EMA with warm-up, as in denoising-diffusion-pytorch.
-        let n = self.step as f64;
-        let decay = cfg.ema_decay.min((1.0 + n) / (10.0 + n));
-        for (name, var, _, _) in &self.opt.state {
-            let e = &self.ema[name];
-            // Detached: otherwise every EMA tensor would keep the previous one alive through
-            // the autograd graph, and memory would grow with every step.
-            let next =
-                (e.affine(decay, 0.0)? + var.as_tensor().affine(1.0 - decay, 0.0)?)?.detach();
-            self.ema.insert(name.clone(), next);
-        }
+        let norm = self.opt.step_clipped(&grads, lr, cfg.grad_clip)?;
+        self.opt
+            .update_ema(&mut self.ema, self.step, cfg.ema_decay)?;
         self.step += 1;
         Ok(StepStats {
             step: self.step,

@@ -76,6 +76,39 @@ impl AdamW {
     }
 }
 
+impl AdamW {
+    /// One update with the gradients clipped to global L2 norm `clip` (scaled, not cut);
+    /// returns the norm before clipping.
+    pub fn step_clipped(&mut self, grads: &GradStore, lr: f64, clip: f64) -> Result<f64> {
+        let vars: Vec<&Var> = self.state.iter().map(|s| &s.1).collect();
+        let norm = grad_norm(grads, &vars)?;
+        let scale = if norm > clip { clip / norm } else { 1.0 };
+        self.step(grads, lr, scale)?;
+        Ok(norm)
+    }
+
+    /// Moves `ema` (every weight by name) towards the current weights: decay
+    /// min(`ema_decay`, (1 + step) / (10 + step)), the warm-up of denoising-diffusion-pytorch.
+    pub fn update_ema(
+        &self,
+        ema: &mut std::collections::HashMap<String, Tensor>,
+        step: u64,
+        ema_decay: f64,
+    ) -> Result<()> {
+        let n = step as f64;
+        let decay = ema_decay.min((1.0 + n) / (10.0 + n));
+        for (name, var, _, _) in &self.state {
+            let e = &ema[name];
+            // Detached: otherwise every EMA tensor would keep the previous one alive through
+            // the autograd graph, and memory would grow with every step.
+            let next =
+                (e.affine(decay, 0.0)? + var.as_tensor().affine(1.0 - decay, 0.0)?)?.detach();
+            ema.insert(name.clone(), next);
+        }
+        Ok(())
+    }
+}
+
 /// The global L2 norm of the gradients of `vars`.
 pub fn grad_norm(grads: &GradStore, vars: &[&Var]) -> Result<f64> {
     let mut total = 0f64;
