@@ -1,5 +1,7 @@
 //! Development aid for profiling: runs the UNet forward (or a training step) in a loop.
 //! `cargo run --release --example unet_timing -- fwd 16 20 shapes` or `-- train 32 3 emoji`
+//! (`fwd` runs on detached weights, as a loaded model does; `fwdgrad` on the trainer's
+//! variables, recording the graph)
 //! (or `latent`: the emoji network on 4×16×16 autoencoder latents);
 //! a fifth argument `nox` drops the emoji model's cross-attention at 16 and 8 px, or sets the
 //! channel multipliers (`1,2,2,2`).
@@ -43,12 +45,23 @@ fn main() {
     );
     let (x, t, cond, e) = case.inputs(b).unwrap();
     let mut opt = case.optimizer().unwrap();
+    // The same weights as plain tensors: nothing records a graph, as when sampling.
+    let frozen: std::collections::HashMap<String, candle_core::Tensor> = case
+        .varmap
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
+        .collect();
+    let vb = candle_nn::VarBuilder::from_tensors(frozen, candle_core::DType::F32, &Device::Cpu);
+    let inference = diffuse::unet::UNet::new(&cfg, vb).unwrap();
     let st = Instant::now();
     for _ in 0..n {
-        if mode == "train" {
-            case.train_step(&mut opt, &x, &t, &cond, &e).unwrap();
-        } else {
-            case.forward(&x, &t, &cond).unwrap();
+        match mode.as_str() {
+            "train" => drop(case.train_step(&mut opt, &x, &t, &cond, &e).unwrap()),
+            "fwdgrad" => drop(case.forward(&x, &t, &cond).unwrap()),
+            _ => drop(inference.forward(&x, &t, &cond).unwrap()),
         }
     }
     println!(

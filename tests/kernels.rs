@@ -302,3 +302,46 @@ fn linear_add_equals_candles_linear_then_add_exactly() {
         diffuse::nn::linear_add(&lin, &randn(2, &[3, 6]), Some(&randn(3, &[3, 5]))).unwrap_err();
     assert!(err.to_string().contains("residual"), "{err}");
 }
+
+#[test]
+fn exp_in_place_is_bit_for_bit_f32_exp() {
+    // Every 61st bit pattern (70 M floats: every exponent, both signs, NaNs, subnormals)
+    // plus the edges of glibc's fast path, in slices of odd length so the tail runs too.
+    let edges = [
+        0.0,
+        -0.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        f32::MIN_POSITIVE,
+        88.0,
+        -88.0,
+        87.99999,
+        88.72283,
+        88.72284,
+        -103.97207,
+        -103.97208,
+        f32::MAX,
+        f32::MIN,
+    ];
+    let mut xs: Vec<f32> = (0..=u32::MAX).step_by(61).map(f32::from_bits).collect();
+    xs.extend(edges);
+    let want: Vec<u32> = xs.iter().map(|x| x.exp().to_bits()).collect();
+    for chunk in [xs.len(), 13, 8, 7] {
+        let mut got = xs.clone();
+        got.chunks_mut(chunk)
+            .for_each(diffuse::nn::expf::exp_in_place);
+        let bad = got
+            .iter()
+            .zip(&want)
+            .position(|(g, w)| g.to_bits() != *w && !(g.is_nan() && f32::from_bits(*w).is_nan()));
+        if let Some(i) = bad {
+            panic!(
+                "exp({:e}) = {:e}, f32::exp gives {:e}",
+                xs[i],
+                got[i],
+                f32::from_bits(want[i])
+            );
+        }
+    }
+}

@@ -11,6 +11,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
+use super::expf::exp_in_place;
 use super::layers::{linear, linear_no_bias};
 use super::linear::linear_add;
 use super::{contiguous_f32, sgemm, use_cpu_kernel};
@@ -84,12 +85,9 @@ fn probs(dims: Dims, scale: f32, q: &[f32], k: &[f32], p: &mut [f32]) {
     };
     for row in p.chunks_mut(l) {
         let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-        let mut sum = 0f32;
-        for v in row.iter_mut() {
-            *v = ((*v - max) * scale).exp();
-            sum += *v;
-        }
-        let inv = 1.0 / sum;
+        row.iter_mut().for_each(|v| *v = (*v - max) * scale);
+        exp_in_place(row);
+        let inv = 1.0 / row.iter().fold(0f32, |sum, &v| sum + v);
         row.iter_mut().for_each(|v| *v *= inv);
     }
 }

@@ -5,6 +5,7 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::expf::exp_in_place;
 use super::{contiguous_f32, use_cpu_kernel};
 
 /// Σ f(v) over `x` with 16 independent f32 lanes (so it vectorises), combined in f64.
@@ -27,10 +28,6 @@ fn stats(x: &[f32], eps: f64) -> (f32, f32) {
     let mean = (lane_sum(x, |v| v) / n) as f32;
     let var = lane_sum(x, |v| (v - mean) * (v - mean)) / n;
     (mean, (1.0 / (var + eps).sqrt()) as f32)
-}
-
-fn sigmoid(z: f32) -> f32 {
-    1.0 / (1.0 + (-z).exp())
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -96,9 +93,14 @@ impl CustomOp2 for GroupNormFwd {
                     let scale = gamma[c0 + j] * rstd;
                     let shift = beta[c0 + j] - mean * scale;
                     if self.silu {
+                        // z·σ(z) = z / (1 + e^(−z)), the exponentials a slice at a time.
+                        for (o, &v) in yc.iter_mut().zip(xc) {
+                            *o = -(v * scale + shift);
+                        }
+                        exp_in_place(yc);
                         for (o, &v) in yc.iter_mut().zip(xc) {
                             let z = v * scale + shift;
-                            *o = z * sigmoid(z);
+                            *o = z * (1.0 / (1.0 + *o));
                         }
                     } else {
                         for (o, &v) in yc.iter_mut().zip(xc) {
@@ -173,16 +175,22 @@ impl GroupNormBwd {
         for j in 0..d.cpg() {
             let (g, b) = (gamma[c0 + j], beta[c0 + j]);
             let r = j * d.inner..(j + 1) * d.inner;
+            for i in r.clone() {
+                xhat[i] = (xg[i] - mean) * rstd;
+            }
+            if !self.silu {
+                dz[r.clone()].copy_from_slice(&dyg[r]);
+                continue;
+            }
+            // σ(z) = 1 / (1 + e^(−z)) for z = γ·x̂ + β, the exponentials a slice at a time.
+            for i in r.clone() {
+                dz[i] = -(g * xhat[i] + b);
+            }
+            exp_in_place(&mut dz[r.clone()]);
             for i in r {
-                let xh = (xg[i] - mean) * rstd;
-                xhat[i] = xh;
-                dz[i] = if self.silu {
-                    let z = g * xh + b;
-                    let s = sigmoid(z);
-                    dyg[i] * (s * (1.0 + z * (1.0 - s)))
-                } else {
-                    dyg[i]
-                };
+                let z = g * xhat[i] + b;
+                let s = 1.0 / (1.0 + dz[i]);
+                dz[i] = dyg[i] * (s * (1.0 + z * (1.0 - s)));
             }
         }
         rstd

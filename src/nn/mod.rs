@@ -11,6 +11,7 @@
 pub mod attention;
 pub mod conv;
 mod conv_grad;
+pub mod expf;
 pub mod geglu;
 pub mod group_norm;
 mod im2col;
