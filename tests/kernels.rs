@@ -80,6 +80,12 @@ fn conv2d_matches_candle_in_values_and_gradients() {
         (5, 4, 6, 10, 10, 3, 2, 1),
         (2, 3, 4, 5, 7, 3, 1, 0),
         (1, 17, 9, 6, 6, 3, 2, 1),
+        // Stride-1 "same" convolutions, whose im2col copies whole shifted planes: tiny
+        // planes, a kernel wider than the plane, shifts past every edge.
+        (1, 2, 3, 1, 1, 3, 1, 1),
+        (2, 2, 3, 2, 5, 3, 1, 1),
+        (1, 3, 2, 3, 4, 5, 1, 2),
+        (1, 2, 2, 2, 2, 5, 1, 2),
     ];
     for (i, &(b, cin, cout, h, w, k, s, p)) in cases.iter().enumerate() {
         let seed = 10 * i as u64;

@@ -148,10 +148,15 @@ pub(super) fn im2col(g: &Geom, x: &[f32], col: &mut [f32], parallel: bool) {
 /// One input channel `plane` `[H, W]` into its `k·k` rows of the im2col matrix.
 fn unfold_channel(g: &Geom, plane: &[f32], block: &mut [f32]) {
     let (k, s, p) = (g.k, g.stride, g.pad as isize);
+    let same = s == 1 && g.ho == g.h && g.wo == g.w;
     for ky in 0..k {
         for kx in 0..k {
             let row = ky * k + kx;
             let dst = &mut block[row * g.pix()..(row + 1) * g.pix()];
+            if same {
+                unfold_shifted(g, plane, dst, ky as isize - p, kx as isize - p);
+                continue;
+            }
             let (lo, hi) = valid_range(g, kx);
             for oy in 0..g.ho {
                 let d = &mut dst[oy * g.wo..(oy + 1) * g.wo];
@@ -173,6 +178,37 @@ fn unfold_channel(g: &Geom, plane: &[f32], block: &mut [f32]) {
                 }
             }
         }
+    }
+}
+
+/// One im2col row of a stride-1 "same" convolution: `dst[y][x] = plane[y + dy][x + dx]`, zero
+/// outside the plane. Output and input rows have the same width, so the valid rows are one
+/// flat copy shifted by `dy·W + dx` (a few large copies instead of one per row); the `|dx|`
+/// columns that wrapped into a neighbouring row are then zeroed.
+fn unfold_shifted(g: &Geom, plane: &[f32], dst: &mut [f32], dy: isize, dx: isize) {
+    let (h, w) = (g.h as isize, g.w as isize);
+    let (y0, y1) = ((-dy).clamp(0, h), (h - dy).clamp(0, h));
+    if y0 >= y1 || dx.abs() >= w {
+        dst.fill(0.0);
+        return;
+    }
+    let (d0, d1) = ((y0 * w) as usize, (y1 * w) as usize);
+    dst[..d0].fill(0.0);
+    dst[d1..].fill(0.0);
+    // dst[i] = plane[i + shift] for i in d0..d1, clipped to the plane (the clipped ends are
+    // wrapped columns, zeroed below).
+    let shift = dy * w + dx;
+    let lo = (d0 as isize).max(-shift) as usize;
+    let hi = (d1 as isize).min(h * w - shift) as usize;
+    dst[lo..hi]
+        .copy_from_slice(&plane[(lo as isize + shift) as usize..(hi as isize + shift) as usize]);
+    let cols = if dx < 0 {
+        0..(-dx) as usize
+    } else {
+        (w - dx) as usize..w as usize
+    };
+    for r in dst[d0..d1].chunks_mut(w as usize) {
+        r[cols.clone()].fill(0.0);
     }
 }
 
