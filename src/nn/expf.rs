@@ -80,14 +80,23 @@ mod avx2 {
     /// The CPU must support AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn exp_in_place(xs: &mut [f32]) {
-        let mut chunks = xs.chunks_exact_mut(4);
+        let mut chunks = xs.chunks_exact_mut(8);
         for c in &mut chunks {
-            let inputs = [c[0], c[1], c[2], c[3]];
-            let slow = exp4(c.as_mut_ptr());
-            if slow != 0 {
+            let p = c.as_mut_ptr();
+            let (xa, xb) = (_mm_loadu_ps(p), _mm_loadu_ps(p.add(4)));
+            let (ya, slow_a) = exp4(xa);
+            let (yb, slow_b) = exp4(xb);
+            _mm_storeu_ps(p, ya);
+            _mm_storeu_ps(p.add(4), yb);
+            if slow_a | slow_b != 0 {
+                // Rare (|x| ≥ 88 or NaN): libm on the original inputs of those lanes.
+                let mut orig = [0f32; 8];
+                _mm_storeu_ps(orig.as_mut_ptr(), xa);
+                _mm_storeu_ps(orig.as_mut_ptr().add(4), xb);
+                let slow = slow_a | (slow_b << 4);
                 for (i, x) in c.iter_mut().enumerate() {
                     if slow & (1 << i) != 0 {
-                        *x = inputs[i].exp();
+                        *x = orig[i].exp();
                     }
                 }
             }
@@ -97,11 +106,11 @@ mod avx2 {
         }
     }
 
-    /// Four results written over the four inputs at `p`; returns the mask of lanes that
-    /// need libm (left holding the fast path's value, which the caller overwrites).
+    /// exp of four lanes by glibc's fast path, and the mask of lanes that need libm
+    /// instead.
+    #[inline]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn exp4(p: *mut f32) -> i32 {
-        let xf = _mm_loadu_ps(p); // 4 × f32
+    unsafe fn exp4(xf: __m128) -> (__m128, i32) {
         let top12 = _mm_and_si128(
             _mm_srli_epi32(_mm_castps_si128(xf), 20),
             _mm_set1_epi32(0x7ff),
@@ -130,7 +139,6 @@ mod avx2 {
         let r2 = _mm256_mul_pd(r, r);
         let y = _mm256_fmadd_pd(r, _mm256_set1_pd(C[2]), _mm256_set1_pd(1.0));
         let y = _mm256_mul_pd(_mm256_fmadd_pd(z, r2, y), s);
-        _mm_storeu_ps(p, _mm256_cvtpd_ps(y));
-        slow
+        (_mm256_cvtpd_ps(y), slow)
     }
 }

@@ -125,8 +125,10 @@ impl CustomOp2 for GroupNormFwd {
             eps: self.eps,
             silu: self.silu,
         };
-        let dx = x.apply_op3_no_bwd(gb, &dy, &GroupNormGradX(op))?;
-        let dgb = x.apply_op3_no_bwd(gb, &dy, &GroupNormGradAffine(op))?;
+        let both = x.apply_op3_no_bwd(gb, &dy, &GroupNormGrad(op))?; // [B·C·… + 2·C]
+        let n = x.elem_count();
+        let dx = both.narrow(0, 0, n)?.reshape(x.shape())?;
+        let dgb = both.narrow(0, n, gb.elem_count())?.reshape(gb.shape())?;
         Ok((Some(dx), Some(dgb)))
     }
 }
@@ -197,12 +199,60 @@ impl GroupNormBwd {
     }
 }
 
-/// ∂L/∂x = rstd·(γ·dz - mean(γ·dz) - x̂·mean(γ·dz·x̂)), means over the group.
-struct GroupNormGradX(GroupNormBwd);
+/// Both gradients from one pass over each group (the SiLU and its `exp` computed once):
+/// `∂L/∂x` `[B, C, ...]` followed by `∂L/∂γ, ∂L/∂β` `[2, C]`, flattened into one output.
+///
+/// ∂L/∂x = rstd·(γ·dz − mean(γ·dz) − x̂·mean(γ·dz·x̂)), means over the group;
+/// ∂L/∂γ = Σ dz·x̂ and ∂L/∂β = Σ dz per channel, summed over the samples in order.
+struct GroupNormGrad(GroupNormBwd);
 
-impl CustomOp3 for GroupNormGradX {
+impl GroupNormGrad {
+    /// One group: fills `dxg` and returns its channels' (Σ dz·x̂, Σ dz).
+    #[allow(clippy::too_many_arguments)]
+    fn group(
+        &self,
+        d: &Dims,
+        c0: usize,
+        (xg, dyg): (&[f32], &[f32]),
+        (gamma, beta): (&[f32], &[f32]),
+        (xhat, dz): (&mut [f32], &mut [f32]),
+        dxg: &mut [f32],
+    ) -> Vec<(f64, f64)> {
+        let rstd = self.0.group(d, c0, xg, dyg, gamma, beta, xhat, dz);
+        let affine = (0..d.cpg())
+            .map(|j| {
+                let r = j * d.inner..(j + 1) * d.inner;
+                let dg: f64 = dz[r.clone()]
+                    .iter()
+                    .zip(&xhat[r.clone()])
+                    .map(|(a, b)| (a * b) as f64)
+                    .sum();
+                let db: f64 = dz[r].iter().map(|&a| a as f64).sum();
+                (dg, db)
+            })
+            .collect();
+        // dz becomes γ·dz, the gradient of x̂.
+        let (mut m1, mut m2) = (0f64, 0f64);
+        for j in 0..d.cpg() {
+            let g = gamma[c0 + j];
+            for i in j * d.inner..(j + 1) * d.inner {
+                dz[i] *= g;
+                m1 += dz[i] as f64;
+                m2 += (dz[i] * xhat[i]) as f64;
+            }
+        }
+        let n = d.group_len() as f64;
+        let (m1, m2) = ((m1 / n) as f32, (m2 / n) as f32);
+        for ((o, &g), &xh) in dxg.iter_mut().zip(dz.iter()).zip(xhat.iter()) {
+            *o = rstd * (g - m1 - xh * m2);
+        }
+        affine
+    }
+}
+
+impl CustomOp3 for GroupNormGrad {
     fn name(&self) -> &'static str {
-        "diffuse-group-norm-grad-x"
+        "diffuse-group-norm-grad"
     }
 
     fn cpu_fwd(
@@ -214,97 +264,36 @@ impl CustomOp3 for GroupNormGradX {
         dys: &CpuStorage,
         dyl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let op = self.0;
-        let (d, x, dy, gamma, beta) = op.inputs((xs, xl), (gs, gl), (dys, dyl))?;
-        let mut dx = vec![0f32; x.len()];
-        dx.par_chunks_mut(d.group_len())
+        let (d, x, dy, gamma, beta) = self.0.inputs((xs, xl), (gs, gl), (dys, dyl))?;
+        let n = x.len();
+        let mut out = vec![0f32; n + 2 * d.c];
+        let per_group: Vec<Vec<(f64, f64)>> = out[..n]
+            .par_chunks_mut(d.group_len())
             .zip(
                 x.par_chunks(d.group_len())
                     .zip(dy.par_chunks(d.group_len())),
             )
             .enumerate()
-            .for_each_init(
-                || (vec![0f32; d.group_len()], vec![0f32; d.group_len()]),
-                |(xhat, dz), (i, (dxg, (xg, dyg)))| {
-                    let c0 = (i % d.groups) * d.cpg();
-                    let rstd = op.group(&d, c0, xg, dyg, gamma, beta, xhat, dz);
-                    // dz becomes γ·dz, the gradient of x̂.
-                    let (mut m1, mut m2) = (0f64, 0f64);
-                    for j in 0..d.cpg() {
-                        let g = gamma[c0 + j];
-                        for i in j * d.inner..(j + 1) * d.inner {
-                            dz[i] *= g;
-                            m1 += dz[i] as f64;
-                            m2 += (dz[i] * xhat[i]) as f64;
-                        }
-                    }
-                    let n = d.group_len() as f64;
-                    let (m1, m2) = ((m1 / n) as f32, (m2 / n) as f32);
-                    for ((o, &g), &xh) in dxg.iter_mut().zip(dz.iter()).zip(xhat.iter()) {
-                        *o = rstd * (g - m1 - xh * m2);
-                    }
-                },
-            );
-        Ok((CpuStorage::F32(dx), xl.shape().clone()))
-    }
-}
-
-/// ∂L/∂γ = Σ dz·x̂ and ∂L/∂β = Σ dz per channel, as `[2, C]`.
-struct GroupNormGradAffine(GroupNormBwd);
-
-impl CustomOp3 for GroupNormGradAffine {
-    fn name(&self) -> &'static str {
-        "diffuse-group-norm-grad-affine"
-    }
-
-    fn cpu_fwd(
-        &self,
-        xs: &CpuStorage,
-        xl: &Layout,
-        gs: &CpuStorage,
-        gl: &Layout,
-        dys: &CpuStorage,
-        dyl: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let op = self.0;
-        let (d, x, dy, gamma, beta) = op.inputs((xs, xl), (gs, gl), (dys, dyl))?;
-        // Per group of each sample: its channels' (Σ dz·x̂, Σ dz); summed in sample order.
-        let per_group: Vec<Vec<(f64, f64)>> = x
-            .par_chunks(d.group_len())
-            .zip(dy.par_chunks(d.group_len()))
-            .enumerate()
             .map_init(
                 || (vec![0f32; d.group_len()], vec![0f32; d.group_len()]),
-                |(xhat, dz), (i, (xg, dyg))| {
+                |(xhat, dz), (i, (dxg, inputs))| {
                     let c0 = (i % d.groups) * d.cpg();
-                    op.group(&d, c0, xg, dyg, gamma, beta, xhat, dz);
-                    (0..d.cpg())
-                        .map(|j| {
-                            let r = j * d.inner..(j + 1) * d.inner;
-                            let dg: f64 = dz[r.clone()]
-                                .iter()
-                                .zip(&xhat[r.clone()])
-                                .map(|(a, b)| (a * b) as f64)
-                                .sum();
-                            let db: f64 = dz[r].iter().map(|&a| a as f64).sum();
-                            (dg, db)
-                        })
-                        .collect()
+                    self.group(&d, c0, inputs, (gamma, beta), (xhat, dz), dxg)
                 },
             )
             .collect();
-        let mut out = vec![0f64; 2 * d.c];
+        let mut affine = vec![0f64; 2 * d.c];
         for (i, chans) in per_group.iter().enumerate() {
             let c0 = (i % d.groups) * d.cpg();
             for (j, (dg, db)) in chans.iter().enumerate() {
-                out[c0 + j] += dg;
-                out[d.c + c0 + j] += db;
+                affine[c0 + j] += dg;
+                affine[d.c + c0 + j] += db;
             }
         }
-        Ok((
-            CpuStorage::F32(out.into_iter().map(|v| v as f32).collect()),
-            Shape::from((2, d.c)),
-        ))
+        for (o, v) in out[n..].iter_mut().zip(affine) {
+            *o = v as f32;
+        }
+        Ok((CpuStorage::F32(out), Shape::from(n + 2 * d.c)))
     }
 }
 
