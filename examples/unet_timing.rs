@@ -45,23 +45,12 @@ fn main() {
     );
     let (x, t, cond, e) = case.inputs(b).unwrap();
     let mut opt = case.optimizer().unwrap();
-    // The same weights as plain tensors: nothing records a graph, as when sampling.
-    let frozen: std::collections::HashMap<String, candle_core::Tensor> = case
-        .varmap
-        .data()
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
-        .collect();
-    let vb = candle_nn::VarBuilder::from_tensors(frozen, candle_core::DType::F32, &Device::Cpu);
-    let inference = diffuse::unet::UNet::new(&cfg, vb).unwrap();
     let st = Instant::now();
     for _ in 0..n {
         match mode.as_str() {
             "train" => drop(case.train_step(&mut opt, &x, &t, &cond, &e).unwrap()),
-            "fwdgrad" => drop(case.forward(&x, &t, &cond).unwrap()),
-            _ => drop(inference.forward(&x, &t, &cond).unwrap()),
+            "fwdgrad" => drop(case.model.forward(&x, &t, &cond).unwrap()),
+            _ => drop(case.forward(&x, &t, &cond).unwrap()),
         }
     }
     println!(

@@ -86,7 +86,11 @@ impl FrameCase {
 /// The denoiser on random inputs: forward passes and a full training step
 /// (forward + MSE on ε + backward + AdamW), the workload `diffuse bench --model-only` times.
 pub struct UNetCase {
+    /// The network on the trainer's variables: every op records the graph for backward.
     pub model: crate::unet::UNet,
+    /// The same weights as plain tensors (shared storage), as a loaded model holds them:
+    /// what sampling runs, with nothing recorded.
+    pub inference: crate::unet::UNet,
     pub varmap: candle_nn::VarMap,
     pub device: Device,
 }
@@ -96,8 +100,15 @@ impl UNetCase {
         let varmap = candle_nn::VarMap::new();
         let vb = crate::nn::init::SeededInit::var_builder(&varmap, 0, device);
         let model = crate::unet::UNet::new(config, vb)?;
+        let weights: std::collections::HashMap<String, Tensor> = crate::train::named_vars(&varmap)?
+            .into_iter()
+            .map(|(name, var)| (name, var.as_tensor().detach()))
+            .collect();
+        let vb = candle_nn::VarBuilder::from_tensors(weights, candle_core::DType::F32, device);
+        let inference = crate::unet::UNet::new(config, vb)?;
         Ok(Self {
             model,
+            inference,
             varmap,
             device: device.clone(),
         })
@@ -141,9 +152,10 @@ impl UNetCase {
             .collect()
     }
 
-    /// One forward pass; returns the output so the work cannot be skipped.
+    /// One forward pass as sampling runs it (no graph recorded); returns the output so the
+    /// work cannot be skipped.
     pub fn forward(&self, x: &Tensor, t: &[f64], cond: &Tensor) -> Result<Tensor> {
-        Ok(self.model.forward(x, t, cond)?)
+        Ok(self.inference.forward(x, t, cond)?)
     }
 
     /// AdamW over the model's weights, as the trainer uses it.
