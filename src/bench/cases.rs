@@ -173,10 +173,12 @@ impl UNetCase {
         cond: &Tensor,
         eps: &Tensor,
     ) -> Result<f32> {
-        let pred = self.model.forward(x, t, cond)?;
-        let loss = candle_nn::loss::mse(&pred, eps)?;
-        opt.step(&loss.backward()?, 1e-3, 1.0)?;
-        Ok(loss.to_scalar::<f32>()?)
+        crate::nn::in_pool(|| {
+            let pred = self.model.forward(x, t, cond)?;
+            let loss = candle_nn::loss::mse(&pred, eps)?;
+            opt.step(&loss.backward()?, 1e-3, 1.0)?;
+            Ok(loss.to_scalar::<f32>()?)
+        })
     }
 }
 

@@ -327,6 +327,11 @@ impl UNet2DModel {
         timesteps: &[f64],
         cond: &Condition,
     ) -> Result<Tensor> {
+        crate::nn::in_pool(|| self.layers(sample, timesteps, cond))
+    }
+
+    /// The network itself, block by block, on one of rayon's threads (see [`crate::nn::in_pool`]).
+    fn layers(&self, sample: &Tensor, timesteps: &[f64], cond: &Condition) -> Result<Tensor> {
         let sample = match self.config.center_input_sample {
             true => sample.affine(2.0, -1.0)?,
             false => sample.clone(),

@@ -271,9 +271,6 @@ impl Trainer {
             Prediction::VPrediction => self.schedule.q_sample(&eps, &t, &x0.neg()?)?,
         };
         let tf: Vec<f64> = t.iter().map(|&v| v as f64).collect();
-        let pred = self.model.forward(&x_t, &tf, &cond)?;
-        let loss = candle_nn::loss::mse(&pred, &target)?;
-        let grads = loss.backward()?;
         let lr = optim::lr_at(
             self.step,
             cfg.steps,
@@ -281,9 +278,15 @@ impl Trainer {
             cfg.lr,
             cfg.lr_final_fraction,
         );
-        let norm = self.opt.step_clipped(&grads, lr, cfg.grad_clip)?;
-        self.opt
-            .update_ema(&mut self.ema, self.step, cfg.ema_decay)?;
+        // Forward, backward and the update on one of rayon's threads (see nn::in_pool).
+        let (model, opt, ema, step) = (&self.model, &mut self.opt, &mut self.ema, self.step);
+        let (loss, norm) = crate::nn::in_pool(|| -> Result<(Tensor, f64)> {
+            let pred = model.forward(&x_t, &tf, &cond)?;
+            let loss = candle_nn::loss::mse(&pred, &target)?;
+            let norm = opt.step_clipped(&loss.backward()?, lr, cfg.grad_clip)?;
+            opt.update_ema(ema, step, cfg.ema_decay)?;
+            Ok((loss, norm))
+        })?;
         self.step += 1;
         Ok(StepStats {
             step: self.step,

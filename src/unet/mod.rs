@@ -203,6 +203,17 @@ impl UNet {
         x_t: &Tensor,
         t: &[f64],
         cond: &Condition,
+        maps: Option<&mut AttentionMaps>,
+    ) -> Result<Tensor> {
+        crate::nn::in_pool(|| self.layers(x_t, t, cond, maps))
+    }
+
+    /// The network itself, level by level (see [`forward_conditioned`](Self::forward_conditioned)).
+    fn layers(
+        &self,
+        x_t: &Tensor,
+        t: &[f64],
+        cond: &Condition,
         mut maps: Option<&mut AttentionMaps>,
     ) -> Result<Tensor> {
         let b = x_t.dim(0)?;
