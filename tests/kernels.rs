@@ -233,8 +233,7 @@ fn values(t: &Tensor) -> Vec<f32> {
 
 #[test]
 fn conv2d_add_equals_conv2d_then_add_exactly_and_keeps_gradients() {
-    // (batch, cin, cout, h, w, k, stride, pad): small maps go through the stacked GEMM,
-    // larger ones through the per-sample one, with and without a parallel batch.
+    // (batch, cin, cout, h, w, k, stride, pad): with and without a parallel batch.
     let cases = [
         (3, 5, 7, 6, 6, 3, 1, 1),
         (1, 4, 6, 12, 12, 3, 1, 1),
@@ -261,15 +260,29 @@ fn conv2d_add_equals_conv2d_then_add_exactly_and_keeps_gradients() {
         let want = (&residual + &y).unwrap();
         let got = conv::conv2d_add(&x, &wt, Some(&bias), s, p, &residual).unwrap();
         assert_eq!(values(&got), values(&want), "case {i}: residual");
-        // With gradients it is the composition, and the addend gets its gradient.
-        let (got, grads) = value_and_grads(&[x.clone(), per_channel.clone()], 7, |t| {
-            conv::conv2d_add(&t[0], &wt, Some(&bias), s, p, &t[1]).unwrap()
-        });
-        let want = y
-            .broadcast_add(&per_channel.reshape((b, cout, 1, 1)).unwrap())
-            .unwrap();
-        assert_eq!(values(&got), values(&want), "case {i}: with gradients");
-        assert_eq!(grads[1].dims(), &[b, cout]);
+        // With gradients (training's fused op): the same values, and every input's gradient
+        // bit for bit the composition's.
+        for addend in [&per_channel, &residual] {
+            let inputs = [x.clone(), wt.clone(), bias.clone(), addend.clone()];
+            let (got, got_grads) = value_and_grads(&inputs, 7, |t| {
+                conv::conv2d_add(&t[0], &t[1], Some(&t[2]), s, p, &t[3]).unwrap()
+            });
+            let (want, want_grads) = value_and_grads(&inputs, 7, |t| {
+                let y = conv::conv2d(&t[0], &t[1], Some(&t[2]), s, p).unwrap();
+                match t[3].rank() {
+                    2 => y
+                        .broadcast_add(&t[3].unsqueeze(2).unwrap().unsqueeze(3).unwrap())
+                        .unwrap(),
+                    _ => t[3].broadcast_add(&y).unwrap(),
+                }
+            });
+            let what = format!("case {i}, addend {:?}", addend.dims());
+            assert_eq!(values(&got), values(&want), "{what}: with gradients");
+            for (j, (g, w)) in got_grads.iter().zip(&want_grads).enumerate() {
+                assert_eq!(g.dims(), inputs[j].dims(), "{what}: gradient {j}");
+                assert!(values(g) == values(w), "{what}: gradient {j} differs");
+            }
+        }
     }
     let x = randn(1, &[2, 3, 4, 4]);
     let wt = randn(2, &[5, 3, 3, 3]);

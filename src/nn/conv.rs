@@ -7,7 +7,7 @@
 //! 2,234 ms for the emoji training step, 349 against 354 ms for its batch-16 forward, medians
 //! of three alternating runs' minima, and it changed the rounding.)
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
 use super::conv_grad::{ChannelSum, Conv2dGradInput, Conv2dGradWeight};
 use super::im2col::{im2col, per_sample, scratch, Geom};
@@ -24,8 +24,7 @@ struct Conv2dFwd {
 }
 
 /// The addend's data, checked against the output: (values, true when one per channel).
-fn addend_data<'a>(s: &'a Storage, l: &Layout, g: &Geom) -> Result<(&'a [f32], bool)> {
-    let a = cpu_f32(s, l, "conv2d addend")?;
+fn addend_data<'a>(a: &'a [f32], g: &Geom) -> Result<(&'a [f32], bool)> {
     match a.len() {
         n if n == g.b * g.cout => Ok((a, true)),
         n if n == g.b * g.y_len() => Ok((a, false)),
@@ -127,7 +126,7 @@ impl CustomOp3 for Conv2dFwd {
         let bias = contiguous_f32(bs, bl, "conv2d bias")?;
         let guard = self.addend.as_ref().map(|t| t.storage_and_layout());
         let addend = match &guard {
-            Some((s, l)) => Some(addend_data(s, l, &g)?),
+            Some((s, l)) => Some(addend_data(cpu_f32(s, l, "conv2d addend")?, &g)?),
             None => None,
         };
         let y = forward_per_sample(&g, x, w, bias, addend);
@@ -142,28 +141,127 @@ impl CustomOp3 for Conv2dFwd {
         _y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let dy = dy.contiguous()?;
-        let (_, _, h, wd) = x.dims4()?;
-        let dx = dy.apply_op2_no_bwd(
-            w,
-            &Conv2dGradInput {
-                stride: self.stride,
-                pad: self.pad,
-                h,
-                w: wd,
-            },
-        )?;
-        let (_, _, k, _) = w.dims4()?;
-        let dw = x.apply_op2_no_bwd(
-            &dy,
-            &Conv2dGradWeight {
-                stride: self.stride,
-                pad: self.pad,
-                k,
-            },
-        )?;
-        let db = dy.apply_op1_no_bwd(&ChannelSum)?;
+        let (dx, dw, db) = conv_grads(x, w, &dy.contiguous()?, self.stride, self.pad)?;
         Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
+/// `(∂L/∂x, ∂L/∂W, ∂L/∂bias)` of a convolution from the output's gradient `dy`.
+fn conv_grads(
+    x: &Tensor,
+    w: &Tensor,
+    dy: &Tensor,
+    stride: usize,
+    pad: usize,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let (_, _, h, wd) = x.dims4()?;
+    let dx = dy.apply_op2_no_bwd(
+        w,
+        &Conv2dGradInput {
+            stride,
+            pad,
+            h,
+            w: wd,
+        },
+    )?;
+    let (_, _, k, _) = w.dims4()?;
+    let dw = x.apply_op2_no_bwd(dy, &Conv2dGradWeight { stride, pad, k })?;
+    let db = dy.apply_op1_no_bwd(&ChannelSum)?;
+    Ok((dx, dw, db))
+}
+
+/// Training's conv2d + addend: inputs `x`, `wb` = W and bias flattened into one vector
+/// (a custom op takes at most three inputs), and the addend. The forward is
+/// [`Conv2dFwd`]'s with the addend; the backward hands the addend its gradient directly:
+/// `dy` itself for a residual, its per-sample channel sums for a `[B, Cout]` addend.
+///
+/// A residual is the op's first input and `x` its second, a per-channel addend its third:
+/// the order in which the callers' former `skip + conv(h)` and `conv(h) + t` reached them,
+/// so candle's backward visits the graph in the same order and sums every gradient with
+/// several contributions in the same order, and training rounds exactly as before.
+struct Conv2dAddFwd {
+    stride: usize,
+    pad: usize,
+    /// W's shape `[Cout, Cin, k, k]`.
+    w_dims: (usize, usize, usize, usize),
+    residual: bool,
+}
+
+impl Conv2dAddFwd {
+    /// The op's three inputs as (x, wb, addend).
+    fn order<T>(&self, [a, b, c]: [T; 3]) -> (T, T, T) {
+        match self.residual {
+            true => (b, c, a),
+            false => (a, b, c),
+        }
+    }
+
+    /// (dx, dwb, daddend) as the op's inputs are ordered.
+    fn reorder<T>(&self, (dx, dwb, da): (T, T, T)) -> (T, T, T) {
+        match self.residual {
+            true => (da, dx, dwb),
+            false => (dx, dwb, da),
+        }
+    }
+}
+
+impl CustomOp3 for Conv2dAddFwd {
+    fn name(&self) -> &'static str {
+        "diffuse-conv2d-add"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let ((xs, xl), (wbs, wbl), (addend_s, addend_l)) =
+            self.order([(s1, l1), (s2, l2), (s3, l3)]);
+        let (cout, cin, k, _) = self.w_dims;
+        let g = Geom::new(xl.shape(), cout, k, self.stride, self.pad)?;
+        if g.cin != cin {
+            candle_core::bail!("conv2d: {} input channels for a weight of {cin}", g.cin);
+        }
+        let x = contiguous_f32(xs, xl, "conv2d input")?;
+        let wb = contiguous_f32(wbs, wbl, "conv2d weight")?;
+        if wb.len() != cout * g.kdim() + cout {
+            candle_core::bail!(
+                "conv2d: {} weights and biases for {:?}",
+                wb.len(),
+                self.w_dims
+            );
+        }
+        let (w, bias) = wb.split_at(cout * g.kdim());
+        let addend = addend_data(contiguous_f32(addend_s, addend_l, "conv2d addend")?, &g)?;
+        let y = forward_per_sample(&g, x, w, bias, Some(addend));
+        Ok((CpuStorage::F32(y), Shape::from((g.b, g.cout, g.ho, g.wo))))
+    }
+
+    fn bwd(
+        &self,
+        t1: &Tensor,
+        t2: &Tensor,
+        t3: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (x, wb, addend) = self.order([t1, t2, t3]);
+        let dy = dy.contiguous()?;
+        let (cout, cin, k, _) = self.w_dims;
+        let w = wb.narrow(0, 0, cout * cin * k * k)?.reshape(self.w_dims)?;
+        let (dx, dw, db) = conv_grads(x, &w, &dy, self.stride, self.pad)?;
+        let dwb = Tensor::cat(&[&dw.flatten_all()?, &db], 0)?;
+        // The sums candle's broadcast backward takes, for the same bits.
+        let daddend = match self.residual {
+            false => dy.sum_keepdim((2, 3))?.reshape(addend.shape())?,
+            true => dy,
+        };
+        let (g1, g2, g3) = self.reorder((dx, dwb, daddend));
+        Ok((Some(g1), Some(g2), Some(g3)))
     }
 }
 
@@ -227,6 +325,23 @@ pub fn conv2d_add(
                 addend: Some(addend.contiguous()?),
             },
         );
+    }
+    if bias.is_none_or(|b| use_cpu_kernel(&[b])) && use_cpu_kernel(&[x, w, addend]) {
+        // With gradients: W and the bias travel as one input (a cheap copy of the weights),
+        // so the addend can be the third.
+        let (bias, w) = (bias_or_zeros(bias, w)?, w.contiguous()?);
+        let wb = Tensor::cat(&[&w.flatten_all()?, &bias], 0)?; // [Cout·Cin·k·k + Cout]
+        let (x, addend) = (x.contiguous()?, addend.contiguous()?);
+        let op = Conv2dAddFwd {
+            stride,
+            pad: padding,
+            w_dims: w.dims4()?,
+            residual: addend.rank() == 4,
+        };
+        return match op.residual {
+            true => addend.apply_op3(&x, &wb, op),
+            false => x.apply_op3(&wb, &addend, op),
+        };
     }
     // The operand order of the callers' former `h + t` and `skip + h`: the same values, and
     // the same order of gradient sums in backward, so training rounds as it did.
