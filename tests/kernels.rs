@@ -364,3 +364,35 @@ fn exp_in_place_is_bit_for_bit_f32_exp() {
         }
     }
 }
+
+#[test]
+fn linear_add_with_gradients_matches_candles_linear_bit_for_bit() {
+    // Training's bias add has its own backward (a column sum); values and all four
+    // gradients must be candle's, for 2-D and 3-D inputs.
+    for (i, dims) in [&[5usize, 7][..], &[3, 4, 7]].iter().enumerate() {
+        let mut out_dims = dims.to_vec();
+        *out_dims.last_mut().unwrap() = 6;
+        let seed = 300 + 10 * i as u64;
+        let inputs = [
+            randn(seed, dims),
+            randn(seed + 1, &[6, 7]),
+            randn(seed + 2, &[6]),
+            randn(seed + 3, &out_dims),
+        ];
+        let lin = |t: &[Tensor]| candle_nn::Linear::new(t[1].clone(), Some(t[2].clone()));
+        let (got, got_grads) = value_and_grads(&inputs, 9, |t| {
+            diffuse::nn::linear_add(&lin(t), &t[0], Some(&t[3])).unwrap()
+        });
+        let (want, want_grads) = value_and_grads(&inputs, 9, |t| {
+            (&t[3] + candle_core::Module::forward(&lin(t), &t[0]).unwrap()).unwrap()
+        });
+        assert_eq!(values(&got), values(&want), "dims {dims:?}");
+        for (j, (g, w)) in got_grads.iter().zip(&want_grads).enumerate() {
+            assert_eq!(g.dims(), inputs[j].dims(), "dims {dims:?}: gradient {j}");
+            assert!(
+                values(g) == values(w),
+                "dims {dims:?}: gradient {j} differs"
+            );
+        }
+    }
+}

@@ -3,10 +3,10 @@
 //! broadcast adds (each a pass over the output and a fresh tensor). With gradients, or off
 //! the CPU, it is candle's composition, which rounds the same.
 
-use candle_core::{Result, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{cpu_f32, sgemm, use_cpu_kernel};
+use super::{contiguous_f32, cpu_f32, sgemm, use_cpu_kernel};
 
 /// `lin(x) + residual` for `x` `[…, K]` and `residual` shaped like the output `[…, N]`.
 pub fn linear_add(
@@ -19,7 +19,14 @@ pub fn linear_add(
     ts.extend(bias);
     ts.extend(residual);
     if !use_cpu_kernel(&ts) || ts.iter().any(|t| t.track_op()) || x.rank() < 2 {
-        let y = candle_core::Module::forward(lin, x)?;
+        let y = match (bias, use_cpu_kernel(&ts)) {
+            // Training on the CPU: candle's matmul, then the bias by [`BiasAdd`].
+            (Some(b), true) => {
+                let unbiased = candle_nn::Linear::new(w.clone(), None);
+                candle_core::Module::forward(&unbiased, x)?.apply_op2(b, BiasAdd)?
+            }
+            _ => candle_core::Module::forward(lin, x)?,
+        };
         return match residual {
             Some(r) => r + y,
             None => Ok(y),
@@ -80,4 +87,65 @@ pub fn linear_add(
         });
     }
     Tensor::from_vec(y, shape, x.device())
+}
+
+/// `y + bias` over the last dimension, as candle's `broadcast_add` computes it, with a
+/// backward pass that sums `dy` down its rows in one vectorised pass. candle's backward of
+/// the broadcast reduces over the leading dimensions element by element, with a division
+/// per element, which took 4 % of an emoji training step. The sums run in the same order,
+/// so the gradient is bit for bit candle's.
+struct BiasAdd;
+
+impl CustomOp2 for BiasAdd {
+    fn name(&self) -> &'static str {
+        "diffuse-bias-add"
+    }
+
+    fn cpu_fwd(
+        &self,
+        ys: &CpuStorage,
+        yl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let y = contiguous_f32(ys, yl, "linear output")?;
+        let b = contiguous_f32(bs, bl, "linear bias")?;
+        if yl.dims().last() != Some(&b.len()) {
+            candle_core::bail!("linear: bias of {} for an output {:?}", b.len(), yl.dims());
+        }
+        let mut out = y.to_vec();
+        out.par_chunks_mut(b.len().max(1))
+            .for_each(|row| row.iter_mut().zip(b).for_each(|(o, b)| *o += b));
+        Ok((CpuStorage::F32(out), yl.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _y: &Tensor,
+        _b: &Tensor,
+        _out: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let db = dy.contiguous()?.apply_op1_no_bwd(&ColumnSum)?;
+        Ok((Some(dy.clone()), Some(db)))
+    }
+}
+
+/// `[…, N]` → `[N]`: each column summed over the rows, in row order from zero.
+struct ColumnSum;
+
+impl CustomOp1 for ColumnSum {
+    fn name(&self) -> &'static str {
+        "diffuse-column-sum"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(s, l, "column sum")?;
+        let n = l.dims().last().copied().unwrap_or(1);
+        let mut acc = vec![0f32; n];
+        for row in x.chunks_exact(n.max(1)) {
+            acc.iter_mut().zip(row).for_each(|(a, v)| *a += v);
+        }
+        Ok((CpuStorage::F32(acc), Shape::from(n)))
+    }
 }
