@@ -34,7 +34,7 @@ impl CustomOp2 for Conv2dGradInput {
         let g = Geom::new(&xshape, cout, k, self.stride, self.pad)?;
         let dy = contiguous_f32(dys, dyl, "conv2d grad")?;
         let w = contiguous_f32(ws, wl, "conv2d weight")?;
-        let mut dx = vec![0f32; b * g.x_len()];
+        let mut dx = vec![0f32; b * g.x_len()]; // zeroed once, for col2im's sums
         let one = |_: usize, dyb: &[f32], dxb: &mut [f32], col: &mut Vec<f32>, parallel: bool| {
             let pointwise = g.pointwise();
             let col = scratch(col, if pointwise { 0 } else { g.kdim() * g.pix() });

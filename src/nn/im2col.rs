@@ -230,9 +230,9 @@ pub(super) fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) 
     }
 }
 
-/// Folds `col` `[Cin·k·k, Ho·Wo]` back, adding into `dx` `[Cin, H, W]` (zeroed first).
+/// Folds `col` `[Cin·k·k, Ho·Wo]` back, adding into `dx` `[Cin, H, W]`, which the caller
+/// zeroes.
 pub(super) fn col2im(g: &Geom, col: &[f32], dx: &mut [f32]) {
-    dx.fill(0.0);
     let (k, s, p) = (g.k, g.stride, g.pad as isize);
     for ci in 0..g.cin {
         let plane = &mut dx[ci * g.h * g.w..(ci + 1) * g.h * g.w];
