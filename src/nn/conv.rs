@@ -301,9 +301,10 @@ pub fn conv2d(
 /// [`conv2d`] + `addend`, where `addend` is `[B, Cout]` (one value per sample and channel,
 /// such as a time embedding) or `[B, Cout, Ho, Wo]` (a residual).
 ///
-/// When nothing tracks gradients (sampling) and the kernels apply, the addition happens inside
-/// the convolution, right after each sample's GEMM; otherwise it is candle's broadcast add.
-/// Either way each output is `(W·x + bias) + addend`, rounded the same.
+/// On the CPU the addition happens inside the convolution, right after each sample's GEMM:
+/// while sampling in `Conv2dFwd`, with gradients in `Conv2dAddFwd`, which also hands the
+/// addend its gradient. Elsewhere it is candle's broadcast add. Either way each output is
+/// `(W·x + bias) + addend`, rounded the same, and the gradients are bit for bit candle's.
 pub fn conv2d_add(
     x: &Tensor,
     w: &Tensor,

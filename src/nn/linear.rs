@@ -1,7 +1,8 @@
 //! `y = x·Wᵀ + b (+ residual)` while sampling: one GEMM over every row of `x`, then one
 //! parallel pass that adds the bias and the residual, in place of candle's matmul and its
-//! broadcast adds (each a pass over the output and a fresh tensor). With gradients, or off
-//! the CPU, it is candle's composition, which rounds the same.
+//! broadcast adds (each a pass over the output and a fresh tensor). With gradients it is
+//! candle's matmul, then `BiasAdd` (whose backward is one column sum) and candle's add of
+//! the residual; off the CPU, candle's composition. All of them round the same.
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
