@@ -130,5 +130,26 @@ fn generate(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(out);
 }
 
-criterion_group!(benches, ops, unet, samplers, generate);
+/// `exp` over 64 K values (the SiLU's and softmax's inputs' range): libm one call per value
+/// against `nn::expf::exp_in_place`, which returns the same bits.
+fn expf(c: &mut Criterion) {
+    let src: Vec<f32> = (0..65536).map(|i| -((i % 1000) as f32) * 0.01).collect();
+    let mut buf = src.clone();
+    let mut g = c.benchmark_group("expf_64k");
+    g.bench_function("f32_exp", |b| {
+        b.iter(|| {
+            buf.copy_from_slice(&src);
+            buf.iter_mut().for_each(|x| *x = x.exp());
+        })
+    });
+    g.bench_function("exp_in_place", |b| {
+        b.iter(|| {
+            buf.copy_from_slice(&src);
+            diffuse::nn::expf::exp_in_place(&mut buf);
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, ops, expf, unet, samplers, generate);
 criterion_main!(benches);

@@ -12,8 +12,8 @@
 //! every float exponent.
 //!
 //! The SiLU in GroupNorm and the softmax in attention spent 5–9 % of a forward pass in the
-//! scalar call; the same results now cost about a third of that (0.65 against 2.0 ns a value
-//! on this project's 2-core machine, timed over a 64 K-value slice).
+//! scalar call; the same results now cost about a third of that (`cargo bench --bench model
+//! -- expf`: 64 K values in 43 against 136 µs on this project's 2-core machine).
 
 /// `x ← exp(x)` for every element, rounded exactly as `f32::exp` rounds it.
 pub fn exp_in_place(xs: &mut [f32]) {
