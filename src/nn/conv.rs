@@ -344,8 +344,8 @@ pub fn conv2d_add(
             false => x.apply_op3(&wb, &addend, op),
         };
     }
-    // The operand order of the callers' former `h + t` and `skip + h`: the same values, and
-    // the same order of gradient sums in backward, so training rounds as it did.
+    // Off the CPU: candle's ops, in the operand order of the callers' former `h + t` and
+    // `skip + h` (the same values, and the same order of gradient sums in backward).
     let y = conv2d(x, w, bias, stride, padding)?;
     match addend.rank() {
         2 => y.broadcast_add(&addend.unsqueeze(2)?.unsqueeze(3)?),

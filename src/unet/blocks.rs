@@ -48,7 +48,7 @@ impl ResBlock {
             Some(s) => s.forward(xs)?,
             None => xs.clone(),
         };
-        // conv2(…) + skip: the residual added inside the convolution when sampling.
+        // conv2(…) + skip: the residual added inside the convolution (on the CPU).
         self.conv2
             .forward_add(&self.norm2.forward(&h, true)?, &skip) // [B, cout, H, W]
     }
