@@ -158,7 +158,7 @@ impl CustomOp3 for AttentionFwd {
         let q = contiguous_f32(qs, ql, "attention q")?;
         let k = contiguous_f32(ks, kl, "attention k")?;
         let v = contiguous_f32(vs, vl, "attention v")?;
-        let mut out = vec![0f32; b * n * d];
+        let mut out = super::zeros_par(b * n * d);
         out.par_chunks_mut(n * d)
             .enumerate()
             .for_each_init(Vec::new, |p, (i, ob)| {
@@ -253,7 +253,7 @@ impl CustomOp3 for AttentionBwd {
         let k = contiguous_f32(ks, kl, "attention k")?;
         let v_do = contiguous_f32(vs, vl, "attention [v; dO]")?;
         let per = (n + 2 * l) * d;
-        let mut g = vec![0f32; b * per];
+        let mut g = super::zeros_par(b * per);
         g.par_chunks_mut(per)
             .enumerate()
             .for_each_init(Scratch::default, |s, (i, gb)| {

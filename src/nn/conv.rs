@@ -8,6 +8,7 @@
 //! of three alternating runs' minima, and it changed the rounding.)
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
 
 use super::conv_grad::{ChannelSum, Conv2dGradInput, Conv2dGradWeight};
 use super::im2col::{im2col, per_sample, scratch, Geom};
@@ -57,12 +58,17 @@ fn add_addend(yb: &mut [f32], addend: Option<(&[f32], bool)>, i: usize, g: &Geom
 
 /// `Cout` rows of `len` values, each its channel's bias, repeated `times` times.
 fn bias_rows(bias: &[f32], len: usize, times: usize) -> Vec<f32> {
-    let mut y = Vec::with_capacity(times * bias.len() * len);
-    for _ in 0..times {
-        for &bc in bias {
-            y.extend(std::iter::repeat_n(bc, len));
-        }
+    let n = times * bias.len() * len;
+    let mut y: Vec<f32> = Vec::with_capacity(n);
+    if n > 0 {
+        // Row by row on rayon's threads: written by one thread, this took 2 % of a training step.
+        y.spare_capacity_mut()
+            .par_chunks_mut(len)
+            .enumerate()
+            .for_each(|(i, row)| row.fill(std::mem::MaybeUninit::new(bias[i % bias.len()])));
     }
+    // SAFETY: the rows above cover all `n` elements.
+    unsafe { y.set_len(n) };
     y
 }
 

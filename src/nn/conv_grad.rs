@@ -34,7 +34,7 @@ impl CustomOp2 for Conv2dGradInput {
         let g = Geom::new(&xshape, cout, k, self.stride, self.pad)?;
         let dy = contiguous_f32(dys, dyl, "conv2d grad")?;
         let w = contiguous_f32(ws, wl, "conv2d weight")?;
-        let mut dx = vec![0f32; b * g.x_len()]; // zeroed once, for col2im's sums
+        let mut dx = super::zeros_par(b * g.x_len()); // zeroed once, for col2im's sums
         let one = |_: usize, dyb: &[f32], dxb: &mut [f32], col: &mut Vec<f32>, parallel: bool| {
             let pointwise = g.pointwise();
             let col = scratch(col, if pointwise { 0 } else { g.kdim() * g.pix() });
@@ -166,13 +166,14 @@ impl CustomOp1 for ChannelSum {
         let (b, c) = (dims[0], dims[1]);
         let inner: usize = dims[2..].iter().product();
         let x = contiguous_f32(s, l, "channel sum")?;
+        // One channel per task; within a channel the samples are summed in order.
         let mut out = vec![0f32; c];
-        for bi in 0..b {
-            for (ci, o) in out.iter_mut().enumerate() {
+        out.par_iter_mut().enumerate().for_each(|(ci, o)| {
+            for bi in 0..b {
                 let start = (bi * c + ci) * inner;
                 *o += x[start..start + inner].iter().sum::<f32>();
             }
-        }
+        });
         Ok((CpuStorage::F32(out), Shape::from(c)))
     }
 }

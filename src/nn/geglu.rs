@@ -49,7 +49,7 @@ impl CustomOp1 for GegluFwd {
     fn cpu_fwd(&self, hs: &CpuStorage, hl: &Layout) -> Result<(CpuStorage, Shape)> {
         let h = contiguous_f32(hs, hl, "geglu input")?;
         let i = halves(hl.shape())?;
-        let mut y = vec![0f32; h.len() / 2];
+        let mut y = super::zeros_par(h.len() / 2);
         y.par_chunks_mut(i)
             .zip(h.par_chunks(2 * i))
             .for_each(|(yr, hr)| {
@@ -86,7 +86,7 @@ impl CustomOp1 for GegluBwd {
             candle_core::bail!("geglu grad: {:?} does not end in 3·I", l.shape());
         }
         let i = w / 3;
-        let mut dh = vec![0f32; both.len() / 3 * 2];
+        let mut dh = super::zeros_par(both.len() / 3 * 2);
         dh.par_chunks_mut(2 * i)
             .zip(both.par_chunks(3 * i))
             .for_each(|(dr, br)| {

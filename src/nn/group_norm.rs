@@ -82,7 +82,7 @@ impl CustomOp2 for GroupNormFwd {
         let x = contiguous_f32(xs, xl, "group_norm")?;
         let gb = contiguous_f32(gs, gl, "group_norm")?;
         let (gamma, beta) = gb.split_at(d.c);
-        let mut y = vec![0f32; x.len()];
+        let mut y = super::zeros_par(x.len());
         y.par_chunks_mut(d.group_len())
             .zip(x.par_chunks(d.group_len()))
             .enumerate()
@@ -266,7 +266,7 @@ impl CustomOp3 for GroupNormGrad {
     ) -> Result<(CpuStorage, Shape)> {
         let (d, x, dy, gamma, beta) = self.0.inputs((xs, xl), (gs, gl), (dys, dyl))?;
         let n = x.len();
-        let mut out = vec![0f32; n + 2 * d.c];
+        let mut out = super::zeros_par(n + 2 * d.c);
         let per_group: Vec<Vec<(f64, f64)>> = out[..n]
             .par_chunks_mut(d.group_len())
             .zip(

@@ -68,7 +68,7 @@ impl CustomOp3 for LayerNormFwd {
         if c == 0 || xl.shape().dims().last() != Some(&c) || beta.len() != c {
             candle_core::bail!("layer_norm: {:?} does not end in {c} features", xl.shape());
         }
-        let mut y = vec![0f32; x.len()];
+        let mut y = super::zeros_par(x.len());
         y.par_chunks_mut(c)
             .zip(x.par_chunks(c))
             .for_each(|(yr, xr)| {
@@ -150,7 +150,7 @@ impl CustomOp3 for LayerNormBwd {
         let dy = contiguous_f32(ds, dl, "layer_norm grad")?;
         let c = gamma.len();
         let n = x.len();
-        let mut out = vec![0f32; n + 2 * c];
+        let mut out = super::zeros_par(n + 2 * c);
         let (dx, dgb) = out.split_at_mut(n);
         let block = ROWS_PER_BLOCK * c;
         let partial: Vec<Vec<f64>> = dx

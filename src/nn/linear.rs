@@ -49,7 +49,7 @@ pub fn linear_add(
             candle_core::bail!("linear: residual {:?} for an output of {m}x{n}", r.dims());
         }
     }
-    let mut y = vec![0f32; m * n]; // [M, N]
+    let mut y = super::zeros_par(m * n); // [M, N]
     let guards = [Some(&x), Some(&w), bias.as_ref(), residual.as_ref()]
         .map(|t| t.map(Tensor::storage_and_layout));
     let data = |i: usize, what: &str| -> Result<Option<&[f32]>> {

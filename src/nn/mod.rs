@@ -78,6 +78,22 @@ pub fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     }
 }
 
+/// `n` zeros, written by rayon's threads.
+///
+/// An output buffer made with `vec![0f32; n]` is zeroed by one thread (mimalloc clears a
+/// reused block in the caller), and a training step makes hundreds of them: those serial
+/// memsets left the second core idle for about 5 % of an emoji training step.
+pub(crate) fn zeros_par(n: usize) -> Vec<f32> {
+    use rayon::prelude::*;
+    let mut v: Vec<f32> = Vec::with_capacity(n);
+    v.spare_capacity_mut()
+        .par_chunks_mut(1 << 15)
+        .for_each(|c| c.fill(std::mem::MaybeUninit::new(0.0)));
+    // SAFETY: every one of the `n` elements was initialised just above.
+    unsafe { v.set_len(n) };
+    v
+}
+
 /// Rayon's thread count, which every kernel splits its work over.
 pub(crate) fn threads() -> usize {
     rayon::current_num_threads().max(1)

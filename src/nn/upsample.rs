@@ -16,7 +16,7 @@ impl CustomOp1 for Up2 {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (b, c, h, w) = l.shape().dims4()?;
         let x = contiguous_f32(s, l, "upsample")?;
-        let mut y = vec![0f32; b * c * 4 * h * w];
+        let mut y = super::zeros_par(b * c * 4 * h * w);
         y.par_chunks_mut(4 * h * w)
             .zip(x.par_chunks(h * w))
             .for_each(|(yp, xp)| {
@@ -50,7 +50,7 @@ impl CustomOp1 for Down2Sum {
         let (b, c, h2, w2) = l.shape().dims4()?;
         let (h, w) = (h2 / 2, w2 / 2);
         let dy = contiguous_f32(s, l, "upsample")?;
-        let mut dx = vec![0f32; b * c * h * w];
+        let mut dx = super::zeros_par(b * c * h * w);
         dx.par_chunks_mut(h * w)
             .zip(dy.par_chunks(h2 * w2))
             .for_each(|(xp, yp)| {
