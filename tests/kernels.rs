@@ -396,3 +396,19 @@ fn linear_add_with_gradients_matches_candles_linear_bit_for_bit() {
         }
     }
 }
+
+/// diffuse builds against `vendor/candle-core` (Cargo.toml's `[patch]`), whose backward stores a
+/// node's first gradient as it is instead of adding it to zeros. The sign of a zero shows
+/// which candle ran: 0 + (−0) = +0, so crates.io's candle turns a −0 gradient into +0.
+#[test]
+fn backward_stores_the_first_gradient_as_is() {
+    let x = Var::new(&[1f32, 2.0], &Device::Cpu).unwrap();
+    let minus_zero = Tensor::new(&[-0f32, -0.0], &Device::Cpu).unwrap();
+    let loss = (x.as_tensor() * minus_zero).unwrap().sum_all().unwrap(); // d loss / dx = −0
+    let grads = loss.backward().unwrap();
+    let g: Vec<f32> = grads.get(&x).unwrap().to_vec1().unwrap();
+    assert!(
+        g.iter().all(|v| *v == 0.0 && v.is_sign_negative()),
+        "gradient {g:?}: is the [patch] of candle-core in Cargo.toml gone?"
+    );
+}
