@@ -214,6 +214,33 @@ fn upsample_matches_candle() {
 }
 
 #[test]
+fn cat_channels_equals_candles_cat_exactly_in_values_and_gradients() {
+    let cases: [(&[usize], &[usize]); 3] = [
+        (&[2, 3, 4, 5], &[2, 1, 4, 5]),
+        (&[1, 2, 7], &[1, 5, 7]),
+        (&[3, 4, 1, 1], &[3, 4, 1, 1]),
+    ];
+    for (i, (sa, sb)) in cases.into_iter().enumerate() {
+        let inputs = [randn(300 + i as u64, sa), randn(310 + i as u64, sb)];
+        let (y1, g1) = value_and_grads(&inputs, 5, |t| {
+            diffuse::nn::cat_channels(&t[0], &t[1]).unwrap()
+        });
+        let (y2, g2) = value_and_grads(&inputs, 5, |t| Tensor::cat(&[&t[0], &t[1]], 1).unwrap());
+        assert_eq!(y1.dims(), y2.dims());
+        assert_eq!(values(&y1), values(&y2), "{sa:?} ++ {sb:?}");
+        for (a, b) in g1.iter().zip(&g2) {
+            assert_eq!(a.dims(), b.dims());
+            assert_eq!(values(a), values(b), "gradient of {sa:?} ++ {sb:?}");
+        }
+    }
+    let (a, b) = (randn(1, &[2, 3, 4]), randn(2, &[3, 3, 4]));
+    assert!(
+        diffuse::nn::cat_channels(&a, &b).is_err(),
+        "batch 2 ++ batch 3"
+    );
+}
+
+#[test]
 fn kernels_are_deterministic() {
     let x = randn(7, &[4, 16, 8, 8]);
     let w = randn(8, &[16, 16, 3, 3]);

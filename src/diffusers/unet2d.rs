@@ -359,7 +359,7 @@ impl UNet2DModel {
                 let skip = skips
                     .pop()
                     .ok_or_else(|| candle_core::Error::msg("unet2d: an up block lacks its skip"))?;
-                h = block.layer(i, &Tensor::cat(&[&h, &skip], 1)?, &temb)?;
+                h = block.layer(i, &crate::nn::cat_channels(&h, &skip)?, &temb)?;
             }
             if let Some(u) = &block.resample {
                 h = u.forward(&h, &temb)?;

@@ -3,7 +3,7 @@
 //! fused backward. Other devices and dtypes use candle's ops.
 
 use candle_core::cpu::erf::erf_f32;
-use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, D};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 
 use super::{contiguous_f32, use_cpu_kernel};
@@ -66,32 +66,36 @@ impl CustomOp1 for GegluFwd {
     }
 
     fn bwd(&self, h: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
-        let both = Tensor::cat(&[h, &dy.contiguous()?], D::Minus1)?; // [..., 3I]
-        Ok(Some(both.apply_op1_no_bwd(&GegluBwd)?))
+        Ok(Some(h.apply_op2_no_bwd(&dy.contiguous()?, &GegluBwd)?))
     }
 }
 
-/// dh = [dy ⊙ GELU(g), dy ⊙ a ⊙ GELU'(g)] from [a, g, dy].
+/// dh = [dy ⊙ GELU(g), dy ⊙ a ⊙ GELU'(g)] from h = [a, g] `[…, 2I]` and dy `[…, I]`.
 struct GegluBwd;
 
-impl CustomOp1 for GegluBwd {
+impl CustomOp2 for GegluBwd {
     fn name(&self) -> &'static str {
         "diffuse-geglu-grad"
     }
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let both = contiguous_f32(s, l, "geglu grad input")?;
-        let w = l.shape().dims().last().copied().unwrap_or(0);
-        if w == 0 || w % 3 != 0 {
-            candle_core::bail!("geglu grad: {:?} does not end in 3·I", l.shape());
+    fn cpu_fwd(
+        &self,
+        hs: &CpuStorage,
+        hl: &Layout,
+        dys: &CpuStorage,
+        dyl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let h = contiguous_f32(hs, hl, "geglu grad input")?;
+        let dy = contiguous_f32(dys, dyl, "geglu grad")?;
+        let i = halves(hl.shape())?;
+        if dy.len() * 2 != h.len() {
+            candle_core::bail!("geglu grad: dy {:?} for h {:?}", dyl.shape(), hl.shape());
         }
-        let i = w / 3;
-        let mut dh = super::zeros_par(both.len() / 3 * 2);
+        let mut dh = super::zeros_par(h.len());
         dh.par_chunks_mut(2 * i)
-            .zip(both.par_chunks(3 * i))
-            .for_each(|(dr, br)| {
-                let (a, rest) = br.split_at(i);
-                let (g, dy) = rest.split_at(i);
+            .zip(h.par_chunks(2 * i).zip(dy.par_chunks(i)))
+            .for_each(|(dr, (hr, dy))| {
+                let (a, g) = hr.split_at(i);
                 let (da, dg) = dr.split_at_mut(i);
                 for j in 0..i {
                     let (gelu, grad) = gelu_and_grad(g[j]);
@@ -99,10 +103,6 @@ impl CustomOp1 for GegluBwd {
                     dg[j] = dy[j] * a[j] * grad;
                 }
             });
-        let mut dims = l.shape().dims().to_vec();
-        if let Some(last) = dims.last_mut() {
-            *last = 2 * i;
-        }
-        Ok((CpuStorage::F32(dh), Shape::from(dims)))
+        Ok((CpuStorage::F32(dh), hl.shape().clone()))
     }
 }

@@ -9,6 +9,7 @@
 //! reference compositions.
 
 pub mod attention;
+pub mod cat;
 pub mod conv;
 mod conv_grad;
 pub mod expf;
@@ -22,6 +23,7 @@ pub mod linear;
 pub mod softmax;
 pub mod upsample;
 
+pub use cat::cat_channels;
 pub use conv::conv2d;
 pub use geglu::geglu;
 pub use group_norm::group_norm;

@@ -246,7 +246,7 @@ impl UNet {
                 let skip = skips.pop().ok_or_else(|| {
                     candle_core::Error::msg("unet: a decoder stage lacks its skip")
                 })?;
-                h = s.forward(&Tensor::cat(&[&h, &skip], 1)?, &emb, ctx, &mut maps)?;
+                h = s.forward(&crate::nn::cat_channels(&h, &skip)?, &emb, ctx, &mut maps)?;
             }
             if let Some(us) = us {
                 h = us.forward(&h)?;
