@@ -34,7 +34,7 @@ impl CustomOp2 for CatChannels {
 
     fn cpu_fwd(
         &self,
-        as_: &CpuStorage,
+        sa: &CpuStorage,
         al: &Layout,
         bs: &CpuStorage,
         bl: &Layout,
@@ -43,7 +43,7 @@ impl CustomOp2 for CatChannels {
         if (n, inner) != (nb, inner_b) || al.dims()[2..] != bl.dims()[2..] {
             candle_core::bail!("cat_channels: {:?} and {:?}", al.shape(), bl.shape());
         }
-        let a = contiguous_f32(as_, al, "cat_channels")?;
+        let a = contiguous_f32(sa, al, "cat_channels")?;
         let b = contiguous_f32(bs, bl, "cat_channels")?;
         let (la, lb) = (ca * inner, cb * inner);
         let mut out = super::zeros_par(n * (la + lb));

@@ -8,7 +8,6 @@
 //! of three alternating runs' minima, and it changed the rounding.)
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
 
 use super::conv_grad::{ChannelSum, Conv2dGradInput, Conv2dGradWeight};
 use super::im2col::{im2col, per_sample, scratch, Geom};
@@ -58,18 +57,8 @@ fn add_addend(yb: &mut [f32], addend: Option<(&[f32], bool)>, i: usize, g: &Geom
 
 /// `Cout` rows of `len` values, each its channel's bias, repeated `times` times.
 fn bias_rows(bias: &[f32], len: usize, times: usize) -> Vec<f32> {
-    let n = times * bias.len() * len;
-    let mut y: Vec<f32> = Vec::with_capacity(n);
-    if n > 0 {
-        // Row by row on rayon's threads: written by one thread, this took 2 % of a training step.
-        y.spare_capacity_mut()
-            .par_chunks_mut(len)
-            .enumerate()
-            .for_each(|(i, row)| row.fill(std::mem::MaybeUninit::new(bias[i % bias.len()])));
-    }
-    // SAFETY: the rows above cover all `n` elements.
-    unsafe { y.set_len(n) };
-    y
+    // Row by row on rayon's threads: written by one thread, this took 2 % of a training step.
+    super::filled_par(times * bias.len() * len, len, |i| bias[i % bias.len()])
 }
 
 /// The per-sample path: im2col and one GEMM per sample, computed transposed, yᵀ [Ho·Wo, Cout]
