@@ -241,6 +241,23 @@ fn cat_channels_equals_candles_cat_exactly_in_values_and_gradients() {
 }
 
 #[test]
+fn transpose12_equals_candles_transpose_exactly_in_values_and_gradients() {
+    for (i, shape) in [[2usize, 3, 4, 5], [1, 4, 6, 1], [3, 1, 2, 2]]
+        .iter()
+        .enumerate()
+    {
+        let inputs = [randn(320 + i as u64, shape)];
+        let (y1, g1) = value_and_grads(&inputs, 6, |t| diffuse::nn::transpose12(&t[0]).unwrap());
+        let (y2, g2) = value_and_grads(&inputs, 6, |t| {
+            t[0].transpose(1, 2).unwrap().contiguous().unwrap()
+        });
+        assert_eq!(y1.dims(), y2.dims());
+        assert_eq!(values(&y1), values(&y2), "{shape:?}");
+        assert_eq!(values(&g1[0]), values(&g2[0]), "gradient of {shape:?}");
+    }
+}
+
+#[test]
 fn kernels_are_deterministic() {
     let x = randn(7, &[4, 16, 8, 8]);
     let w = randn(8, &[16, 16, 3, 3]);

@@ -301,10 +301,8 @@ impl MultiHeadAttention {
     fn split_heads(&self, x: &Tensor) -> Result<Tensor> {
         let (b, n, c) = x.dims3()?;
         let hd = c / self.heads;
-        x.reshape((b, n, self.heads, hd))?
-            .transpose(1, 2)? // [B, heads, N, hd]
-            .reshape((b * self.heads, n, hd))?
-            .contiguous()
+        let x = super::transpose12(&x.reshape((b, n, self.heads, hd))?)?; // [B, heads, N, hd]
+        x.reshape((b * self.heads, n, hd))
     }
 
     /// The per-head queries and keys: `[B·heads, N, hd]`, `[B·heads, L, hd]`.
@@ -336,10 +334,8 @@ impl MultiHeadAttention {
         let (q, k) = self.qk(x, context)?;
         let v = self.split_heads(&linear_add(&self.to_v, context, None)?)?; // [B·heads, L, hd]
         let out = attention(&q, &k, &v, self.scale(x)?)?; // [B·heads, N, hd]
-        let out = out
-            .reshape((b, self.heads, n, c / self.heads))?
-            .transpose(1, 2)? // [B, N, heads, hd]
-            .reshape((b, n, c))?;
+        let out = super::transpose12(&out.reshape((b, self.heads, n, c / self.heads))?)?; // [B, N, heads, hd]
+        let out = out.reshape((b, n, c))?;
         linear_add(&self.to_out, &out, residual)
     }
 

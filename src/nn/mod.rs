@@ -21,6 +21,7 @@ pub mod layer_norm;
 pub mod layers;
 pub mod linear;
 pub mod softmax;
+pub mod transpose;
 pub mod upsample;
 
 pub use cat::cat_channels;
@@ -29,6 +30,7 @@ pub use geglu::geglu;
 pub use group_norm::group_norm;
 pub use layer_norm::layer_norm;
 pub use linear::linear_add;
+pub use transpose::transpose12;
 pub use upsample::upsample_nearest2x;
 
 use candle_core::{DType, Device, Tensor};

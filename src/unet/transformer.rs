@@ -11,7 +11,7 @@ use candle_nn::VarBuilder;
 
 use crate::nn::attention::{multi_head_attention, MultiHeadAttention};
 use crate::nn::layers::{conv2d, group_norm, layer_norm, linear, Conv2d, GroupNorm, LayerNorm};
-use crate::nn::linear_add;
+use crate::nn::{linear_add, transpose12};
 
 /// GEGLU feed-forward: `W₂·(a ⊙ GELU(g))` with `[a, g] = W₁·x`, inner width 4C.
 #[derive(Debug, Clone)]
@@ -75,7 +75,7 @@ impl SpatialTransformer {
     fn tokens(&self, xs: &Tensor) -> Result<Tensor> {
         let (b, c, h, w) = xs.dims4()?;
         let x = self.proj_in.forward(&self.norm.forward(xs, false)?)?; // [B, C, H, W]
-        x.reshape((b, c, h * w))?.transpose(1, 2)?.contiguous() // [B, HW, C]
+        transpose12(&x.reshape((b, c, h * w, 1))?)?.reshape((b, h * w, c)) // [B, HW, C]
     }
 
     /// `xs` `[B, C, H, W]` with text `context` `[B, L, Ctx]` → `[B, C, H, W]`.
@@ -90,7 +90,7 @@ impl SpatialTransformer {
             .attn2
             .forward_add(&self.norm2.forward(&x)?, Some(context), Some(&x))?;
         let x = self.ff.forward_add(&self.norm3.forward(&x)?, &x)?; // [B, HW, C]
-        let x = x.transpose(1, 2)?.reshape((b, c, h, w))?; // [B, C, H, W]
+        let x = transpose12(&x.reshape((b, h * w, c, 1))?)?.reshape((b, c, h, w))?; // [B, C, H, W]
         self.proj_out.forward_add(&x, xs) // [B, C, H, W] + residual
     }
 
