@@ -9,9 +9,8 @@ thread. This script rewrites those 44 sites to store the first gradient as it is
 later ones (`GradStore::accumulate`), the change proposed upstream in huggingface/candle#3822.
 The values are the same (0 + g = g, except that a −0 gradient keeps its sign instead of
 becoming +0), and diffuse's training stayed byte-identical (`benches/compare_outputs.sh`); an
-emoji training step
-(`unet_timing train 32 4 emoji`) took 1,434 ms against 1,604 ms unpatched (README,
-"Performance"). Drop the patch once a candle release includes the change.
+emoji training step (`unet_timing train 32 4 emoji`) took 1,434 ms against 1,604 ms unpatched
+(README, "Performance"). Drop the patch once a candle release includes the change.
 
     python3 benches/candle_accumulate_patch.py vendor
 
