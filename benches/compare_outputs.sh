@@ -15,6 +15,12 @@ run() {
   "$bin" -q --threads 2 generate --model shapes32 --prompt "a red circle" --seed 1 --out "$o/gen" --save-tensors --num-images 2 --steps 10 >/dev/null
   "$bin" -q --threads 2 generate --model shapes32 --prompt "a blue star" --seed 7 --sampler dpm++2m --steps 8 --frames 4 --out "$o/gen2" --guidance 5 >/dev/null
   "$bin" -q --threads 2 img2img --model shapes32 --image assets/scene.png --prompt "green" --seed 3 --steps 10 --out "$o/i2i" >/dev/null
+  "$bin" -q --threads 2 inpaint --model shapes32 --image assets/scene.png --mask assets/scene-sun-mask.png --prompt "a red square" --seed 1 --steps 10 --out "$o/inpaint" >/dev/null
+  "$bin" -q --threads 2 inpaint --model shapes32 --image assets/scene.png --mask assets/scene-sun-mask.png --prompt "a red square" --method repaint --jump-length 3 --jump-n-sample 2 --seed 1 --steps 10 --frames 8 --out "$o/repaint" >/dev/null
+  "$bin" -q --threads 2 generate --prompt "a dog and a tree" --seed 4 --steps 6 --num-images 1 --attention-maps --attention-steps 3 --out "$o/attn" >/dev/null
+  "$bin" -q --threads 2 compare --model shapes32 --prompt "a green triangle" --guidance 0,1,3 --steps 6 --seed 3 --out "$o/cmp-guidance.png" >/dev/null
+  "$bin" -q --threads 2 compare --model shapes32 --prompt "a yellow diamond" --sampler ddpm,ddim,dpm++2m --steps 6 --seed 5 --out "$o/cmp-samplers.png" >/dev/null
+  "$bin" -q --threads 2 compare --prompt "a cat" --steps 3,6 --seed 2 --out "$o/cmp-steps.png" >/dev/null
   "$bin" -q --threads 2 noise --image assets/scene.png --out "$o/noise" --size 64x64 --frames 10 --seed 0 --save-tensors >/dev/null
   "$bin" -q --threads 2 noise --image assets/scene.png --out "$o/markov" --size 32x32 --frames 5 --markov --seed 0 >/dev/null
   "$bin" -q schedule --beta-schedule all --plot "$o/sched.png" | grep -v "plot written" > "$o/sched.txt"

@@ -27,6 +27,7 @@
 pub mod alloc;
 pub mod bench;
 pub mod data;
+pub mod defaults;
 pub mod device;
 pub mod diffusers;
 pub mod edit;
@@ -42,11 +43,13 @@ pub mod progress;
 pub mod prompt;
 pub mod render;
 pub mod rng;
+pub mod run;
 pub mod sampler;
 pub mod schedule;
 pub mod serve;
 pub mod text;
 pub mod train;
 pub mod unet;
+pub mod vocab;
 
 pub use error::{Error, Result};

@@ -16,6 +16,12 @@ pub fn rng(seed: u64) -> Rng {
     ChaCha8Rng::seed_from_u64(seed)
 }
 
+/// A fresh seed for a run that was given none, from the OS's entropy; 53 bits, so it
+/// survives a round trip through JSON numbers (the playground's JavaScript).
+pub fn random_seed() -> u64 {
+    rand::random::<u64>() >> 11
+}
+
 /// A tensor of `shape` filled with standard normal f32 samples from `rng`, placed on `device`.
 pub fn randn(rng: &mut Rng, shape: impl Into<Shape>, device: &Device) -> Result<Tensor> {
     let shape = shape.into();

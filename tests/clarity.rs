@@ -175,7 +175,7 @@ fn compare_draws_a_labelled_row_per_value_and_refuses_unclear_requests() {
     );
     assert_fails_with(
         &cmp(&["--guidance", "1,-2"]),
-        "--guidance -2 must be a number ≥ 0",
+        "--guidance -2 must be a number in 0..=50",
     );
     assert_fails_with(&cmp(&["--seed", "1,2"]), "exists");
 }

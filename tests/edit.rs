@@ -6,10 +6,10 @@
 mod common;
 
 use candle_core::{Device, Tensor};
-use diffuse::edit::inpaint::{Known, RePaint};
+use diffuse::edit::inpaint::Known;
 use diffuse::edit::interpolate::{slerp, weights};
 use diffuse::edit::invert::{check_invertible, ddim_invert, psnr};
-use diffuse::sampler::repaint::repaint_timesteps;
+use diffuse::edit::repaint::{repaint_timesteps, RePaint};
 use diffuse::sampler::{ddim, SamplerConfig, SamplerKind, TimestepSpacing};
 use diffuse::schedule::{NoiseSchedule, ScheduleConfig};
 
@@ -87,13 +87,9 @@ fn repaint_run_matches_diffusers_step_by_step() {
         };
         let states = run["states"].as_array().unwrap();
         let mut seen = 0;
-        let repaint = RePaint {
-            schedule: &sched,
-            config,
-            timesteps: &timesteps,
-        };
+        let mut repaint = RePaint::new(&sched, config, timesteps, known);
         repaint
-            .run(fake_model, &known, x_init(), draw, |e| {
+            .run(fake_model, x_init(), draw, |e| {
                 assert_close(
                     e.x,
                     &states[e.i],

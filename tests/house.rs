@@ -214,10 +214,10 @@ fn flag_defaults_come_from_the_library() {
     assert!(text.contains(&format!("[default: {lr}]")), "{text}");
     let help = common::diffuse(&["generate", "--help"]);
     let text = String::from_utf8_lossy(&help.stdout);
-    let steps = diffuse::jobs::generate::DEFAULT_STEPS;
+    let steps = diffuse::defaults::SamplingDefaults::LIBRARY.steps;
     assert!(
         text.contains(&format!(
-            "Denoising steps (1000 with DDPM is the full chain) [default: {steps}]"
+            "Denoising steps (1000 with DDPM is the full chain) [default: the model's; {steps} for the shipped models]"
         )),
         "{text}"
     );

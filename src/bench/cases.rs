@@ -5,6 +5,7 @@ use candle_core::{Device, Tensor};
 use image::RgbImage;
 use rayon::prelude::*;
 
+use crate::defaults::SamplingDefaults;
 use crate::error::Result;
 use crate::forward;
 use crate::jobs::generate;
@@ -12,6 +13,7 @@ use crate::model::LoadedModel;
 use crate::pipeline;
 use crate::render::{self, animation::FrameCount};
 use crate::rng;
+use crate::run::{Run, RunRequest, Start};
 use crate::sampler::{self, SamplerConfig, SamplerKind};
 use crate::schedule::{NoiseSchedule, ScheduleConfig};
 
@@ -245,12 +247,8 @@ pub struct GenerateCase<'a> {
 
 impl GenerateCase<'_> {
     fn sampler_config(&self) -> SamplerConfig {
-        SamplerConfig {
-            thresholding: true,
-            ..self
-                .model
-                .sampler_config(generate::DEFAULT_SAMPLER, self.steps)
-        }
+        let kind = self.model.defaults().sampler;
+        self.model.default_sampler(kind, self.steps)
     }
 
     /// The benchmarked prompt ([`benchmark_prompt`]).
@@ -260,14 +258,20 @@ impl GenerateCase<'_> {
 
     /// Sampling only: noise to final images (as 8-bit pictures), nothing written.
     pub fn sample(&self, seed: u64) -> Result<Vec<RgbImage>> {
-        let ids = crate::prompt::encode(&self.prompt(), &self.model.meta.unet)?;
-        let guided = self.model.guided(
-            generate::DEFAULT_GUIDANCE,
-            &vec![ids; self.images],
-            &vec![crate::prompt::null_ids(&self.model.meta.unet); self.images],
-        )?;
-        let mut s = self.model.sampler(self.sampler_config())?;
-        let x = pipeline::sample(&guided, s.as_mut(), &mut rng::rng(seed), |_, _| {})?;
+        let request = RunRequest {
+            prompt: self.prompt(),
+            negative_prompt: None,
+            sampler: self.sampler_config(),
+            guidance: self.model.defaults().guidance,
+            seed,
+            num_images: self.images,
+            axis: None,
+            start_step: 0,
+            attention_steps: Vec::new(),
+        };
+        let mut run = Run::new(self.model, &request, &Start::Noise)?;
+        while run.step()?.is_some() {}
+        let x = run.finish()?.remove(0); // [K, 3, H, W]
         (0..self.images)
             .map(|i| render::to_rgb8(&x.get(i)?))
             .collect()
@@ -280,13 +284,13 @@ impl GenerateCase<'_> {
             negative_prompt: None,
             num_images: self.images,
             sampler: self.sampler_config(),
-            guidance: generate::DEFAULT_GUIDANCE,
+            guidance: self.model.defaults().guidance,
             seed,
             out: self.out.clone(),
             frames: FrameCount::All,
             x0_row: true,
             scale: None,
-            fps: generate::DEFAULT_FPS,
+            fps: SamplingDefaults::LIBRARY.fps,
             save_tensors: false,
             force: true,
             init_image: None,

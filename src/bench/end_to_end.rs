@@ -4,7 +4,8 @@
 //! included, as a user meets it.
 
 use super::cases::GenerateCase;
-use super::suite::{measure, row, Budget, Row, SuiteOptions};
+use super::measure::{measure, row, Budget, Row, SuiteOptions};
+use crate::defaults::SamplingDefaults;
 use crate::error::{Error, Result};
 use crate::model::LoadedModel;
 use crate::progress::Progress;
@@ -155,8 +156,8 @@ fn whole_process(
         })?;
         let name = format!(
             "whole process: 1 image, {} steps, guidance {}, --frames {frames}",
-            crate::jobs::generate::DEFAULT_STEPS,
-            crate::jobs::generate::DEFAULT_GUIDANCE
+            SamplingDefaults::LIBRARY.steps,
+            SamplingDefaults::LIBRARY.guidance
         );
         rows.push(row("generate", name, t, 1.0, "images/s"));
     }

@@ -7,6 +7,7 @@ pub mod cases;
 pub mod end_to_end;
 pub mod loaded;
 pub mod machine;
+pub mod measure;
 pub mod suite;
 
 pub use cases::{FrameCase, GenerateCase, QSampleCase, SamplerCase, UNetCase};

@@ -6,11 +6,13 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::Args;
 
+use diffuse::defaults::SamplingDefaults;
 use diffuse::jobs::compare::{self, Axis, CompareOptions};
-use diffuse::jobs::generate;
-use diffuse::sampler::{SamplerConfig, SamplerKind};
+use diffuse::sampler::SamplerKind;
 
-use super::flags::{parse, DeviceFlag, ModelFlag, OutputFlags};
+use super::flags::{model_default, parse, DeviceFlag, ModelFlag, OutputFlags};
+
+const LIBRARY: SamplingDefaults = SamplingDefaults::LIBRARY;
 use super::Context;
 
 #[derive(Args)]
@@ -20,19 +22,14 @@ pub struct CompareArgs {
     /// What to draw.
     #[arg(long, allow_hyphen_values = true)]
     prompt: String,
-    /// Guidance scale, or several to compare: 0,1,3,7.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "3",
-        allow_hyphen_values = true
-    )]
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true,
+          help = model_default("Guidance scale, or several to compare: 0,1,3,7", LIBRARY.guidance))]
     guidance: Vec<f64>,
-    /// Sampler, or several to compare: ddpm,ddim,dpm++2m.
-    #[arg(long, value_delimiter = ',', default_value = "ddpm", value_parser = parse::<SamplerKind>)]
+    #[arg(long, value_delimiter = ',', value_parser = parse::<SamplerKind>,
+          help = model_default("Sampler, or several to compare: ddpm,ddim,dpm++2m", LIBRARY.sampler))]
     sampler: Vec<SamplerKind>,
-    /// Denoising steps, or several to compare: 5,10,20.
-    #[arg(long, value_delimiter = ',', default_value = "20")]
+    #[arg(long, value_delimiter = ',',
+          help = model_default("Denoising steps, or several to compare: 5,10,20", LIBRARY.steps))]
     steps: Vec<usize>,
     /// Seed of the noise, or several to compare: 1,2,3,4.
     #[arg(long, value_delimiter = ',', default_value = "0")]
@@ -43,8 +40,7 @@ pub struct CompareArgs {
     /// Turn off dynamic thresholding of the x0 prediction (as generate).
     #[arg(long)]
     no_thresholding: bool,
-    /// Nearest-neighbour upscaling of each image (default: 192 px, at most 4x).
-    #[arg(long)]
+    #[arg(long, help = format!("Nearest-neighbour upscaling of each image [default: at least {} px, at most 4x]", LIBRARY.display_side))]
     scale: Option<u32>,
     /// The picture to write.
     #[arg(long, default_value = "compare.png")]
@@ -84,16 +80,15 @@ pub fn run(args: &CompareArgs, ctx: &Context) -> Result<()> {
     let axis = args.axis()?;
     let device = ctx.device(&args.device)?;
     let model = diffuse::model::load(args.model.model.as_deref(), &device)?;
-    let sampler = SamplerConfig {
-        thresholding: !args.no_thresholding,
-        eta: generate::DEFAULT_ETA,
-        ..SamplerConfig::new(args.sampler[0], args.steps[0])
-    };
+    let d = model.defaults();
+    let kind = args.sampler.first().copied().unwrap_or(d.sampler);
+    let mut sampler = model.default_sampler(kind, args.steps.first().copied().unwrap_or(d.steps));
+    sampler.thresholding &= !args.no_thresholding;
     let opts = CompareOptions {
         prompt: args.prompt.clone(),
         axis,
         sampler,
-        guidance: args.guidance[0],
+        guidance: args.guidance.first().copied().unwrap_or(d.guidance),
         seed: args.seed[0],
         frames: args.frames,
         scale: args.scale,

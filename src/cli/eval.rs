@@ -59,13 +59,14 @@ pub struct EvalArgs {
 }
 
 impl EvalArgs {
-    fn options(&self) -> EvalOptions {
+    fn options(&self, model: &diffuse::model::LoadedModel) -> EvalOptions {
+        let (sampler, guidance) = self.sampling.resolve(model);
         EvalOptions {
             samples_per_prompt: self.samples_per_prompt,
-            sampler: self.sampling.sampler,
-            steps: self.sampling.steps,
-            guidance: self.sampling.guidance,
-            thresholding: !self.sampling.no_thresholding,
+            sampler: sampler.kind,
+            steps: sampler.steps,
+            guidance,
+            thresholding: sampler.thresholding,
             seed: self.seed,
         }
     }
@@ -79,7 +80,7 @@ pub fn run(args: &EvalArgs, ctx: &Context) -> Result<()> {
     }
     let device = ctx.device(&args.device)?;
     let model = diffuse::model::load(args.model.model.as_deref(), &device)?;
-    let opts = args.options();
+    let opts = args.options(&model);
     if model.meta.unet.text.is_some() {
         return run_emoji(args, &model, &opts, ctx);
     }

@@ -24,7 +24,7 @@ pub fn run(args: &ExportArgs) -> Result<()> {
     let model = diffuse::model::load(args.model.model.as_deref(), &cpu)?;
     let weights = diffuse::model::weights(args.model.model.as_deref())?;
     let config =
-        diffuse::diffusers::export::export(&model, weights, &args.diffusers, args.output.force)?;
+        diffuse::model::folder::export_folder(&model, weights, &args.diffusers, args.output.force)?;
     args.output.print(&config, || {
         format!(
             "{} -> {} (UNet2DModel, {} classes)",

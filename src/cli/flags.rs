@@ -5,9 +5,10 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use diffuse::defaults::SamplingDefaults;
 use diffuse::device::DeviceChoice;
-use diffuse::jobs::generate;
-use diffuse::sampler::{SamplerKind, TimestepSpacing};
+use diffuse::model::LoadedModel;
+use diffuse::sampler::{SamplerConfig, SamplerKind, TimestepSpacing};
 use diffuse::schedule::{BetaSchedule, ScheduleConfig};
 
 /// Parses a flag value with the library's `FromStr`, so clap prints the library's message.
@@ -17,6 +18,9 @@ where
 {
     s.parse().map_err(|e: diffuse::Error| e.to_string())
 }
+
+/// The library's sampling defaults, which the help texts quote.
+const LIBRARY: SamplingDefaults = SamplingDefaults::LIBRARY;
 
 /// Schedule flags shared by every command that uses one (diffusers' names and defaults).
 #[derive(Args, Clone)]
@@ -43,36 +47,64 @@ impl ScheduleFlags {
     }
 }
 
-/// How a trained model is sampled: shared by `generate`, `img2img` and `eval`.
+/// "[default: the model's; VALUE for the shipped models]", for a flag whose default the
+/// model may record.
+pub fn model_default(what: &str, value: impl std::fmt::Display) -> String {
+    format!("{what} [default: the model's; {value} for the shipped models]")
+}
+
+/// How a trained model is sampled: shared by `generate`, `img2img` and `eval`. A flag left
+/// out takes the model's sampling default (`LoadedModel::defaults`).
 #[derive(Args, Clone)]
 pub struct SamplingFlags {
-    /// ddpm, ddim or dpm++2m (default measured best with `diffuse eval`: see README).
-    #[arg(long, default_value_t = generate::DEFAULT_SAMPLER, value_parser = parse::<SamplerKind>)]
-    pub sampler: SamplerKind,
-    /// Denoising steps (1000 with DDPM is the full chain).
-    #[arg(long, default_value_t = generate::DEFAULT_STEPS)]
-    pub steps: usize,
-    /// Classifier-free guidance scale (1 = no guidance).
-    #[arg(long, default_value_t = generate::DEFAULT_GUIDANCE, allow_hyphen_values = true)]
-    pub guidance: f64,
+    #[arg(long, value_parser = parse::<SamplerKind>,
+          help = model_default("ddpm, ddim or dpm++2m (measured with `diffuse eval`)", LIBRARY.sampler))]
+    pub sampler: Option<SamplerKind>,
+    #[arg(long, help = model_default("Denoising steps (1000 with DDPM is the full chain)", LIBRARY.steps))]
+    pub steps: Option<usize>,
+    #[arg(long, allow_hyphen_values = true,
+          help = model_default("Classifier-free guidance scale (1 = no guidance)", LIBRARY.guidance))]
+    pub guidance: Option<f64>,
     /// Turn off dynamic thresholding of the x0 prediction (diffusers' `thresholding`, on by
     /// default as diffusers recommends for pixel-space models); DDPM and DDIM then clip x0.
     #[arg(long)]
     pub no_thresholding: bool,
 }
 
+impl SamplingFlags {
+    /// The sampler and guidance scale asked for, the model's defaults where left out.
+    pub fn resolve(&self, model: &LoadedModel) -> (SamplerConfig, f64) {
+        let d = model.defaults();
+        let kind = self.sampler.unwrap_or(d.sampler);
+        let mut config = model.default_sampler(kind, self.steps.unwrap_or(d.steps));
+        config.thresholding &= !self.no_thresholding;
+        (config, self.guidance.unwrap_or(d.guidance))
+    }
+}
+
 /// Sampler options only `generate` and `img2img` expose.
 #[derive(Args, Clone)]
 pub struct SamplerTuning {
-    /// DDIM's η (0 = deterministic).
-    #[arg(long, default_value_t = generate::DEFAULT_ETA, allow_hyphen_values = true)]
-    pub eta: f64,
+    #[arg(long, allow_hyphen_values = true, help = model_default("DDIM's η (0 = deterministic)", LIBRARY.eta))]
+    pub eta: Option<f64>,
     /// leading, trailing or linspace (default: the sampler's diffusers default).
     #[arg(long, value_parser = parse::<TimestepSpacing>)]
     pub timestep_spacing: Option<TimestepSpacing>,
     /// Do not clamp the x0 prediction to [-1, 1] (diffusers' clip_sample=False; DDPM, DDIM).
     #[arg(long)]
     pub no_clip_sample: bool,
+}
+
+impl SamplerTuning {
+    /// `config` with these flags applied.
+    pub fn apply(&self, config: SamplerConfig) -> SamplerConfig {
+        SamplerConfig {
+            eta: self.eta.unwrap_or(config.eta),
+            clip_sample: config.clip_sample && !self.no_clip_sample,
+            timestep_spacing: self.timestep_spacing.unwrap_or(config.timestep_spacing),
+            ..config
+        }
+    }
 }
 
 /// `--device`, taken by the commands that run tensor math (not `schedule` or `data`).
@@ -86,11 +118,10 @@ pub struct DeviceFlag {
 /// How frames are drawn (generate, img2img, inpaint, invert, interpolate).
 #[derive(Args, Clone)]
 pub struct FrameFlags {
-    /// Nearest-neighbour upscaling of each image (default: at least 192 px).
-    #[arg(long)]
+    #[arg(long, help = format!("Nearest-neighbour upscaling of each image [default: at least {} px]", LIBRARY.display_side))]
     pub scale: Option<u32>,
     /// GIF frames per second.
-    #[arg(long, default_value_t = generate::DEFAULT_FPS, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = LIBRARY.fps, allow_negative_numbers = true)]
     pub fps: f64,
 }
 

@@ -7,14 +7,16 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
+use diffuse::defaults::SamplingDefaults;
 use diffuse::edit::inpaint::InpaintMethod;
+use diffuse::edit::repaint;
 use diffuse::jobs::generate::{self, GenerateOptions, InitImage, InpaintSpec};
+use diffuse::model::LoadedModel;
 use diffuse::render::animation::FrameCount;
-use diffuse::sampler::repaint;
-use diffuse::sampler::SamplerConfig;
 
 use super::flags::{
-    parse, DeviceFlag, FrameFlags, ModelFlag, OutputFlags, SamplerTuning, SamplingFlags,
+    model_default, parse, DeviceFlag, FrameFlags, ModelFlag, OutputFlags, SamplerTuning,
+    SamplingFlags,
 };
 use super::Context;
 
@@ -37,9 +39,10 @@ pub struct Img2ImgArgs {
     /// The starting picture (resized to the model's resolution).
     #[arg(long)]
     image: PathBuf,
-    /// How much of the schedule to redo: 0 keeps the picture, 1 starts from pure noise.
-    #[arg(long, default_value_t = generate::DEFAULT_STRENGTH, allow_hyphen_values = true)]
-    strength: f64,
+    #[arg(long, allow_hyphen_values = true, help = model_default(
+        "How much of the schedule to redo: 0 keeps the picture, 1 starts from pure noise",
+        SamplingDefaults::LIBRARY.strength))]
+    strength: Option<f64>,
     /// Start at this sampler step instead of one given by --strength (0 redoes every step).
     #[arg(long, conflicts_with = "strength")]
     start_step: Option<usize>,
@@ -105,9 +108,8 @@ pub struct GenerateArgs {
     /// Replaces the unconditional branch of guidance, e.g. "red".
     #[arg(long)]
     negative_prompt: Option<String>,
-    /// Images to generate side by side.
-    #[arg(long, default_value_t = generate::DEFAULT_NUM_IMAGES)]
-    num_images: usize,
+    #[arg(long, help = model_default("Images to generate side by side", SamplingDefaults::LIBRARY.num_images))]
+    num_images: Option<usize>,
     #[command(flatten)]
     sampling: SamplingFlags,
     #[command(flatten)]
@@ -135,9 +137,10 @@ pub struct GenerateArgs {
     /// grid.png and attention.gif.
     #[arg(long)]
     attention_maps: bool,
-    /// With --attention-maps: about this many evenly chosen steps.
-    #[arg(long, default_value_t = generate::DEFAULT_ATTENTION_STEPS, requires = "attention_maps")]
-    attention_steps: usize,
+    #[arg(long, requires = "attention_maps", help = model_default(
+        "With --attention-maps: about this many evenly chosen steps",
+        SamplingDefaults::LIBRARY.attention_steps))]
+    attention_steps: Option<usize>,
     /// Also write trajectory.safetensors (x_t and x0_pred at every step).
     #[arg(long)]
     save_tensors: bool,
@@ -146,18 +149,12 @@ pub struct GenerateArgs {
 }
 
 impl GenerateArgs {
-    /// The options for plain generation; the callers add img2img's or inpaint's inputs.
-    fn options(&self) -> GenerateOptions {
-        let seed = self.seed.unwrap_or_else(|| rand::random::<u64>() >> 11);
-        let mut sampler = SamplerConfig {
-            eta: self.tuning.eta,
-            thresholding: generate::DEFAULT_THRESHOLDING && !self.sampling.no_thresholding,
-            clip_sample: !self.tuning.no_clip_sample,
-            ..SamplerConfig::new(self.sampling.sampler, self.sampling.steps)
-        };
-        if let Some(sp) = self.tuning.timestep_spacing {
-            sampler.timestep_spacing = sp;
-        }
+    /// The options for plain generation with `model`'s defaults where a flag is left out;
+    /// the callers add img2img's or inpaint's inputs.
+    fn options(&self, model: &LoadedModel) -> GenerateOptions {
+        let d = model.defaults();
+        let seed = self.seed.unwrap_or_else(diffuse::rng::random_seed);
+        let (sampler, guidance) = self.sampling.resolve(model);
         GenerateOptions {
             init_image: None,
             inpaint: None,
@@ -165,9 +162,9 @@ impl GenerateArgs {
             start_step: None,
             prompt: self.prompt.clone(),
             negative_prompt: self.negative_prompt.clone(),
-            num_images: self.num_images,
-            sampler,
-            guidance: self.sampling.guidance,
+            num_images: self.num_images.unwrap_or(d.num_images),
+            sampler: self.tuning.apply(sampler),
+            guidance,
             seed,
             out: self
                 .out
@@ -180,48 +177,59 @@ impl GenerateArgs {
             fps: self.frame.fps,
             save_tensors: self.save_tensors,
             force: self.output.force,
-            attention_maps: self.attention_maps.then_some(self.attention_steps),
+            attention_maps: self
+                .attention_maps
+                .then_some(self.attention_steps.unwrap_or(d.attention_steps)),
         }
+    }
+
+    fn model(&self, ctx: &Context) -> Result<LoadedModel> {
+        let device = ctx.device(&self.device)?;
+        Ok(diffuse::model::load(self.model.model.as_deref(), &device)?)
     }
 }
 
 pub fn run(args: &GenerateCmd, ctx: &Context) -> Result<()> {
+    let model = args.generate.model(ctx)?;
     let opts = GenerateOptions {
         from_noise: args.from_noise.clone(),
         start_step: args.start_step,
-        ..args.generate.options()
+        ..args.generate.options(&model)
     };
-    run_with(&args.generate, opts, ctx)
+    run_with(&args.generate, &model, opts, ctx)
 }
 
 pub fn run_img2img(args: &Img2ImgArgs, ctx: &Context) -> Result<()> {
+    let model = args.generate.model(ctx)?;
     let init = InitImage {
         path: args.image.clone(),
-        strength: args.strength,
+        strength: args.strength.unwrap_or(model.defaults().strength),
     };
     let opts = GenerateOptions {
         init_image: Some(init),
         start_step: args.start_step,
-        ..args.generate.options()
+        ..args.generate.options(&model)
     };
-    run_with(&args.generate, opts, ctx)
+    run_with(&args.generate, &model, opts, ctx)
 }
 
 pub fn run_inpaint(args: &InpaintArgs, ctx: &Context) -> Result<()> {
+    let spec = args.spec()?;
+    let model = args.generate.model(ctx)?;
     let opts = GenerateOptions {
-        inpaint: Some(args.spec()?),
-        ..args.generate.options()
+        inpaint: Some(spec),
+        ..args.generate.options(&model)
     };
-    run_with(&args.generate, opts, ctx)
+    run_with(&args.generate, &model, opts, ctx)
 }
 
-fn run_with(args: &GenerateArgs, mut opts: GenerateOptions, ctx: &Context) -> Result<()> {
-    let device = ctx.device(&args.device)?;
-    let model = diffuse::model::load(args.model.model.as_deref(), &device)?;
-    if let (None, Some(sp)) = (args.tuning.timestep_spacing, model.folder_spacing()) {
-        opts.sampler.timestep_spacing = sp;
-    }
-    let report = generate::run(&model, &opts, &ctx.bars)?;
+fn run_with(
+    args: &GenerateArgs,
+    model: &LoadedModel,
+    opts: GenerateOptions,
+    ctx: &Context,
+) -> Result<()> {
+    let report = generate::run(model, &opts, &ctx.bars)?;
     let how = match &report.inpaint {
         Some(i) if i.method == InpaintMethod::Repaint => format!(
             "RePaint over {} timesteps (jump length {}, {} jumps)",

@@ -5,10 +5,13 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
+use diffuse::defaults::SamplingDefaults;
 use diffuse::jobs::interpolate::{self, InterpolateOptions};
-use diffuse::sampler::{SamplerConfig, SamplerKind, TimestepSpacing};
+use diffuse::sampler::{SamplerKind, TimestepSpacing};
 
-use super::flags::{parse, DeviceFlag, FrameFlags, ModelFlag, OutputFlags};
+use super::flags::{model_default, parse, DeviceFlag, FrameFlags, ModelFlag, OutputFlags};
+
+const LIBRARY: SamplingDefaults = SamplingDefaults::LIBRARY;
 use super::Context;
 
 #[derive(Args)]
@@ -33,15 +36,13 @@ pub struct InterpolateArgs {
     /// ddim (deterministic, with --eta 0), ddpm or dpm++2m.
     #[arg(long, default_value_t = interpolate::DEFAULT_SAMPLER, value_parser = parse::<SamplerKind>)]
     sampler: SamplerKind,
-    /// Denoising steps per frame.
-    #[arg(long, default_value_t = diffuse::jobs::generate::DEFAULT_STEPS)]
-    steps: usize,
-    /// Classifier-free guidance scale (1 = no guidance).
-    #[arg(long, default_value_t = diffuse::jobs::generate::DEFAULT_GUIDANCE, allow_hyphen_values = true)]
-    guidance: f64,
-    /// DDIM's η (0 = deterministic).
-    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
-    eta: f64,
+    #[arg(long, help = model_default("Denoising steps per frame", LIBRARY.steps))]
+    steps: Option<usize>,
+    #[arg(long, allow_hyphen_values = true,
+          help = model_default("Classifier-free guidance scale (1 = no guidance)", LIBRARY.guidance))]
+    guidance: Option<f64>,
+    #[arg(long, allow_hyphen_values = true, help = model_default("DDIM's η (0 = deterministic)", LIBRARY.eta))]
+    eta: Option<f64>,
     /// leading, trailing or linspace (default: the sampler's diffusers default).
     #[arg(long, value_parser = parse::<TimestepSpacing>)]
     timestep_spacing: Option<TimestepSpacing>,
@@ -62,16 +63,16 @@ pub struct InterpolateArgs {
 pub fn run(args: &InterpolateArgs, ctx: &Context) -> Result<()> {
     let device = ctx.device(&args.device)?;
     let model = diffuse::model::load(args.model.model.as_deref(), &device)?;
-    let seed = args.seed.unwrap_or_else(|| rand::random::<u64>() >> 11);
+    let seed = args.seed.unwrap_or_else(diffuse::rng::random_seed);
     let seed_to = args.seed_to.unwrap_or(seed);
-    let mut sampler = SamplerConfig {
-        eta: args.eta,
-        thresholding: !args.no_thresholding,
-        ..SamplerConfig::new(args.sampler, args.steps)
-    };
-    if let Some(sp) = args.timestep_spacing.or(model.folder_spacing()) {
+    let d = model.defaults();
+    let mut sampler = model.default_sampler(args.sampler, args.steps.unwrap_or(d.steps));
+    sampler.thresholding &= !args.no_thresholding;
+    sampler.eta = args.eta.unwrap_or(d.eta);
+    if let Some(sp) = args.timestep_spacing {
         sampler.timestep_spacing = sp;
     }
+    let guidance = args.guidance.unwrap_or(d.guidance);
     let slug = diffuse::prompt::slug(&args.prompt);
     let default_out = format!("interpolate-{slug}-seed{seed}-{seed_to}");
     let opts = InterpolateOptions {
@@ -81,7 +82,7 @@ pub fn run(args: &InterpolateArgs, ctx: &Context) -> Result<()> {
         seed_to,
         frames: args.frames,
         sampler,
-        guidance: args.guidance,
+        guidance,
         out: args
             .out
             .clone()

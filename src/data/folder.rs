@@ -12,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::error::{Error, Reason, Result};
 use crate::io::image::{decode, flatten_over_white, to_model_space};
-use crate::unet::{Slot, Vocabulary};
+use crate::vocab::{Slot, Vocabulary};
 
 /// Pictures in memory, in model space.
 pub struct FolderDataset {

@@ -14,8 +14,7 @@ use serde_json::json;
 use super::config::UNet2DConfig;
 use crate::error::{Error, Result};
 use crate::io::{fs, safetensors};
-use crate::model::{LoadedModel, Network};
-use crate::schedule::BetaSchedule;
+use crate::schedule::{BetaSchedule, ScheduleConfig};
 use crate::unet::UNetConfig;
 
 fn refuse(reason: String) -> Error {
@@ -165,21 +164,17 @@ fn beta_schedule_name(b: BetaSchedule) -> &'static str {
     }
 }
 
-/// Writes `model` as a diffusers folder in `dir` (config.json,
+/// Writes a model of `unet` and `schedule`, its weights `named` by diffuse's names, as a
+/// diffusers folder in `dir` (config.json,
 /// diffusion_pytorch_model.safetensors, scheduler_config.json); returns its config.
 pub fn export(
-    model: &LoadedModel,
+    unet: &UNetConfig,
+    schedule: &ScheduleConfig,
     named: HashMap<String, Tensor>,
     dir: &Path,
     force: bool,
 ) -> Result<UNet2DConfig> {
-    if !matches!(model.net, Network::Own(_)) {
-        return Err(refuse(format!(
-            "{} is a diffusers folder already",
-            model.name
-        )));
-    }
-    let config = config_of(&model.meta.unet)?;
+    let config = config_of(unet)?;
     let weights = weights_of(named)?;
     let _lock = fs::prepare_output_dir(dir, force)?;
     let text = serde_json::to_vec_pretty(&config).map_err(|e| Error::Encode {
@@ -188,8 +183,8 @@ pub fn export(
     })?;
     fs::write_atomic(&dir.join("config.json"), &text)?;
     safetensors::save(&dir.join(super::folder::WEIGHTS), &weights)?;
-    let s = &model.meta.schedule;
-    let prediction = match model.meta.unet.prediction {
+    let s = schedule;
+    let prediction = match unet.prediction {
         crate::unet::Prediction::Epsilon => "epsilon",
         crate::unet::Prediction::VPrediction => "v_prediction",
     };

@@ -12,6 +12,6 @@ pub mod scheduler;
 pub mod unet2d;
 
 pub use config::UNet2DConfig;
-pub use folder::{load_folder, load_model, DiffusersModel};
+pub use folder::{load_folder, DiffusersModel};
 pub use scheduler::SchedulerConfig;
 pub use unet2d::UNet2DModel;

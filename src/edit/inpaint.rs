@@ -3,8 +3,8 @@
 //! - [`Replace`]: diffusers' method for plain UNets. After each step the kept region becomes
 //!   the original picture noised to the timestep of the new sample, with one ε for the whole
 //!   run; after the last step it is the picture itself.
-//! - [`repaint`]: RePaint (Lugmayr et al. 2022), which also jumps back in time so the filled
-//!   region harmonises with the kept one.
+//! - [`super::repaint`]: RePaint (Lugmayr et al. 2022), which also jumps back in time so the
+//!   filled region harmonises with the kept one.
 
 use std::fmt;
 use std::str::FromStr;
@@ -13,9 +13,7 @@ use candle_core::Tensor;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::pipeline::StepEvent;
-use crate::sampler::repaint::{blend, repaint_step};
-use crate::sampler::{Sampler, SamplerConfig};
+use crate::sampler::Sampler;
 use crate::schedule::NoiseSchedule;
 
 /// How the known region is imposed.
@@ -51,6 +49,7 @@ impl fmt::Display for InpaintMethod {
 }
 
 /// What is known: the original picture and where it is kept.
+#[derive(Clone)]
 pub struct Known {
     /// The original `[B, C, H, W]` in model space.
     pub image: Tensor,
@@ -59,25 +58,25 @@ pub struct Known {
 }
 
 /// A sampler that imposes the known region after every step of `inner` (the replace method).
-pub struct Replace<'a, 's> {
-    inner: &'a mut (dyn Sampler + 's),
-    schedule: &'a NoiseSchedule,
-    known: &'a Known,
+pub struct Replace<'s> {
+    inner: Box<dyn Sampler + 's>,
+    schedule: NoiseSchedule,
+    known: Known,
     /// The ε that noises the known region at every step.
     eps: Tensor,
 }
 
-impl<'a, 's> Replace<'a, 's> {
+impl<'s> Replace<'s> {
     /// Wraps `inner`; `eps` `[B, C, H, W]` noises the known region at every step.
     pub fn new(
-        inner: &'a mut (dyn Sampler + 's),
-        schedule: &'a NoiseSchedule,
-        known: &'a Known,
+        inner: Box<dyn Sampler + 's>,
+        schedule: &NoiseSchedule,
+        known: Known,
         eps: Tensor,
     ) -> Self {
         Self {
             inner,
-            schedule,
+            schedule: schedule.clone(),
             known,
             eps,
         }
@@ -85,7 +84,7 @@ impl<'a, 's> Replace<'a, 's> {
 
     /// The known region at timestep `t` (the picture itself for None).
     fn known_at(&self, t: Option<usize>) -> Result<Tensor> {
-        known_at(self.schedule, self.known, t, &self.eps)
+        known_at(&self.schedule, &self.known, t, &self.eps)
     }
 }
 
@@ -121,7 +120,7 @@ pub fn replace_start(
     )
 }
 
-impl Sampler for Replace<'_, '_> {
+impl Sampler for Replace<'_> {
     fn timesteps(&self) -> &[usize] {
         self.inner.timesteps()
     }
@@ -144,57 +143,8 @@ impl Sampler for Replace<'_, '_> {
     }
 }
 
-/// RePaint over a timestep sequence from
-/// [`repaint_timesteps`](crate::sampler::repaint::repaint_timesteps).
-pub struct RePaint<'a> {
-    pub schedule: &'a NoiseSchedule,
-    /// Steps, η, `clip_sample`/thresholding and the prediction type.
-    pub config: SamplerConfig,
-    pub timesteps: &'a [usize],
-}
-
-impl RePaint<'_> {
-    /// Runs from `noise` as diffusers' `RePaintPipeline`: a timestep below the one before
-    /// is a model step (`predict(x_t, t)`), one above it an undo step that noises the sample
-    /// forward one training timestep at a time. `draw()` gives each fresh noise (one per
-    /// model step, T/N per undo step). `on_step` sees every state; an undo step repeats the
-    /// last x0 prediction and model output.
-    pub fn run(
-        &self,
-        mut predict: impl FnMut(&Tensor, usize) -> Result<Tensor>,
-        known: &Known,
-        noise: Tensor,
-        mut draw: impl FnMut() -> Result<Tensor>,
-        mut on_step: impl FnMut(StepEvent),
-    ) -> Result<Tensor> {
-        let (schedule, config) = (self.schedule, &self.config);
-        let ratio = schedule.len() / config.steps.min(schedule.len());
-        let mut x = noise; // [B, C, H, W]
-        let (mut x0, mut eps) = (x.zeros_like()?, x.zeros_like()?);
-        let mut t_last = self.timesteps.first().map_or(0, |t| t + 1);
-        let n = self.timesteps.len();
-        for (i, &t) in self.timesteps.iter().enumerate() {
-            if t < t_last {
-                eps = predict(&x, t)?;
-                let z = draw()?;
-                (x, x0) =
-                    repaint_step(schedule, config, &eps, t, &x, &known.image, &known.keep, &z)?;
-            } else {
-                for k in 0..ratio {
-                    x = schedule.q_step(&x, t_last + k, &draw()?)?;
-                }
-            }
-            t_last = t;
-            on_step(StepEvent {
-                i,
-                n,
-                t,
-                x: &x,
-                x0: &x0,
-                model_output: &eps,
-            });
-        }
-        // The last step's known part is the original at ᾱ = 1: the picture itself.
-        Ok(x)
-    }
+/// `keep`·a + (1 − `keep`)·b, with `keep` `[B or 1, 1, H, W]` broadcast over channels.
+pub fn blend(a: &Tensor, b: &Tensor, keep: &Tensor) -> Result<Tensor> {
+    let keep = keep.broadcast_as(a.shape())?;
+    Ok((a.mul(&keep)? + b.mul(&keep.affine(-1.0, 1.0)?)?)?)
 }

@@ -5,3 +5,4 @@
 pub mod inpaint;
 pub mod interpolate;
 pub mod invert;
+pub mod repaint;

@@ -4,5 +4,4 @@
 
 pub mod fs;
 pub mod image;
-pub mod noise;
 pub mod safetensors;

@@ -2,7 +2,6 @@
 //! (guidance, sampler, steps or seed), drawn as one picture with a labelled row per value:
 //! each row shows the run's states from noise to the final image.
 
-use std::fmt;
 use std::path::PathBuf;
 
 use image::RgbImage;
@@ -11,63 +10,18 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::io::fs;
 use crate::model::LoadedModel;
-use crate::pipeline::{self, StepEvent};
 use crate::progress::Progress;
-use crate::prompt;
 use crate::render::{self, frame::default_scale};
-use crate::rng;
-use crate::sampler::{SamplerConfig, SamplerKind};
+use crate::run::{ColumnStep, Run, RunRequest, Start};
+use crate::sampler::SamplerConfig;
 
 /// The most rows.
-pub const MAX_VALUES: usize = 8;
+pub use crate::run::MAX_VALUES;
 /// States per row by default, and at most.
 pub const DEFAULT_FRAMES: usize = 6;
 pub const MAX_FRAMES: usize = 16;
 
-/// The setting that changes from row to row.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Axis {
-    Guidance(Vec<f64>),
-    Sampler(Vec<SamplerKind>),
-    Steps(Vec<usize>),
-    Seed(Vec<u64>),
-}
-
-impl Axis {
-    fn len(&self) -> usize {
-        match self {
-            Axis::Guidance(v) => v.len(),
-            Axis::Sampler(v) => v.len(),
-            Axis::Steps(v) => v.len(),
-            Axis::Seed(v) => v.len(),
-        }
-    }
-
-    /// The flag the values came from.
-    pub fn flag(&self) -> &'static str {
-        match self {
-            Axis::Guidance(_) => "guidance",
-            Axis::Sampler(_) => "sampler",
-            Axis::Steps(_) => "steps",
-            Axis::Seed(_) => "seed",
-        }
-    }
-}
-
-/// One row's setting.
-struct Setting {
-    config: SamplerConfig,
-    guidance: f64,
-    seed: u64,
-    label: String,
-}
-
-impl fmt::Display for Setting {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.label)
-    }
-}
+pub use crate::run::Axis;
 
 /// Everything `diffuse compare` needs; the axis's values replace the base setting per row.
 pub struct CompareOptions {
@@ -95,67 +49,8 @@ pub struct CompareReport {
     pub model: String,
 }
 
-fn settings(opts: &CompareOptions) -> Vec<Setting> {
-    let base = |label: String| Setting {
-        config: opts.sampler,
-        guidance: opts.guidance,
-        seed: opts.seed,
-        label,
-    };
-    match &opts.axis {
-        Axis::Guidance(v) => v
-            .iter()
-            .map(|&g| Setting {
-                guidance: g,
-                ..base(format!("guidance {g}"))
-            })
-            .collect(),
-        Axis::Sampler(v) => v
-            .iter()
-            .map(|&k| {
-                // The sampler's own diffusers defaults, with the run's η and x0 treatment.
-                let b = &opts.sampler;
-                let config = SamplerConfig {
-                    eta: b.eta,
-                    thresholding: b.thresholding,
-                    clip_sample: b.clip_sample,
-                    ..SamplerConfig::new(k, b.steps)
-                };
-                Setting {
-                    config,
-                    ..base(format!("{k}"))
-                }
-            })
-            .collect(),
-        Axis::Steps(v) => v
-            .iter()
-            .map(|&n| Setting {
-                config: SamplerConfig {
-                    steps: n,
-                    ..opts.sampler
-                },
-                ..base(format!("{n} steps"))
-            })
-            .collect(),
-        Axis::Seed(v) => v
-            .iter()
-            .map(|&s| Setting {
-                seed: s,
-                ..base(format!("seed {s}"))
-            })
-            .collect(),
-    }
-}
-
 fn check(opts: &CompareOptions) -> Result<()> {
-    let n = opts.axis.len();
-    if !(2..=MAX_VALUES).contains(&n) {
-        return Err(Error::option(
-            opts.axis.flag(),
-            n,
-            format!("give 2..={MAX_VALUES} comma-separated values to compare"),
-        ));
-    }
+    opts.axis.check(MAX_VALUES)?;
     if !(2..=MAX_FRAMES).contains(&opts.frames) {
         return Err(Error::out_of_range(
             "frames",
@@ -163,72 +58,56 @@ fn check(opts: &CompareOptions) -> Result<()> {
             format!("2..={MAX_FRAMES}"),
         ));
     }
-    if let Axis::Guidance(v) = &opts.axis {
-        if let Some(g) = v.iter().find(|g| !(g.is_finite() && **g >= 0.0)) {
-            return Err(Error::option_is("guidance", g, "must be a number ≥ 0"));
-        }
-    }
     crate::render::frame::check_scale(opts.scale)?;
     Ok(())
 }
 
-/// One row: `frames` evenly chosen states of the run (noise first, the final image last),
-/// each labelled with its timestep.
-fn row(
-    model: &LoadedModel,
-    ids: &[u32],
-    s: &Setting,
-    frames: usize,
-    scale: u32,
-) -> Result<RgbImage> {
-    let unet = &model.meta.unet;
-    let guided = model.guided(s.guidance, &[ids.to_vec()], &[prompt::null_ids(unet)])?;
-    let mut sampler = model.sampler(s.config)?;
-    let timesteps = sampler.timesteps().to_vec();
-    let n = timesteps.len();
-    let keep = render::evenly_chosen(n + 1, frames);
-    let mut rng = rng::rng(s.seed);
-    let noise = pipeline::initial_noise(&guided, &mut rng)?; // [1, C, H, W]
-    let mut states = vec![(
-        render::to_rgb8(&noise.get(0)?)?,
-        format!("noise t={}", timesteps[0]),
-    )];
-    let mut failed = None;
-    pipeline::denoise_from(
-        &guided,
-        sampler.as_mut(),
-        &mut rng,
-        0,
-        noise,
-        |e: StepEvent| {
-            if keep.contains(&(e.i + 1)) && failed.is_none() {
-                let label = if e.i + 1 == n {
-                    "final".to_string()
-                } else {
-                    format!("t={}", e.t)
-                };
-                match e
-                    .x
-                    .get(0)
-                    .map_err(Error::from)
-                    .and_then(|x| render::to_rgb8(&x))
-                {
-                    Ok(img) => states.push((img, label)),
-                    Err(err) => failed = Some(err),
-                }
-            }
-        },
-    )?;
-    if let Some(err) = failed {
-        return Err(err);
+/// One row being drawn: the column's kept states (noise first, the final image last), each
+/// labelled with its timestep.
+struct RowStates {
+    keep: Vec<usize>,
+    n: usize,
+    states: Vec<(RgbImage, String)>,
+}
+
+impl RowStates {
+    fn new(run: &Run, c: usize, frames: usize) -> Result<Self> {
+        let timesteps = run.timesteps(c);
+        let n = timesteps.len();
+        let noise = run.decode(run.state(c))?; // [1, 3, H, W]
+        Ok(Self {
+            keep: render::evenly_chosen(n + 1, frames),
+            n,
+            states: vec![(
+                render::to_rgb8(&noise.get(0)?)?,
+                format!("noise t={}", timesteps[0]),
+            )],
+        })
     }
-    let big: Vec<RgbImage> = states
-        .iter()
-        .map(|(i, _)| render::upscale(i, scale))
-        .collect();
-    let refs: Vec<&RgbImage> = big.iter().collect();
-    let labels: Vec<String> = states.into_iter().map(|(_, l)| l).collect();
-    Ok(render::grid(&refs, refs.len(), 2, Some(&labels)))
+
+    fn push(&mut self, run: &Run, i: usize, step: &ColumnStep) -> Result<()> {
+        if !self.keep.contains(&(i + 1)) {
+            return Ok(());
+        }
+        let label = match i + 1 == self.n {
+            true => "final".to_string(),
+            false => format!("t={}", step.t),
+        };
+        let x = run.decode(&step.x)?;
+        self.states.push((render::to_rgb8(&x.get(0)?)?, label));
+        Ok(())
+    }
+
+    fn picture(self, scale: u32) -> RgbImage {
+        let big: Vec<RgbImage> = self
+            .states
+            .iter()
+            .map(|(i, _)| render::upscale(i, scale))
+            .collect();
+        let refs: Vec<&RgbImage> = big.iter().collect();
+        let labels: Vec<String> = self.states.into_iter().map(|(_, l)| l).collect();
+        render::grid(&refs, refs.len(), 2, Some(&labels))
+    }
 }
 
 /// Runs `diffuse compare` on the model's device and writes the picture.
@@ -238,22 +117,42 @@ pub fn run(
     progress: &dyn Progress,
 ) -> Result<CompareReport> {
     check(opts)?;
-    let ids = prompt::encode(&opts.prompt, &model.meta.unet)?;
-    let settings = settings(opts);
-    for s in &settings {
-        model.sampler(s.config)?; // every row's steps and sampler, before any work
-    }
+    let request = RunRequest {
+        prompt: opts.prompt.clone(),
+        negative_prompt: None,
+        sampler: opts.sampler,
+        guidance: opts.guidance,
+        seed: opts.seed,
+        num_images: 1,
+        axis: Some(opts.axis.clone()),
+        start_step: 0,
+        attention_steps: Vec::new(),
+    };
+    let mut run = Run::new(model, &request, &Start::Noise)?;
     fs::check_overwrite(&opts.out, opts.force)?;
     let scale = opts
         .scale
         .unwrap_or_else(|| default_scale(model.meta.unet.image_size).min(4));
-    progress.stage("sampling", settings.len() as u64);
-    let mut rows = Vec::with_capacity(settings.len());
-    for s in &settings {
-        rows.push((s.label.clone(), row(model, &ids, s, opts.frames, scale)?));
+    let labels: Vec<String> = run.settings().iter().map(|s| s.to_string()).collect();
+    let mut rows = (0..labels.len())
+        .map(|c| RowStates::new(&run, c, opts.frames))
+        .collect::<Result<Vec<_>>>()?;
+    progress.stage("sampling", run.steps() as u64);
+    while let Some(out) = run.step()? {
+        for (row, step) in rows.iter_mut().zip(&out.columns) {
+            if let Some(step) = step {
+                row.push(&run, out.i, step)?;
+            }
+        }
         progress.advance(1);
     }
+    run.finish()?;
     progress.finish();
+    let rows: Vec<(String, RgbImage)> = labels
+        .iter()
+        .cloned()
+        .zip(rows.into_iter().map(|r| r.picture(scale)))
+        .collect();
     let title = format!(
         "\"{}\", seed {}: one row per {}",
         opts.prompt,
@@ -265,7 +164,7 @@ pub fn run(
         command: "compare",
         prompt: opts.prompt.clone(),
         axis: opts.axis.clone(),
-        rows: settings.iter().map(|s| s.to_string()).collect(),
+        rows: labels,
         seed: opts.seed,
         out: opts.out.clone(),
         model: model.name.clone(),

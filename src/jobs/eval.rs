@@ -106,13 +106,7 @@ pub(crate) fn check_sampling(model: &LoadedModel, opts: &EvalOptions) -> Result<
             "need at least one sample",
         ));
     }
-    if !(opts.guidance.is_finite() && opts.guidance >= 0.0) {
-        return Err(Error::option_is(
-            "guidance",
-            opts.guidance,
-            "must be a number ≥ 0",
-        ));
-    }
+    crate::defaults::check_guidance("guidance", opts.guidance)?;
     let t = model.schedule.len();
     if opts.steps == 0 || opts.steps > t {
         return Err(Error::out_of_range("steps", opts.steps, format!("1..={t}")));

@@ -89,13 +89,7 @@ fn check(opts: &InterpolateOptions) -> Result<()> {
             "is the same as --seed and the prompts are the same: every frame would be one picture; give another --seed-to or a --prompt-to",
         ));
     }
-    if !(opts.guidance.is_finite() && opts.guidance >= 0.0) {
-        return Err(Error::option_is(
-            "guidance",
-            opts.guidance,
-            "must be a number ≥ 0",
-        ));
-    }
+    crate::defaults::check_guidance("guidance", opts.guidance)?;
     crate::render::frame::check_scale(opts.scale)?;
     Ok(())
 }

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::edit::invert::{check_invertible, ddim_invert, psnr, timesteps};
 use crate::error::{Error, Result};
 use crate::io::fs;
-use crate::io::noise::{save_noise, NoiseMeta};
+use crate::jobs::noise_file::{save_noise, NoiseMeta};
 use crate::jobs::{ms, write_run_json};
 use crate::model::LoadedModel;
 use crate::pipeline::{self, Guided, StepEvent};
@@ -99,13 +99,7 @@ fn is_invert_output(name: &str) -> bool {
 
 fn check(opts: &InvertOptions) -> Result<()> {
     check_invertible(&opts.sampler)?;
-    if !(opts.guidance.is_finite() && opts.guidance >= 0.0) {
-        return Err(Error::option_is(
-            "guidance",
-            opts.guidance,
-            "must be a number ≥ 0",
-        ));
-    }
+    crate::defaults::check_guidance("guidance", opts.guidance)?;
     if opts.start_step >= opts.sampler.steps {
         let range = format!(
             "0..={} (--steps {})",

@@ -10,6 +10,7 @@ pub mod generate;
 pub mod interpolate;
 pub mod invert;
 pub mod noise;
+pub mod noise_file;
 pub mod train;
 pub mod train_preview;
 

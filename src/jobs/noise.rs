@@ -23,7 +23,7 @@ use crate::schedule::{NoiseSchedule, ScheduleConfig};
 /// Default number of evenly spaced frames.
 pub const DEFAULT_FRAMES: usize = 50;
 /// Default GIF speed (the same as generate's).
-pub const DEFAULT_FPS: f64 = crate::jobs::generate::DEFAULT_FPS;
+pub const DEFAULT_FPS: f64 = crate::defaults::SamplingDefaults::LIBRARY.fps;
 /// Frames fade the picture evenly by default.
 pub const DEFAULT_SPACING: FrameSpacing = FrameSpacing::Signal;
 /// Default seed of the noise.

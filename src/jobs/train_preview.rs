@@ -58,7 +58,7 @@ pub fn preview_samples(trainer: &Trainer, ids: &[Vec<u32>], steps: usize) -> Res
         None => crate::pipeline::Guided::new(&model, 1.0, ids, ids)?,
         Some(_) => {
             let nulls = vec![crate::prompt::null_ids(&trainer.config.unet); ids.len()];
-            let scale = crate::jobs::generate::DEFAULT_GUIDANCE;
+            let scale = crate::defaults::SamplingDefaults::LIBRARY.guidance;
             crate::pipeline::Guided::new(&model, scale, ids, &nulls)?
         }
     };

@@ -5,7 +5,6 @@
 pub mod ddim;
 pub mod ddpm;
 pub mod dpm_solver;
-pub mod repaint;
 
 use std::fmt;
 use std::str::FromStr;
@@ -139,6 +138,27 @@ impl SamplerConfig {
             dynamic_thresholding_ratio: 0.995,
             sample_max_value: 1.0,
             prediction: Prediction::Epsilon,
+        }
+    }
+
+    /// The sampler `kind`'s own diffusers defaults with this config's steps, η, x0
+    /// treatment and prediction type; its spacing too where this config does not use its
+    /// sampler's default spacing.
+    pub fn with_kind(&self, kind: SamplerKind) -> Self {
+        let own = Self::new(kind, self.steps);
+        let default_spacing = Self::new(self.kind, self.steps).timestep_spacing;
+        Self {
+            eta: self.eta,
+            thresholding: self.thresholding,
+            clip_sample: self.clip_sample,
+            prediction: self.prediction,
+            steps_offset: self.steps_offset,
+            timestep_spacing: if self.timestep_spacing == default_spacing {
+                own.timestep_spacing
+            } else {
+                self.timestep_spacing
+            },
+            ..own
         }
     }
 

@@ -13,17 +13,18 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::jobs::{JobSpec, QueueStatus, Variant};
+use super::jobs::QueueStatus;
+use super::spec::JobSpec;
 use super::AppState;
 use crate::data::emoji;
-use crate::jobs::generate::{DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS};
+use crate::run::{condition_ids, Axis, RunRequest};
 use crate::sampler::SamplerKind;
 use crate::schedule::{BetaSchedule, NoiseSchedule, ScheduleConfig};
 
 type ApiResult<T> = std::result::Result<T, ApiError>;
 
 /// The largest guidance scale a request may ask for.
-pub const MAX_GUIDANCE: f64 = 50.0;
+pub use crate::defaults::MAX_GUIDANCE;
 /// The pictures `POST /api/noise` offers without an upload.
 pub const BUILTIN_PICTURES: [&str; 2] = ["scene", "emoji"];
 
@@ -128,10 +129,10 @@ pub async fn model(State(state): State<Arc<AppState>>) -> Json<ModelInfo> {
         },
         samplers: SamplerKind::ALL.iter().map(|k| k.to_string()).collect(),
         defaults: Defaults {
-            sampler: DEFAULT_SAMPLER.to_string(),
-            steps: DEFAULT_STEPS,
-            guidance: DEFAULT_GUIDANCE,
-            num_images: 1,
+            sampler: m.defaults().sampler.to_string(),
+            steps: m.defaults().steps,
+            guidance: m.defaults().guidance,
+            num_images: m.defaults().playground_images,
         },
         limits: state.limits,
         max_guidance: MAX_GUIDANCE,
@@ -261,43 +262,33 @@ fn parse_sampler(field: &str, s: &str) -> ApiResult<SamplerKind> {
     s.parse().map_err(|e| ApiError::from_lib(field, e))
 }
 
-/// Checks a generate request against the model and the limits.
+/// Checks a generate request against the model and the limits; left-out settings take the
+/// model's sampling defaults, as `diffuse generate` does.
 pub fn check_generate(state: &AppState, r: GenerateRequest) -> ApiResult<JobSpec> {
     let (model, limits) = (&state.model, &state.limits);
-    let unet = &model.meta.unet;
-    let ids =
-        crate::prompt::encode(&r.prompt, unet).map_err(|e| ApiError::from_lib("prompt", e))?;
-    let neg = match &r.negative_prompt {
-        Some(p) => {
-            crate::prompt::encode(p, unet).map_err(|e| ApiError::from_lib("negative_prompt", e))?
-        }
-        None => crate::prompt::null_ids(unet),
-    };
-    let steps = r.steps.unwrap_or(DEFAULT_STEPS);
+    let defaults = model.defaults();
+    condition_ids(model, &r.prompt, None).map_err(|e| ApiError::from_lib("prompt", e))?;
+    if let Some(p) = &r.negative_prompt {
+        condition_ids(model, p, None).map_err(|e| ApiError::from_lib("negative_prompt", e))?;
+    }
+    let steps = r.steps.unwrap_or(defaults.steps);
     if !(1..=limits.max_steps).contains(&steps) {
         let msg = format!("steps {steps} is outside 1..={}", limits.max_steps);
         return Err(ApiError::field("steps", msg));
     }
-    let base = Variant {
-        sampler: parse_sampler(
-            "sampler",
-            r.sampler.as_deref().unwrap_or(&DEFAULT_SAMPLER.to_string()),
-        )?,
-        guidance: check_guidance("guidance", r.guidance.unwrap_or(DEFAULT_GUIDANCE))?,
-        seed: r.seed.unwrap_or_else(|| rand::random::<u64>() >> 11),
+    let kind = match &r.sampler {
+        Some(s) => parse_sampler("sampler", s)?,
+        None => defaults.sampler,
     };
-    let variants = match &r.compare {
-        None => vec![base],
-        Some(c) => compare_variants(base, c, limits.max_variants)?,
+    let axis = match &r.compare {
+        None => None,
+        Some(c) => Some(compare_axis(c, limits.max_variants)?),
     };
-    let num_images = r.num_images.unwrap_or(1);
-    let most = if variants.len() > 1 {
-        1
-    } else {
-        limits.max_images
-    };
+    let columns = axis.as_ref().map_or(1, Axis::len);
+    let num_images = r.num_images.unwrap_or(defaults.playground_images);
+    let most = if columns > 1 { 1 } else { limits.max_images };
     if !(1..=most).contains(&num_images) {
-        let why = if variants.len() > 1 {
+        let why = if columns > 1 {
             " (a comparison draws one image per column)"
         } else {
             ""
@@ -307,26 +298,33 @@ pub fn check_generate(state: &AppState, r: GenerateRequest) -> ApiResult<JobSpec
             format!("num_images {num_images} is outside 1..={most}{why}"),
         ));
     }
-    if r.attention && unet.text.is_none() {
+    if r.attention && model.meta.unet.text.is_none() {
         return Err(ApiError::field(
             "attention",
             "attention maps need a text model; this one has prompt slots",
         ));
     }
-    let spec = JobSpec {
+    let request = RunRequest {
         prompt: r.prompt,
-        ids,
-        neg,
-        steps,
+        negative_prompt: r.negative_prompt,
+        sampler: model.default_sampler(kind, steps),
+        guidance: check_guidance("guidance", r.guidance.unwrap_or(defaults.guidance))?,
+        seed: r.seed.unwrap_or_else(crate::rng::random_seed),
         num_images,
-        variants,
-        attention: r.attention,
+        axis,
+        start_step: 0,
+        attention_steps: if r.attention {
+            vec![steps - 1]
+        } else {
+            Vec::new()
+        },
     };
+    let spec = JobSpec::new(request, r.attention);
     for v in &spec.variants {
         // Builds each sampler once, so a step count its schedule cannot take fails here, and
         // the columns can step in lockstep.
         let sampler = model
-            .sampler(spec.sampler_config(model, v.sampler))
+            .sampler(spec.request.sampler.with_kind(v.sampler))
             .map_err(|e| ApiError::from_lib("steps", e))?;
         let n = sampler.timesteps().len();
         if n != spec.steps {
@@ -340,8 +338,8 @@ pub fn check_generate(state: &AppState, r: GenerateRequest) -> ApiResult<JobSpec
     Ok(spec)
 }
 
-/// The columns of a comparison: `base` with one setting varied.
-fn compare_variants(base: Variant, c: &Compare, max: usize) -> ApiResult<Vec<Variant>> {
+/// The setting a comparison varies, with 2..=`max` checked values.
+fn compare_axis(c: &Compare, max: usize) -> ApiResult<Axis> {
     let n = match c {
         Compare::Seed(v) => v.len(),
         Compare::Guidance(v) => v.len(),
@@ -353,27 +351,19 @@ fn compare_variants(base: Variant, c: &Compare, max: usize) -> ApiResult<Vec<Var
             format!("compare has {n} values; give 2..={max}"),
         ));
     }
-    match c {
-        Compare::Seed(v) => Ok(v.iter().map(|&seed| Variant { seed, ..base }).collect()),
-        Compare::Guidance(v) => v
-            .iter()
-            .map(|&g| {
-                Ok(Variant {
-                    guidance: check_guidance("compare", g)?,
-                    ..base
-                })
-            })
-            .collect(),
-        Compare::Sampler(v) => v
-            .iter()
-            .map(|s| {
-                Ok(Variant {
-                    sampler: parse_sampler("compare", s)?,
-                    ..base
-                })
-            })
-            .collect(),
-    }
+    Ok(match c {
+        Compare::Seed(v) => Axis::Seed(v.clone()),
+        Compare::Guidance(v) => Axis::Guidance(
+            v.iter()
+                .map(|&g| check_guidance("compare", g))
+                .collect::<ApiResult<_>>()?,
+        ),
+        Compare::Sampler(v) => Axis::Sampler(
+            v.iter()
+                .map(|s| parse_sampler("compare", s))
+                .collect::<ApiResult<_>>()?,
+        ),
+    })
 }
 
 /// `POST /api/generate`: checks the request and queues it; the events follow at

@@ -17,46 +17,8 @@ use tokio_stream::{Stream, StreamExt};
 
 use super::error::ApiError;
 use super::run::{run_job, Outcome};
+use super::spec::{json_event, JobSpec};
 use super::{AppState, Limits};
-use crate::model::LoadedModel;
-use crate::sampler::{SamplerConfig, SamplerKind};
-
-/// One column of a run: its sampler, guidance scale and seed.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Variant {
-    pub sampler: SamplerKind,
-    pub guidance: f64,
-    pub seed: u64,
-}
-
-/// A checked generate request.
-#[derive(Debug, Clone, Serialize)]
-pub struct JobSpec {
-    pub prompt: String,
-    #[serde(skip)]
-    pub ids: Vec<u32>,
-    #[serde(skip)]
-    pub neg: Vec<u32>,
-    pub steps: usize,
-    pub num_images: usize,
-    pub variants: Vec<Variant>,
-    /// Cross-attention maps per word at the end (text models).
-    pub attention: bool,
-}
-
-impl JobSpec {
-    /// The sampler of `kind` as `diffuse generate` builds it by default.
-    pub(super) fn sampler_config(&self, model: &LoadedModel, kind: SamplerKind) -> SamplerConfig {
-        let mut config = SamplerConfig {
-            thresholding: crate::jobs::generate::DEFAULT_THRESHOLDING,
-            ..model.sampler_config(kind, self.steps)
-        };
-        if let Some(spacing) = model.folder_spacing() {
-            config.timestep_spacing = spacing;
-        }
-        config
-    }
-}
 
 /// Counts of runs, for `GET /api/status`.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -223,9 +185,4 @@ async fn run_streamed(state: Arc<AppState>, spec: JobSpec, tx: mpsc::Sender<Even
             _ => s.failed += 1,
         }
     });
-}
-
-pub(super) fn json_event(name: &str, data: &impl Serialize) -> Event {
-    let json = serde_json::to_string(data).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
-    Event::default().event(name).data(json)
 }

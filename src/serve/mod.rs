@@ -3,11 +3,15 @@
 //! noises a picture at any t, and serves its page from the binary.
 //!
 //! - [`api`]: the JSON endpoints and their request checks.
-//! - [`jobs`]: the bounded job queue and the worker that runs a generation step by step.
+//! - [`spec`]: a checked generate request and its run's request.
+//! - [`jobs`]: the bounded job queue, its event streams and counters.
+//! - [`run`]: one queued run driven step by step through the library's [`crate::run::Run`],
+//!   every step's pictures sent as events.
+//! - [`forward`]: `/api/noise`, forward diffusion of a picture.
 //! - [`page`]: the page, script and styles, compiled in.
 //!
-//! The tensor math is the library's ([`crate::pipeline`], [`crate::schedule`]); this module
-//! only parses requests, queues work and encodes pictures.
+//! The tensor math is the library's ([`crate::run`], [`crate::schedule`]); this module only
+//! parses requests, queues work and encodes pictures.
 
 pub mod api;
 pub mod error;
@@ -15,6 +19,7 @@ pub mod forward;
 pub mod jobs;
 pub mod page;
 pub mod run;
+pub mod spec;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -323,6 +323,7 @@ impl Trainer {
             unet: self.config.unet.clone(),
             schedule: self.config.schedule,
             trained_steps: self.step,
+            sampling: None,
         };
         safetensors::save_with_meta(path, &self.ema, MODEL_KEY, &meta)
     }

@@ -8,10 +8,10 @@ use image::imageops::FilterType;
 use serde::Serialize;
 
 use crate::edit::inpaint::{InpaintMethod, Known};
+use crate::edit::repaint::{DEFAULT_JUMP_LENGTH, DEFAULT_JUMP_N_SAMPLE};
 use crate::error::{Error, Result};
 use crate::io::image::{decode, flatten_over_white};
 use crate::model::LoadedModel;
-use crate::sampler::repaint::{DEFAULT_JUMP_LENGTH, DEFAULT_JUMP_N_SAMPLE};
 
 /// What `diffuse inpaint` repaints and how.
 #[derive(Debug, Clone, Serialize)]

@@ -25,29 +25,12 @@ use crate::prompt;
 use crate::render;
 use crate::render::animation::{AnimationWriter, FrameCount};
 use crate::render::index::{write_index, Picture};
-use crate::sampler::{self, SamplerConfig};
+use crate::run::Run;
+use crate::sampler::SamplerConfig;
 
 use plan::Plan;
 use record::Recording;
 
-/// The defaults of `diffuse generate` (and of `diffuse eval`, which measures them): the
-/// settings that scored best with `diffuse eval` for the shipped model (see its model card).
-pub const DEFAULT_SAMPLER: sampler::SamplerKind = sampler::SamplerKind::Ddpm;
-pub const DEFAULT_STEPS: usize = 20;
-pub const DEFAULT_GUIDANCE: f64 = 3.0;
-/// Dynamic thresholding of x0 (diffusers' `thresholding`), on by default for pixel-space
-/// models as diffusers recommends; `--no-thresholding` turns it off.
-pub const DEFAULT_THRESHOLDING: bool = true;
-/// Images side by side.
-pub const DEFAULT_NUM_IMAGES: usize = 4;
-/// The most images one run makes.
-pub const MAX_NUM_IMAGES: usize = 64;
-/// DDIM's η: deterministic.
-pub const DEFAULT_ETA: f64 = 0.0;
-/// GIF speed.
-pub const DEFAULT_FPS: f64 = 10.0;
-/// img2img: how much of the schedule is redone.
-pub const DEFAULT_STRENGTH: f64 = 0.6;
 /// The largest `--scale`.
 pub use crate::render::frame::MAX_SCALE;
 
@@ -96,9 +79,6 @@ pub struct GenerateOptions {
     pub start_step: Option<usize>,
 }
 
-/// Steps with attention maps by default.
-pub const DEFAULT_ATTENTION_STEPS: usize = 8;
-
 /// What was done, written as `run.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct GenerateReport {
@@ -144,22 +124,6 @@ pub struct GenerateReport {
     pub sampling_ms: f64,
     pub writing_ms: f64,
     pub total_ms: f64,
-}
-
-/// Fails when sampling produced NaN or infinite values (broken weights would otherwise give
-/// black pictures without a word).
-fn check_finite(x: &Tensor, model: &LoadedModel) -> Result<()> {
-    let values = x
-        .flatten_all()?
-        .to_dtype(candle_core::DType::F32)?
-        .to_vec1::<f32>()?;
-    if values.iter().all(|v| v.is_finite()) {
-        return Ok(());
-    }
-    Err(crate::Error::File {
-        name: model.name.clone(),
-        reason: "sampling produced NaN or infinite values; the weights may be broken".into(),
-    })
 }
 
 /// What `index.html` says of the run.
@@ -237,13 +201,10 @@ pub fn run(
     progress: &dyn Progress,
 ) -> Result<GenerateReport> {
     let began = Instant::now();
-    let (plan, mut sampler) = Plan::new(model, opts)?;
+    let plan = Plan::new(model, opts)?;
     let k = opts.num_images;
-    let guided = model.guided(
-        opts.guidance,
-        &vec![plan.ids.clone(); k],
-        &vec![plan.neg.clone(); k],
-    )?;
+    let start = plan.start_state(k)?;
+    let run = Run::new(model, &plan.request(opts), &start)?;
     let _lock = fs::prepare_output_dir(&opts.out, opts.force)?;
     if opts.force {
         fs::remove_owned(&opts.out, is_generate_output)?;
@@ -262,8 +223,7 @@ pub fn run(
     };
     progress.stage("denoising", (plan.timesteps.len() - plan.start) as u64);
     let t0 = Instant::now();
-    let x = record::sample(&plan, sampler.as_mut(), &guided, opts, &mut rec, progress)?;
-    check_finite(&x, model)?;
+    let x = record::sample(&plan, run, &start, opts, &mut rec, progress)?;
     progress.finish();
     let Recording {
         frames,

@@ -1,27 +1,26 @@
-//! The checked inputs of a `generate` run: prompt ids, the sampler, which states become
-//! frames and which steps get attention maps, img2img's start; every option is checked here,
-//! before anything is written.
+//! The checked inputs of a `generate` run: the run's request and start, which states become
+//! frames and which steps get attention maps, img2img's start step; every option is checked
+//! here, before anything is written.
 
 use candle_core::Tensor;
 
 use super::inpaint::{self, InpaintPlan};
-use super::{GenerateOptions, InitImage, MAX_NUM_IMAGES};
+use super::{GenerateOptions, InitImage};
+use crate::defaults::MAX_NUM_IMAGES;
 use crate::edit::inpaint::InpaintMethod;
+use crate::edit::repaint::repaint_timesteps;
 use crate::error::{Error, Result};
-use crate::io::noise::{load_noise, NoiseMeta};
+use crate::jobs::noise_file::{load_noise, NoiseMeta};
 use crate::model::LoadedModel;
 use crate::pipeline;
-use crate::prompt;
 use crate::render;
-use crate::rng::{self, Rng};
-use crate::sampler::repaint::repaint_timesteps;
-use crate::sampler::{Sampler, SamplerConfig};
+use crate::run::{condition_ids, RunRequest, Start};
+use crate::sampler::SamplerConfig;
 use crate::schedule::NoiseSchedule;
 
 /// The checked inputs of a run: condition ids, the sampler and which states become frames.
 pub(super) struct Plan {
     pub(super) ids: Vec<u32>,
-    pub(super) neg: Vec<u32>,
     pub(super) config: SamplerConfig,
     pub(super) schedule: NoiseSchedule,
     pub(super) timesteps: Vec<usize>,
@@ -42,17 +41,10 @@ pub(super) struct Plan {
 }
 
 impl Plan {
-    /// Checks every option before anything is written; returns the plan and its sampler.
-    pub(super) fn new<'m>(
-        model: &'m LoadedModel,
-        opts: &GenerateOptions,
-    ) -> Result<(Self, Box<dyn Sampler + 'm>)> {
+    /// Checks every option before anything is written.
+    pub(super) fn new(model: &LoadedModel, opts: &GenerateOptions) -> Result<Self> {
         let unet = &model.meta.unet;
-        let ids = prompt::encode(&opts.prompt, unet)?;
-        let neg = match &opts.negative_prompt {
-            Some(p) => prompt::encode(p, unet)?,
-            None => prompt::null_ids(unet),
-        };
+        let (ids, _) = condition_ids(model, &opts.prompt, opts.negative_prompt.as_deref())?;
         check_options(opts)?;
         if opts.attention_maps.is_some() && unet.text.is_none() {
             return Err(Error::Unsupported(format!(
@@ -61,8 +53,7 @@ impl Plan {
             )));
         }
         let config = model.with_prediction(opts.sampler);
-        let sampler = model.sampler(config)?;
-        let mut timesteps = sampler.timesteps().to_vec();
+        let mut timesteps = model.sampler(config)?.timesteps().to_vec();
         let init = match &opts.init_image {
             Some(init) => Some((model.load_picture(&init.path)?.x0, init.strength)),
             None => None,
@@ -98,7 +89,6 @@ impl Plan {
         let plan = Self {
             map_steps,
             ids,
-            neg,
             config,
             schedule: model.schedule.clone(),
             start,
@@ -111,19 +101,43 @@ impl Plan {
                 .unwrap_or_else(|| render::frame::default_scale(unet.image_size)),
             timesteps,
         };
-        Ok((plan, sampler))
+        Ok(plan)
     }
 
-    /// img2img's first sampler input: the picture `x_in` `[K, 3, H, W]` noised to the start
-    /// timestep (the picture itself when strength 0 leaves no step to run).
-    pub(super) fn noised_input(&self, x_in: &Tensor, rng: &mut Rng) -> Result<Tensor> {
-        let noise = rng::randn(rng, x_in.shape().clone(), x_in.device())?;
-        if self.start >= self.timesteps.len() {
-            return Ok(x_in.clone());
+    /// The run's request.
+    pub(super) fn request(&self, opts: &GenerateOptions) -> RunRequest {
+        RunRequest {
+            prompt: opts.prompt.clone(),
+            negative_prompt: opts.negative_prompt.clone(),
+            sampler: self.config,
+            guidance: opts.guidance,
+            seed: opts.seed,
+            num_images: opts.num_images,
+            axis: None,
+            start_step: self.start,
+            attention_steps: self.map_steps.clone(),
         }
-        let k = x_in.dim(0)?;
-        self.schedule
-            .q_sample(x_in, &vec![self.timesteps[self.start]; k], &noise)
+    }
+
+    /// Where the run starts: the noised picture (img2img), the noise around the kept region
+    /// (inpaint), the given noise, or seeded pure noise; each with the run's K images.
+    pub(super) fn start_state(&self, k: usize) -> Result<Start> {
+        if let Some((image, _)) = &self.init {
+            return Ok(Start::Picture(image.unsqueeze(0)?.repeat((k, 1, 1, 1))?));
+        }
+        if let Some(i) = &self.inpaint {
+            let mut known = i.known.clone();
+            known.image = known.image.repeat((k, 1, 1, 1))?; // [K, 3, H, W]
+            return Ok(Start::Inpaint {
+                known,
+                method: i.method,
+                repaint_timesteps: self.timesteps.clone(),
+            });
+        }
+        Ok(match &self.from_noise {
+            Some(noise) => Start::State(noise.clone()),
+            None => Start::Noise,
+        })
     }
 
     /// The extra input state of img2img and inpaint.
@@ -203,13 +217,7 @@ fn check_options(opts: &GenerateOptions) -> Result<()> {
         let range = format!("1..={MAX_NUM_IMAGES}");
         return Err(Error::out_of_range("num-images", opts.num_images, range));
     }
-    if !(opts.guidance.is_finite() && opts.guidance >= 0.0) {
-        return Err(Error::option_is(
-            "guidance",
-            opts.guidance,
-            "must be a number ≥ 0",
-        ));
-    }
+    crate::defaults::check_guidance("guidance", opts.guidance)?;
     opts.frames.validate()?;
     crate::render::frame::check_scale(opts.scale)?;
     if let Some(InitImage { strength, .. }) = &opts.init_image {
