@@ -12,7 +12,7 @@ use crate::io::fs;
 use crate::model::LoadedModel;
 use crate::progress::Progress;
 use crate::render::{self, frame::default_scale};
-use crate::run::{ColumnStep, Run, RunRequest, Start};
+use crate::run::{Column, ColumnStep, Run, RunRequest, Start};
 use crate::sampler::SamplerConfig;
 
 /// The most rows.
@@ -43,6 +43,8 @@ pub struct CompareReport {
     pub prompt: String,
     pub axis: Axis,
     pub rows: Vec<String>,
+    /// Each row's sampler, guidance and seed, as the run took them.
+    pub columns: Vec<Column>,
     pub seed: u64,
     #[serde(serialize_with = "crate::jobs::lossy::path")]
     pub out: PathBuf,
@@ -133,7 +135,8 @@ pub fn run(
     let scale = opts
         .scale
         .unwrap_or_else(|| default_scale(model.meta.unet.image_size).min(4));
-    let labels: Vec<String> = run.settings().iter().map(|s| s.to_string()).collect();
+    let columns: Vec<Column> = run.settings().into_iter().cloned().collect();
+    let labels: Vec<String> = columns.iter().map(|s| s.to_string()).collect();
     let mut rows = (0..labels.len())
         .map(|c| RowStates::new(&run, c, opts.frames))
         .collect::<Result<Vec<_>>>()?;
@@ -165,6 +168,7 @@ pub fn run(
         prompt: opts.prompt.clone(),
         axis: opts.axis.clone(),
         rows: labels,
+        columns,
         seed: opts.seed,
         out: opts.out.clone(),
         model: model.name.clone(),

@@ -111,7 +111,8 @@ impl<'m> Run<'m> {
         };
         let k = request.num_images;
         let mut states = Vec::new();
-        for setting in columns(&base, request.axis.as_ref()) {
+        for mut setting in columns(&base, request.axis.as_ref()) {
+            setting.sampler = model.with_prediction(setting.sampler);
             let guided = model.guided(
                 setting.guidance,
                 &vec![ids.clone(); k],

@@ -307,7 +307,7 @@ pub fn check_generate(state: &AppState, r: GenerateRequest) -> ApiResult<JobSpec
     let request = RunRequest {
         prompt: r.prompt,
         negative_prompt: r.negative_prompt,
-        sampler: model.default_sampler(kind, steps),
+        sampler: model.with_prediction(model.default_sampler(kind, steps)),
         guidance: check_guidance("guidance", r.guidance.unwrap_or(defaults.guidance))?,
         seed: r.seed.unwrap_or_else(crate::rng::random_seed),
         num_images,

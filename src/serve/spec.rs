@@ -5,7 +5,7 @@ use axum::response::sse::Event;
 use serde::Serialize;
 
 use crate::run::{columns, Column, RunRequest};
-use crate::sampler::SamplerKind;
+use crate::sampler::{SamplerConfig, SamplerKind};
 
 /// One column of a run: its sampler, guidance scale and seed.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -21,6 +21,8 @@ pub struct JobSpec {
     pub prompt: String,
     pub steps: usize,
     pub num_images: usize,
+    /// The base sampler, as the run takes it (run.json's `sampler` in `diffuse generate`).
+    pub sampler: SamplerConfig,
     pub variants: Vec<Variant>,
     /// Cross-attention maps per word at the end (text models).
     pub attention: bool,
@@ -50,6 +52,7 @@ impl JobSpec {
             prompt: request.prompt.clone(),
             steps: request.sampler.steps,
             num_images: request.num_images,
+            sampler: request.sampler,
             variants,
             attention,
             request,
