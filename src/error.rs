@@ -123,6 +123,23 @@ pub enum Error {
     Candle(#[from] candle_core::Error),
 }
 
+impl Error {
+    /// Whether the error is the caller's request, not the run: an option value, name, prompt
+    /// word or combination the library refuses before any work (exit status 2, as clap's
+    /// usage errors). Files, devices and failed runs are not.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            Error::Option { .. }
+                | Error::UnknownName { .. }
+                | Error::UnknownWord { .. }
+                | Error::Prompt { .. }
+                | Error::Timestep { .. }
+                | Error::Unsupported(_)
+        )
+    }
+}
+
 /// Why an option's value cannot be taken.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reason {

@@ -1,23 +1,35 @@
-//! diffuse: diffusion models made visible. A map of the crate, nouns first:
+//! diffuse: diffusion models made visible. A map of the crate, from the tensor math up:
 //!
-//! - [`schedule`]: β schedules, ᾱ_t, `q_sample` and SNR, matching diffusers in f64.
+//! - [`schedule`]: β schedules, ᾱ_t, `q_sample`, `q_step` and SNR, matching diffusers in f64.
 //! - [`forward`]: forward diffusion of a picture (closed form or Markov chain).
-//! - [`nn`]: layers next to their fast CPU ops (conv, GroupNorm+SiLU, upsampling, seeded init).
-//! - [`unet`]: the denoiser (config, blocks, embeddings).
+//! - [`nn`]: layers next to their fast CPU ops (conv, GroupNorm+SiLU, attention, LayerNorm,
+//!   GEGLU, upsampling, seeded init), each with its backward pass.
+//! - [`vocab`]: a slot model's prompt vocabulary (slots and their words).
+//! - [`text`]: the tokenizer, the caption grammar and the transformer text encoder.
+//! - [`unet`]: the denoiser (config, blocks, embeddings, cross-attention, attention maps).
 //! - [`sampler`]: DDPM, DDIM and DPM-Solver++ behind one trait, step by step as diffusers.
-//! - [`pipeline`]: classifier-free guidance and the observed reverse loop.
-//! - [`edit`]: inpainting (replace, RePaint), seed and prompt interpolation, DDIM inversion.
-//! - [`diffusers`]: diffusers' `UNet2DModel` with diffusers' weight names.
-//! - [`model`]: a trained model file (or the built-in one), its schedule and sampler config.
+//! - [`pipeline`]: the [`pipeline::Denoiser`] trait, classifier-free guidance and the
+//!   observed reverse loop.
+//! - [`edit`]: inpainting (replace, and RePaint in one place), seed and prompt
+//!   interpolation, DDIM inversion.
+//! - [`diffusers`]: diffusers' `UNet2DModel` with diffusers' weight names, its folders and
+//!   scheduler configs, and export.
+//! - [`model`]: a loaded model (file, built-in or diffusers folder), its schedule, sampling
+//!   defaults, samplers and guidance.
+//! - [`defaults`]: every sampling default, written once, and the shared limits.
 //! - [`prompt`]: prompt text to condition ids.
+//! - [`run`]: one sampling run (columns in lockstep, a decoder hook, the finite check), shared
+//!   by every command and the playground.
 //! - [`train`]: the trainer, its config, checkpoints and AdamW.
-//! - [`data`]: the shapes dataset and image folders.
-//! - [`judge`]: the shapes judge that scores samples.
-//! - [`io`]: atomic writes, output folders, reading pictures, safetensors.
+//! - [`data`]: the procedural datasets (shapes, emoji scenes with captions) and image folders.
+//! - [`judge`]: the judges that score samples: the analytic shapes judge and the emoji-scene
+//!   judge.
+//! - [`io`]: atomic writes, output folders, reading pictures, safetensors with metadata.
 //! - [`render`]: tensors to pictures, grids, frame sequences with GIF and strip, plots.
-//! - [`jobs`]: one file per command, each a short sequence of the calls above.
-//! - [`bench`]: the `diffuse bench` suite and its cases.
-//! - [`serve`]: the web playground (`diffuse serve`): its API, job queue and page.
+//! - [`jobs`]: one file per command, each a short sequence of the calls above, and the noise
+//!   files `invert` writes.
+//! - [`bench`]: the `diffuse bench` suite, its measurements and its cases.
+//! - [`serve`]: the web playground (`diffuse serve`): its API, job queue, runs and page.
 //! - [`device`], [`rng`], [`progress`], [`alloc`], [`error`]: where tensors live, seeded
 //!   noise, progress reporting, the heap counter and the error type.
 //!

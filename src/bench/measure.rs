@@ -1,5 +1,5 @@
 //! What the suite's parts share: its options, one figure ([`Row`]), the one way a part is
-//! timed ([`measure`], with the peak heap) and its run budget.
+//! timed (`measure`, with the peak heap) and its run budget.
 
 use serde::Serialize;
 

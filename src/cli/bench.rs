@@ -51,7 +51,7 @@ pub fn run(args: &BenchArgs, ctx: &Context) -> Result<()> {
         return run_model_only(args, &device, ctx);
     }
     if args.base_channels.is_some() || args.network != bench::Network::Shapes {
-        anyhow::bail!("--base-channels and --network choose the network of --model-only; the full suite times --model");
+        super::usage!("--base-channels and --network choose the network of --model-only; the full suite times --model");
     }
     let model = diffuse::model::load(args.model.model.as_deref(), &device)?;
     if matches!(model.net, diffuse::model::Network::Diffusers(_)) {

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Args;
 
 use diffuse::defaults::SamplingDefaults;
@@ -70,8 +70,8 @@ impl CompareArgs {
             ["sampler"] => Axis::Sampler(self.sampler.clone()),
             ["steps"] => Axis::Steps(self.steps.clone()),
             ["seed"] => Axis::Seed(self.seed.clone()),
-            [] => bail!("--guidance, --sampler, --steps or --seed: give one of them several comma-separated values to compare"),
-            more => bail!("--{} and --{}: compare one setting at a time", more[0], more[1]),
+            [] => super::usage!("--guidance, --sampler, --steps or --seed: give one of them several comma-separated values to compare"),
+            more => super::usage!("--{} and --{}: compare one setting at a time", more[0], more[1]),
         })
     }
 }

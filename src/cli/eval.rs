@@ -85,7 +85,7 @@ pub fn run(args: &EvalArgs, ctx: &Context) -> Result<()> {
         return run_emoji(args, &model, &opts, ctx);
     }
     if args.grid_prompts != GridPrompts::All {
-        anyhow::bail!("--grid-prompts picks prompt groups of a text model; this model has prompt slots (use --grid alone)");
+        super::usage!("--grid-prompts picks prompt groups of a text model; this model has prompt slots (use --grid alone)");
     }
     let mut out = std::io::stdout().lock();
     if let Some(plot) = &args.sweep {
@@ -232,7 +232,7 @@ fn run_emoji(
     ctx: &Context,
 ) -> Result<()> {
     if args.sweep.is_some() {
-        anyhow::bail!("--sweep measures shapes models; for a text model run eval once per --sampler and --steps");
+        super::usage!("--sweep measures shapes models; for a text model run eval once per --sampler and --steps");
     }
     if let Some(grid) = &args.grid {
         fs::check_overwrite(grid, args.force)?;

@@ -84,7 +84,7 @@ impl InpaintArgs {
         ];
         if let Some((flag, _)) = jumps.iter().find(|(_, v)| v.is_some()) {
             if self.method != InpaintMethod::Repaint {
-                anyhow::bail!("--{flag} applies to --method repaint only");
+                super::usage!("--{flag} applies to --method repaint only");
             }
         }
         Ok(InpaintSpec {

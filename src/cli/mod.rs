@@ -1,5 +1,12 @@
 //! Command-line interface: global flags, dispatch to one file per command, and the mapping of
-//! errors to one line on stderr and an exit status (1 for a failed run, 2 for bad usage).
+//! errors to one line on stderr and an exit status:
+//!
+//! - 0: done (also `--help`, `--version`, and a closed pipe on stdout);
+//! - 1: the run failed: a file that cannot be read or written, a broken model, a device that
+//!   is not there, an output that exists without `--force`;
+//! - 2: bad usage: clap's errors, and option values, names, prompt words and combinations
+//!   that the library or a command refuses before any work ([`Usage`],
+//!   `diffuse::Error::is_usage`).
 //! Each command file parses its flags, turns them into the library's typed options, calls
 //! one job, and prints the result.
 
@@ -109,10 +116,10 @@ fn set_threads(threads: Option<usize>, quiet: bool) -> Result<()> {
         return Ok(());
     };
     if n == 0 {
-        anyhow::bail!("--threads 0: need at least one thread");
+        usage!("--threads 0: need at least one thread");
     }
     if n > MAX_THREADS {
-        anyhow::bail!("--threads {n} is out of range 1..={MAX_THREADS}");
+        usage!("--threads {n} is out of range 1..={MAX_THREADS}");
     }
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     if n > cores && !quiet {
@@ -148,6 +155,26 @@ fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve::run(args, &ctx).context("diffuse serve"),
     }
 }
+
+/// A command's own refusal of its flags (exit status 2): `bail!`'s counterpart for usage.
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// Returns a [`Usage`] error from the enclosing function, as `anyhow::bail!` does.
+macro_rules! usage {
+    ($($arg:tt)*) => {
+        return Err($crate::cli::Usage(format!($($arg)*)).into())
+    };
+}
+pub(crate) use usage;
 
 /// Prints clap's help or version as it is, and a usage error as its first line.
 fn usage_error(e: clap::Error) -> ExitCode {
@@ -197,7 +224,10 @@ pub fn main() -> ExitCode {
             // One line: candle appends a backtrace to its errors when RUST_BACKTRACE is set.
             let msg = format!("{e:#}");
             eprintln!("error: {}", msg.lines().next().unwrap_or("unknown error"));
-            ExitCode::FAILURE
+            let usage = e.downcast_ref::<Usage>().is_some()
+                || e.downcast_ref::<diffuse::Error>()
+                    .is_some_and(diffuse::Error::is_usage);
+            ExitCode::from(if usage { 2 } else { 1 })
         }
     }
 }

@@ -81,7 +81,7 @@ fn open_browser(url: &str) {
 
 pub fn run(args: &ServeArgs, ctx: &Context) -> Result<()> {
     if !(1..=MAX_QUEUE).contains(&args.queue) {
-        anyhow::bail!("--queue {} is out of range 1..={MAX_QUEUE}", args.queue);
+        super::usage!("--queue {} is out of range 1..={MAX_QUEUE}", args.queue);
     }
     let device = ctx.device(&args.device)?;
     let model = diffuse::model::load(args.model.model.as_deref(), &device)?;

@@ -85,7 +85,7 @@ impl TrainArgs {
     fn check_resume(&self) -> Result<()> {
         let given = self.schedule.config(self.beta_schedule);
         if self.resume.is_some() && given != ScheduleConfig::default() {
-            anyhow::bail!(
+            super::usage!(
                 "--train-timesteps, --beta-start and --beta-end cannot be used with --resume: the run's schedule is stored in its checkpoint"
             );
         }

@@ -163,31 +163,7 @@ impl UNet2DConfig {
                 return Err(unsupported("up_block_types", b, &UP_BLOCKS.join(", ")));
             }
         }
-        match (self.time_embedding_type.as_str(), self.num_train_timesteps) {
-            ("positional", _) | ("learned", Some(1..)) => {}
-            ("learned", _) => {
-                return Err(config_err(
-                    "time_embedding_type = learned needs num_train_timesteps (its table's rows)"
-                        .into(),
-                ))
-            }
-            // diffusers builds these only for score-SDE (VE) models: the embedding takes
-            // log σ and the output is divided by σ, which no DDPM-style sampler supplies.
-            ("fourier", _) => {
-                return Err(unsupported(
-                    "time_embedding_type",
-                    "fourier",
-                    "positional, learned; fourier features take the noise level σ of a score-SDE (VE) model, whose sampler diffuse does not have",
-                ))
-            }
-            (other, _) => {
-                return Err(unsupported(
-                    "time_embedding_type",
-                    other,
-                    "positional, learned",
-                ))
-            }
-        }
+        self.validate_time_embedding()?;
         let fixed: [(&str, &str, &str); 4] = [
             ("act_fn", &self.act_fn, "silu"),
             ("downsample_type", &self.downsample_type, "conv"),
@@ -226,5 +202,34 @@ impl UNet2DConfig {
             }
         }
         Ok(())
+    }
+
+    /// The time embedding diffuse can build: positional, or learned with its table's size.
+    fn validate_time_embedding(&self) -> Result<()> {
+        match (self.time_embedding_type.as_str(), self.num_train_timesteps) {
+            ("positional", _) | ("learned", Some(1..)) => Ok(()),
+            ("learned", _) => {
+                Err(config_err(
+                    "time_embedding_type = learned needs num_train_timesteps (its table's rows)"
+                        .into(),
+                ))
+            }
+            // diffusers builds these only for score-SDE (VE) models: the embedding takes
+            // log σ and the output is divided by σ, which no DDPM-style sampler supplies.
+            ("fourier", _) => {
+                Err(unsupported(
+                    "time_embedding_type",
+                    "fourier",
+                    "positional, learned; fourier features take the noise level σ of a score-SDE (VE) model, whose sampler diffuse does not have",
+                ))
+            }
+            (other, _) => {
+                Err(unsupported(
+                    "time_embedding_type",
+                    other,
+                    "positional, learned",
+                ))
+            }
+        }
     }
 }

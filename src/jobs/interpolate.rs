@@ -5,7 +5,7 @@
 //! prompt. Each sample is written as it is made (`sample_000.png …`, and upscaled as a frame),
 //! with a GIF and a strip.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::Tensor;
@@ -134,6 +134,34 @@ fn sample_at(
 }
 
 /// Runs `diffuse interpolate` on the model's device.
+/// One frame of the walk: the sample `x` `[1, 3, S, S]` under `title`, at weight `w`.
+fn push_frame(
+    frames: &mut AnimationWriter,
+    title: &str,
+    x: &Tensor,
+    w: f64,
+    scale: u32,
+) -> Result<()> {
+    let rows = [Row {
+        name: "the sample",
+        tiles: Tiles::Images(x),
+    }];
+    let frame = labelled_frame(title, &rows, (1, x.dim(2)?, scale), None)?;
+    frames.push(frame, || format!("w={w:.2}"))
+}
+
+/// The output folder's index.html.
+fn write_page(out: &Path, report: &InterpolateReport) -> Result<()> {
+    let pictures = [
+        Picture { file: "strip.png", caption: "eight frames of the walk, each a whole sample; the label is the weight of the far end" },
+        Picture { file: "interpolation.gif", caption: "every frame of the walk as an animation" },
+        Picture { file: "sample_000.png", caption: "the first end: a plain sample with --seed and --prompt" },
+    ];
+    let intro = "Each frame starts from the spherical interpolation of the two seeds' noises, under a linear blend of the two encoded prompts, and is denoised in full.";
+    write_index(out, "diffuse interpolate", intro, &pictures, report)?;
+    Ok(())
+}
+
 pub fn run(
     model: &LoadedModel,
     opts: &InterpolateOptions,
@@ -181,12 +209,7 @@ pub fn run(
             opts.seed_to,
             prompt_to
         );
-        let rows = [Row {
-            name: "the sample",
-            tiles: Tiles::Images(&x),
-        }];
-        let frame = labelled_frame(&title, &rows, (1, side as usize, scale), None)?;
-        frames.push(frame, || format!("w={w:.2}"))?;
+        push_frame(&mut frames, &title, &x, w, scale)?;
         busy += ms(written);
         progress.advance(1);
     }
@@ -214,12 +237,6 @@ pub fn run(
         total_ms: ms(began),
     };
     write_run_json(&opts.out, &report)?;
-    let pictures = [
-        Picture { file: "strip.png", caption: "eight frames of the walk, each a whole sample; the label is the weight of the far end" },
-        Picture { file: "interpolation.gif", caption: "every frame of the walk as an animation" },
-        Picture { file: "sample_000.png", caption: "the first end: a plain sample with --seed and --prompt" },
-    ];
-    let intro = "Each frame starts from the spherical interpolation of the two seeds' noises, under a linear blend of the two encoded prompts, and is denoised in full.";
-    write_index(&opts.out, "diffuse interpolate", intro, &pictures, &report)?;
+    write_page(&opts.out, &report)?;
     Ok(report)
 }

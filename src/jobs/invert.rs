@@ -3,7 +3,7 @@
 //! picture becoming noise (x_t row and x0-guess row), a GIF and a strip, the resized input,
 //! the reconstruction sampled back from the noise, and `run.json` with its PSNR.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::Tensor;
@@ -15,12 +15,13 @@ use crate::io::fs;
 use crate::jobs::noise_file::{save_noise, NoiseMeta};
 use crate::jobs::{ms, write_run_json};
 use crate::model::LoadedModel;
-use crate::pipeline::{self, Guided, StepEvent};
+use crate::pipeline::{Guided, StepEvent};
 use crate::progress::Progress;
 use crate::prompt;
 use crate::render::frame::{default_scale, labelled_frame, Row, Tiles};
 use crate::render::index::{write_index, Picture};
 use crate::render::{self, animation::AnimationWriter, animation::FrameCount};
+use crate::run::{Run, RunRequest, Start};
 use crate::sampler::{SamplerConfig, SamplerKind};
 use crate::schedule::NoiseSchedule;
 
@@ -167,6 +168,50 @@ fn invert_recording(
 }
 
 /// Runs `diffuse invert` on the model's device.
+/// The picture back from `noise` (the state at `--start-step`), by the same run `generate
+/// --from-noise` takes: deterministic DDIM draws no noise.
+fn reconstruct(
+    model: &LoadedModel,
+    opts: &InvertOptions,
+    noise: &Tensor,
+    progress: &dyn Progress,
+) -> Result<Tensor> {
+    let request = RunRequest {
+        prompt: opts.prompt.clone(),
+        negative_prompt: None,
+        sampler: opts.sampler,
+        guidance: opts.guidance,
+        seed: 0,
+        num_images: 1,
+        axis: None,
+        start_step: opts.start_step,
+        attention_steps: Vec::new(),
+    };
+    let mut run = Run::new(model, &request, &Start::State(noise.clone()))?;
+    progress.stage(
+        "reconstructing",
+        (opts.sampler.steps - opts.start_step) as u64,
+    );
+    while run.step()?.is_some() {
+        progress.advance(1);
+    }
+    progress.finish();
+    Ok(run.finish()?.remove(0))
+}
+
+/// The output folder's index.html.
+fn write_page(out: &Path, report: &InvertReport) -> Result<()> {
+    let pictures = [
+        Picture { file: "strip.png", caption: "the picture becoming noise: x_t on top, the model's guess of the clean picture underneath" },
+        Picture { file: "inversion.gif", caption: "every inversion step as an animation" },
+        Picture { file: "input.png", caption: "the picture at the model's resolution" },
+        Picture { file: "reconstruction.png", caption: "deterministic DDIM run forward again from the noise found: the round trip" },
+    ];
+    let intro = "DDIM inversion runs the deterministic sampler backwards, from a picture to the noise that the sampler turns back into it. noise.safetensors holds that noise; run.json gives the round trip's PSNR and the generate command that reproduces the reconstruction.";
+    write_index(out, "diffuse invert", intro, &pictures, report)?;
+    Ok(())
+}
+
 pub fn run(
     model: &LoadedModel,
     opts: &InvertOptions,
@@ -196,19 +241,8 @@ pub fn run(
         frames,
         progress,
     )?;
-    progress.stage("reconstructing", (config.steps - opts.start_step) as u64);
-    let mut sampler = model.sampler(config)?;
-    let mut rng = crate::rng::rng(0); // DDIM with η = 0 draws no noise
     let start = opts.start_step;
-    let back = pipeline::denoise_from(
-        &guided,
-        sampler.as_mut(),
-        &mut rng,
-        start,
-        noise.clone(),
-        |_| progress.advance(1),
-    )?;
-    progress.finish();
+    let back = reconstruct(model, opts, &noise, progress)?; // [1, 3, S, S]
     let meta = NoiseMeta {
         prompt: opts.prompt.clone(),
         sampler: config,
@@ -247,14 +281,7 @@ pub fn run(
         total_ms: ms(began),
     };
     write_run_json(&opts.out, &report)?;
-    let pictures = [
-        Picture { file: "strip.png", caption: "the picture becoming noise: x_t on top, the model's guess of the clean picture underneath" },
-        Picture { file: "inversion.gif", caption: "every inversion step as an animation" },
-        Picture { file: "input.png", caption: "the picture at the model's resolution" },
-        Picture { file: "reconstruction.png", caption: "deterministic DDIM run forward again from the noise found: the round trip" },
-    ];
-    let intro = "DDIM inversion runs the deterministic sampler backwards, from a picture to the noise that the sampler turns back into it. noise.safetensors holds that noise; run.json gives the round trip's PSNR and the generate command that reproduces the reconstruction.";
-    write_index(&opts.out, "diffuse invert", intro, &pictures, &report)?;
+    write_page(&opts.out, &report)?;
     Ok(report)
 }
 

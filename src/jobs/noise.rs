@@ -113,19 +113,50 @@ fn load(opts: &NoiseOptions, device: &Device, progress: &dyn Progress) -> Result
 }
 
 /// Runs `diffuse noise`. Validates every input before it writes anything.
-pub fn run(opts: &NoiseOptions, device: &Device, progress: &dyn Progress) -> Result<NoiseReport> {
-    let start = Instant::now();
-    let schedule = NoiseSchedule::new(opts.schedule)?;
-    let timesteps = match &opts.frames {
+/// The files `noise` writes besides its frames, which `--force` may remove.
+const OWNED: [&str; 5] = [
+    "noising.gif",
+    "strip.png",
+    "run.json",
+    "index.html",
+    "trajectory.safetensors",
+];
+
+/// The timesteps that become frames.
+fn frame_timesteps(frames: &FrameChoice, schedule: &NoiseSchedule) -> Result<Vec<usize>> {
+    Ok(match frames {
         FrameChoice::Spaced(FrameCount::All, _) => (0..schedule.len()).collect(),
         FrameChoice::Spaced(FrameCount::Count(n), FrameSpacing::Linear) => {
             forward::evenly_spaced_timesteps(*n, schedule.len())?
         }
         FrameChoice::Spaced(FrameCount::Count(n), FrameSpacing::Signal) => {
-            forward::signal_spaced_timesteps(*n, &schedule)?
+            forward::signal_spaced_timesteps(*n, schedule)?
         }
-        FrameChoice::List(ts) => forward::checked_timesteps(&schedule, ts)?,
-    };
+        FrameChoice::List(ts) => forward::checked_timesteps(schedule, ts)?,
+    })
+}
+
+/// The output folder's index.html.
+fn write_page(out: &std::path::Path, report: &NoiseReport) -> Result<()> {
+    let pictures = [
+        Picture {
+            file: "strip.png",
+            caption: "eight frames of forward diffusion, t growing left to right",
+        },
+        Picture {
+            file: "noising.gif",
+            caption: "every frame as an animation: the picture drowns in noise",
+        },
+    ];
+    let intro = "Forward diffusion: x_t = sqrt(alpha_bar_t)*x0 + sqrt(1-alpha_bar_t)*eps. Each frame's title says how much of the picture (and of the noise) is in it.";
+    write_index(out, "diffuse noise", intro, &pictures, report)?;
+    Ok(())
+}
+
+pub fn run(opts: &NoiseOptions, device: &Device, progress: &dyn Progress) -> Result<NoiseReport> {
+    let start = Instant::now();
+    let schedule = NoiseSchedule::new(opts.schedule)?;
+    let timesteps = frame_timesteps(&opts.frames, &schedule)?;
     animation::check_fps(opts.fps)?;
     let t0 = Instant::now();
     let img = load(opts, device, progress)?;
@@ -134,14 +165,7 @@ pub fn run(opts: &NoiseOptions, device: &Device, progress: &dyn Progress) -> Res
     let _lock = fs::prepare_output_dir(&opts.out, opts.force)?;
     if opts.force {
         // An earlier run's files; its frames go in the writer below.
-        let owned = [
-            "noising.gif",
-            "strip.png",
-            "run.json",
-            "index.html",
-            "trajectory.safetensors",
-        ];
-        fs::remove_owned(&opts.out, |name| owned.contains(&name))?;
+        fs::remove_owned(&opts.out, |name| OWNED.contains(&name))?;
     }
     let mut frames = animation::AnimationWriter::new(
         &opts.out,
@@ -185,11 +209,8 @@ pub fn run(opts: &NoiseOptions, device: &Device, progress: &dyn Progress) -> Res
     if opts.save_tensors {
         let x_t = Tensor::stack(&kept, 0)?; // [N, 3, H, W]
         let tensors = vec![("x0", img.x0.clone()), ("noise", noise), ("x_t", x_t)];
-        safetensors::save_trajectory(
-            &opts.out.join("trajectory.safetensors"),
-            tensors,
-            &timesteps,
-        )?;
+        let path = opts.out.join("trajectory.safetensors");
+        safetensors::save_trajectory(&path, tensors, &timesteps)?;
         files.push("trajectory.safetensors".into());
     }
     let tensors_ms = ms(t0);
@@ -205,18 +226,7 @@ pub fn run(opts: &NoiseOptions, device: &Device, progress: &dyn Progress) -> Res
     };
     let report = report(opts, &img, &schedule, timesteps, files, device, timings);
     write_run_json(&opts.out, &report)?;
-    let pictures = [
-        Picture {
-            file: "strip.png",
-            caption: "eight frames of forward diffusion, t growing left to right",
-        },
-        Picture {
-            file: "noising.gif",
-            caption: "every frame as an animation: the picture drowns in noise",
-        },
-    ];
-    let intro = "Forward diffusion: x_t = sqrt(alpha_bar_t)*x0 + sqrt(1-alpha_bar_t)*eps. Each frame's title says how much of the picture (and of the noise) is in it.";
-    write_index(&opts.out, "diffuse noise", intro, &pictures, &report)?;
+    write_page(&opts.out, &report)?;
     Ok(report)
 }
 

@@ -241,7 +241,23 @@ pub fn run(
     files.extend(save_extras(&x, opts, &plan, &maps, trajectory)?);
     progress.finish();
     files.extend(["run.json", "index.html"].map(String::from));
-    let report = GenerateReport {
+    let times = (sampling_ms, frames_before + ms(t0), ms(began));
+    let report = report(model, opts, &plan, files, times);
+    write_run_json(&opts.out, &report)?;
+    let title = format!("diffuse {}", report.command);
+    write_index(&opts.out, &title, INTRO, &PICTURES, &report)?;
+    Ok(report)
+}
+
+/// What was done, for run.json; `times` are (sampling, writing, total) in ms.
+fn report(
+    model: &LoadedModel,
+    opts: &GenerateOptions,
+    plan: &Plan,
+    files: Vec<String>,
+    (sampling_ms, writing_ms, total_ms): (f64, f64, f64),
+) -> GenerateReport {
+    GenerateReport {
         command: match (&opts.init_image, &opts.inpaint) {
             (Some(_), _) => "img2img",
             (None, Some(_)) => "inpaint",
@@ -251,7 +267,7 @@ pub fn run(
         prompt: opts.prompt.clone(),
         negative_prompt: opts.negative_prompt.clone(),
         condition_ids: plan.ids.clone(),
-        num_images: k,
+        num_images: opts.num_images,
         sampler: plan.config,
         timesteps: plan.timesteps[plan.start..].to_vec(),
         strength: plan.init.as_ref().map(|(_, s)| *s),
@@ -272,11 +288,7 @@ pub fn run(
         device: crate::device::device_name(model.device()),
         threads: rayon::current_num_threads(),
         sampling_ms,
-        writing_ms: frames_before + ms(t0),
-        total_ms: ms(began),
-    };
-    write_run_json(&opts.out, &report)?;
-    let title = format!("diffuse {}", report.command);
-    write_index(&opts.out, &title, INTRO, &PICTURES, &report)?;
-    Ok(report)
+        writing_ms,
+        total_ms,
+    }
 }
