@@ -91,8 +91,8 @@ cp out/compare-samplers.png $pics/compare-samplers.png
 cp out/sweep.png $pics/sweep.png
 
 # The loss curve is drawn by the training run itself (its command is in the README and in
-# runs/shapes32/commands.txt); training again would take hours, so copy the committed one.
-cp runs/shapes32/loss.png $pics/loss.png
+# models/runs/shapes32/commands.txt); training again would take hours, so copy the committed one.
+cp models/runs/shapes32/loss.png $pics/loss.png
 
 # Inpainting the sun of the scene, with the replace method and with RePaint.
 $bin inpaint --model shapes32 --image assets/scene.png --mask assets/scene-sun-mask.png --prompt "a red square" --seed 1 --out out/inpaint --quiet

@@ -1,23 +1,63 @@
-//! Every picture command in the README's "What it makes" section runs, at a tiny setting, and
-//! writes what it names; `assets/make.sh` runs the same commands, so neither can drift from the
-//! program.
+//! Every picture command of the README and of its gallery (`docs/gallery.md`) runs, at a tiny
+//! setting, and writes what it names; every picture the README shows is in the gallery with
+//! its command; `assets/make.sh` runs the same commands, so none can drift from the program.
 
 use std::path::Path;
 use std::process::Command;
 
-/// The `diffuse …` lines of the README section that shows the pictures.
+const README: &str = include_str!("../README.md");
+const GALLERY: &str = include_str!("../docs/gallery.md");
+
+/// The `diffuse …` lines of the README and the gallery: the commands under their pictures
+/// (the README's other commands sit in table cells and prose).
 fn picture_commands() -> Vec<String> {
-    let readme = include_str!("../README.md");
-    let start = readme
-        .find("## What it makes")
-        .expect("README has a 'What it makes' section");
-    let rest = &readme[start + 3..];
-    let section = &rest[..rest.find("\n## ").unwrap_or(rest.len())];
-    section
-        .lines()
-        .filter(|l| l.starts_with("diffuse "))
-        .map(str::to_string)
+    let mut cmds: Vec<String> = Vec::new();
+    for line in README.lines().chain(GALLERY.lines()) {
+        if line.starts_with("diffuse ") && !cmds.iter().any(|c| c == line) {
+            cmds.push(line.to_string());
+        }
+    }
+    cmds
+}
+
+/// The pictures a page shows: the targets of its `![…](…)` links, without `../`.
+fn pictures(page: &str) -> Vec<String> {
+    page.split("![")
+        .skip(1)
+        .filter_map(|b| b.split_once("](").and_then(|(_, r)| r.split(')').next()))
+        .map(|t| t.trim_start_matches("../").to_string())
         .collect()
+}
+
+#[test]
+fn every_readme_picture_is_in_the_gallery_with_its_command() {
+    let shown = pictures(README);
+    assert!(
+        shown.len() >= 3,
+        "the README shows {} pictures",
+        shown.len()
+    );
+    let gallery = pictures(GALLERY);
+    for p in &shown {
+        assert!(
+            gallery.contains(p),
+            "{p} is in the README, not in docs/gallery.md"
+        );
+        assert!(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(p)
+                .is_file(),
+            "{p} is missing"
+        );
+    }
+    // Each README picture is followed by its command, the gallery's same line.
+    for block in README.split("![").skip(1) {
+        let cmd = block
+            .lines()
+            .find(|l| l.starts_with("diffuse "))
+            .expect("a README picture has its command after it");
+        assert!(GALLERY.contains(cmd), "{cmd} is not in the gallery");
+    }
 }
 
 /// Splits a shell command line on spaces, keeping "double-quoted" words whole.

@@ -7,6 +7,7 @@
 //! - 2: bad usage: clap's errors, and option values, names, prompt words and combinations
 //!   that the library or a command refuses before any work ([`Usage`],
 //!   `diffuse::Error::is_usage`).
+//!
 //! Each command file parses its flags, turns them into the library's typed options, calls
 //! one job, and prints the result.
 

@@ -11,6 +11,9 @@ use crate::error::Result;
 use crate::io::fs;
 use crate::render::{animation, grid, save_png, upscale};
 
+/// The smallest side, in pixels, a word map is drawn at in `generate`'s attention pictures.
+pub const MAP_SIDE: u32 = 256;
+
 /// The maps of one step: the label (`t=…`) and per word a `[H·W]` map.
 pub struct StepMaps {
     pub label: String,

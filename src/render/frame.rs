@@ -24,7 +24,7 @@ pub fn check_scale(scale: Option<u32>) -> Result<()> {
 }
 
 /// The smallest side an image is shown at by default, in pixels.
-pub const MIN_DISPLAY_SIDE: u32 = 192;
+pub const MIN_DISPLAY_SIDE: u32 = crate::defaults::SamplingDefaults::LIBRARY.display_side;
 
 /// The default upscaling: each `side`-pixel image at least [`MIN_DISPLAY_SIDE`] pixels.
 pub fn default_scale(side: usize) -> u32 {

@@ -60,8 +60,8 @@ pub struct GenerateOptions {
     pub x0_row: bool,
     /// Also show the model's predicted noise ε̂ as a row.
     pub show_noise: bool,
-    /// Nearest-neighbour upscaling of frames and the grid; None picks one so a frame is at
-    /// least 256 px wide.
+    /// Nearest-neighbour upscaling of frames and the grid; None picks one so each image is
+    /// at least `SamplingDefaults::display_side` px wide.
     pub scale: Option<u32>,
     pub fps: f64,
     pub save_tensors: bool,
@@ -176,7 +176,7 @@ fn save_extras(
     if !maps.is_empty() {
         let words = crate::text::tokenizer::words(&opts.prompt);
         let base = render::to_rgb8(&x.get(0)?)?;
-        let scale = (256 / base.width()).max(1);
+        let scale = (render::attention::MAP_SIDE / base.width()).max(1);
         let written =
             render::attention::save_word_maps(&opts.out, &words, maps, &base, scale, 2.0)?;
         files.extend(written);
