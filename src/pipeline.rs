@@ -176,32 +176,6 @@ pub fn initial_noise(guided: &Guided, rng: &mut Rng) -> Result<Tensor> {
     rng::randn(rng, shape, guided.model.device())
 }
 
-/// Runs `sampler` from noise drawn from `rng`; returns the final sample `[B, 3, H, W]` in
-/// model space. `on_start` sees the initial noise; `on_step` sees every step.
-pub fn sample_observed(
-    guided: &Guided,
-    sampler: &mut dyn Sampler,
-    rng: &mut Rng,
-    on_start: impl FnOnce(&Tensor),
-    on_step: impl FnMut(StepEvent),
-) -> Result<Tensor> {
-    let x = initial_noise(guided, rng)?; // [B, C, H, W]
-    on_start(&x);
-    denoise_from(guided, sampler, rng, 0, x, on_step)
-}
-
-/// Runs the sampler's steps `start..` from `x` (the sample at `timesteps()[start]`).
-pub fn denoise_from(
-    guided: &Guided,
-    sampler: &mut dyn Sampler,
-    rng: &mut Rng,
-    start: usize,
-    x: Tensor,
-    on_step: impl FnMut(StepEvent),
-) -> Result<Tensor> {
-    denoise_with(|x, t| guided.predict(x, t), sampler, rng, start, x, on_step)
-}
-
 /// The reverse loop around any noise predictor `predict(x_t, t)`: per step, draw the
 /// sampler's noise (if it uses any) from `rng` and take the step.
 pub fn denoise_with(
@@ -265,7 +239,7 @@ pub fn step_drawing(
     Ok((next, x0, eps))
 }
 
-/// Step `i` of a guided run, drawing the sampler's noise from `rng` (as [`denoise_from`]
+/// Step `i` of a guided run, drawing the sampler's noise from `rng` (as [`denoise_with`]
 /// does, so a run taken step by step equals one taken whole).
 pub fn guided_step(
     guided: &Guided,
@@ -286,12 +260,15 @@ pub fn img2img_start(steps: usize, strength: f64) -> usize {
     steps - init
 }
 
-/// [`sample_observed`] reporting only progress: `on_step(i, n)` after each of the n steps.
+/// Runs `sampler` from pure noise drawn from `rng` for the guided batch; returns the final
+/// sample `[B, C, H, W]` in model space. `on_step(i, n)` after each of the n steps.
 pub fn sample(
     guided: &Guided,
     sampler: &mut dyn Sampler,
     rng: &mut Rng,
     mut on_step: impl FnMut(usize, usize),
 ) -> Result<Tensor> {
-    sample_observed(guided, sampler, rng, |_| {}, |e| on_step(e.i + 1, e.n))
+    let x = initial_noise(guided, rng)?; // [B, C, H, W]
+    let predict = |x: &Tensor, t| guided.predict(x, t);
+    denoise_with(predict, sampler, rng, 0, x, |e| on_step(e.i + 1, e.n))
 }

@@ -179,8 +179,8 @@ fn a_whole_ddim_run_matches_diffusers() {
     };
     let mut sampler = model.sampler(config).unwrap();
     let mut rng = diffuse::rng::rng(0);
-    let x = diffuse::pipeline::denoise_from(
-        &guided,
+    let x = diffuse::pipeline::denoise_with(
+        |x, t| guided.predict(x, t),
         sampler.as_mut(),
         &mut rng,
         0,

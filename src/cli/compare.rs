@@ -78,8 +78,7 @@ impl CompareArgs {
 
 pub fn run(args: &CompareArgs, ctx: &Context) -> Result<()> {
     let axis = args.axis()?;
-    let device = ctx.device(&args.device)?;
-    let model = diffuse::model::load(args.model.model.as_deref(), &device)?;
+    let model = ctx.model(&args.device, &args.model)?;
     let d = model.defaults();
     let kind = args.sampler.first().copied().unwrap_or(d.sampler);
     let mut sampler = model.default_sampler(kind, args.steps.first().copied().unwrap_or(d.steps));

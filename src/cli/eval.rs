@@ -78,8 +78,7 @@ pub fn run(args: &EvalArgs, ctx: &Context) -> Result<()> {
         Some(Judge::Emoji) => return emoji_self_test(args.json),
         None => {}
     }
-    let device = ctx.device(&args.device)?;
-    let model = diffuse::model::load(args.model.model.as_deref(), &device)?;
+    let model = ctx.model(&args.device, &args.model)?;
     let opts = args.options(&model);
     if model.meta.unet.text.is_some() {
         return run_emoji(args, &model, &opts, ctx);

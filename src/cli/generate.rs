@@ -184,8 +184,7 @@ impl GenerateArgs {
     }
 
     fn model(&self, ctx: &Context) -> Result<LoadedModel> {
-        let device = ctx.device(&self.device)?;
-        Ok(diffuse::model::load(self.model.model.as_deref(), &device)?)
+        ctx.model(&self.device, &self.model)
     }
 }
 

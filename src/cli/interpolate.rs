@@ -61,8 +61,7 @@ pub struct InterpolateArgs {
 }
 
 pub fn run(args: &InterpolateArgs, ctx: &Context) -> Result<()> {
-    let device = ctx.device(&args.device)?;
-    let model = diffuse::model::load(args.model.model.as_deref(), &device)?;
+    let model = ctx.model(&args.device, &args.model)?;
     let seed = args.seed.unwrap_or_else(diffuse::rng::random_seed);
     let seed_to = args.seed_to.unwrap_or(seed);
     let d = model.defaults();

@@ -56,8 +56,7 @@ pub struct InvertArgs {
 }
 
 pub fn run(args: &InvertArgs, ctx: &Context) -> Result<()> {
-    let device = ctx.device(&args.device)?;
-    let model = diffuse::model::load(args.model.model.as_deref(), &device)?;
+    let model = ctx.model(&args.device, &args.model)?;
     let mut sampler = SamplerConfig {
         kind: args.sampler,
         eta: args.eta,

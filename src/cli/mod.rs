@@ -106,6 +106,16 @@ impl Context {
         }
         Ok(resolved.device)
     }
+
+    /// Loads `--model` on the command's `--device`.
+    pub fn model(
+        &self,
+        device: &flags::DeviceFlag,
+        model: &flags::ModelFlag,
+    ) -> Result<diffuse::model::LoadedModel> {
+        let device = self.device(device)?;
+        Ok(diffuse::model::load(model.model.as_deref(), &device)?)
+    }
 }
 
 /// The most threads `--threads` may ask for.

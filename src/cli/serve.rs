@@ -83,8 +83,7 @@ pub fn run(args: &ServeArgs, ctx: &Context) -> Result<()> {
     if !(1..=MAX_QUEUE).contains(&args.queue) {
         super::usage!("--queue {} is out of range 1..={MAX_QUEUE}", args.queue);
     }
-    let device = ctx.device(&args.device)?;
-    let model = diffuse::model::load(args.model.model.as_deref(), &device)?;
+    let model = ctx.model(&args.device, &args.model)?;
     let name = model.name.clone();
     let opts = ServeOptions {
         host: args.host.clone(),

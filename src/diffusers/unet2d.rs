@@ -78,6 +78,11 @@ fn attention_of(
     spatial_attention(c, config.head_dim(c), groups, config.norm_eps, 1.0, vb)
 }
 
+/// The attention of an `Attn*Block2D` at `c` channels, with the config's GroupNorm.
+fn block_attention(config: &UNet2DConfig, c: usize, vb: VarBuilder) -> Result<SpatialAttention> {
+    attention_of(config, c, Some(config.norm_num_groups), vb)
+}
+
 fn down_blocks(
     config: &UNet2DConfig,
     s: ResnetSettings,
@@ -99,13 +104,8 @@ fn down_blocks(
                 .resnets
                 .push(resnet(cj, c, s, vbi.pp("resnets").pp(j))?);
             if kind == "AttnDownBlock2D" {
-                let a = attention_of(
-                    config,
-                    c,
-                    Some(config.norm_num_groups),
-                    vbi.pp("attentions").pp(j),
-                )?;
-                block.attentions.push(a);
+                let vb = vbi.pp("attentions").pp(j);
+                block.attentions.push(block_attention(config, c, vb)?);
             }
         }
         if i + 1 < chans.len() {
@@ -148,13 +148,8 @@ fn up_blocks(
                 .resnets
                 .push(resnet(cin + skip, c, s, vbi.pp("resnets").pp(j))?);
             if kind == "AttnUpBlock2D" {
-                let a = attention_of(
-                    config,
-                    c,
-                    Some(config.norm_num_groups),
-                    vbi.pp("attentions").pp(j),
-                )?;
-                block.attentions.push(a);
+                let vb = vbi.pp("attentions").pp(j);
+                block.attentions.push(block_attention(config, c, vb)?);
             }
         }
         if i + 1 < n {

@@ -58,12 +58,7 @@ pub fn write_shapes(
                 progress.advance(1);
                 Ok::<_, Error>(())
             })?;
-        preview.extend(
-            items
-                .into_iter()
-                .take(64 - preview.len().min(64))
-                .map(|(_, i)| i),
-        );
+        keep_preview(&mut preview, items);
     }
     progress.finish();
     let refs: Vec<&image::RgbImage> = preview.iter().collect();
@@ -113,12 +108,7 @@ pub fn write_emoji(
             jsonl.push_str(&caption_line(first + j, scene)?);
             jsonl.push('\n');
         }
-        preview.extend(
-            items
-                .into_iter()
-                .take(64 - preview.len().min(64))
-                .map(|(_, i)| i),
-        );
+        keep_preview(&mut preview, items);
     }
     progress.finish();
     fs::write_atomic(&out.join("captions.jsonl"), jsonl.as_bytes())?;
@@ -163,4 +153,10 @@ pub fn held_out_text() -> String {
         ));
     }
     s
+}
+
+/// Keeps the first 64 pictures of the data for `preview.png`.
+fn keep_preview<T>(preview: &mut Vec<image::RgbImage>, items: Vec<(T, image::RgbImage)>) {
+    let room = 64 - preview.len().min(64);
+    preview.extend(items.into_iter().take(room).map(|(_, i)| i));
 }

@@ -1,4 +1,4 @@
-//! More regression tests from the hardening issue, each running the real binary: pictures read
+//! Input pictures and schedule options, each case running the real binary: pictures read
 //! from a pipe, pictures too large to decode (refused with their size and what to do), and
 //! schedule options that a schedule does not use.
 

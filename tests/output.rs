@@ -1,6 +1,6 @@
-//! The clarity pass of the hardening issue, run with the real binary: frames carry a title
-//! band and named rows, images are shown at 192 px or more, the GIF holds its last frame,
-//! `--show-noise` adds a row, and every output folder has an `index.html` that shows its
+//! What the output shows, run with the real binary: frames carry a title band and named
+//! rows, images are shown at 192 px or more, the GIF holds its last frame, `--show-noise` adds
+//! a row, and every output folder has an `index.html` that shows its
 //! pictures and settings without a server.
 
 mod common;

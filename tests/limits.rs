@@ -1,7 +1,6 @@
-//! Regression tests for bad input found by trying diffuse as a new user would (the hardening
-//! issue): every size, count and thread option has a ceiling checked before any work starts,
-//! broken model files are refused with one line, and options are validated the same way in
-//! every command. Each case runs the real binary.
+//! Limits and bad input, each case running the real binary: every size, count and thread
+//! option has a ceiling checked before any work starts, broken model files are refused with
+//! one line, and options are validated the same way in every command.
 
 mod common;
 

@@ -1,6 +1,7 @@
-//! The library's shape after the house issue: typed options parse and print back, errors carry
-//! the option and value as fields, caller input never panics, guidance inputs live on the
-//! model's device, and the streaming frame writer makes the same bytes as encoding at once.
+//! Typed options and errors: options parse and print back, errors carry the option and value
+//! as fields, caller input never panics, flag defaults come from the library, guidance inputs
+//! live on the model's device, and the streaming frame writer makes the same bytes as
+//! encoding at once.
 
 mod common;
 
