@@ -62,6 +62,7 @@ pub mod serve;
 pub mod text;
 pub mod train;
 pub mod unet;
+pub mod vae;
 pub mod vocab;
 
 pub use error::{Error, Result};

@@ -54,13 +54,12 @@ fn tiny_training_run_writes_its_records_and_resumes() {
     assert_fails_with(&diffuse(&args), "already exists (use --force to overwrite)");
 
     let ckpt = run.join("checkpoint.safetensors");
-    // The run's settings come from the checkpoint (flags that would change them are refused).
+    // The run's settings come from the checkpoint (flags that would change them are refused),
+    // and without --run-dir it continues in the checkpoint's own folder, not runs/<stem>.
     let resume = vec![
         "train",
         "--out",
         s(&model),
-        "--run-dir",
-        s(&run),
         "--steps",
         "4",
         "--resume",

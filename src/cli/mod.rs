@@ -11,6 +11,7 @@
 //! Each command file parses its flags, turns them into the library's typed options, calls
 //! one job, and prints the result.
 
+mod autoencoder;
 mod bars;
 mod bench;
 mod compare;
@@ -65,6 +66,11 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Train the denoiser; writes the EMA weights and a run folder (log, plots, checkpoint).
     Train(train::TrainArgs),
+    /// Train the autoencoder of latent diffusion on the emoji scenes (run folder, resumable).
+    TrainAutoencoder(autoencoder::TrainAutoencoderArgs),
+    /// A picture through an autoencoder (picture, latent channels, reconstruction), or its
+    /// PSNR and the judge's reads on unseen scenes (--eval N).
+    Autoencode(autoencoder::AutoencodeArgs),
     /// Write training data to look at.
     #[command(subcommand)]
     Data(train::DataCommand),
@@ -152,6 +158,12 @@ fn run(cli: Cli) -> Result<()> {
         Command::Schedule(args) => schedule::run(args),
         Command::Noise(args) => noise::run(args, &ctx).context("diffuse noise"),
         Command::Train(args) => train::run(args, &ctx).context("diffuse train"),
+        Command::TrainAutoencoder(args) => {
+            autoencoder::run_train(args, &ctx).context("diffuse train-autoencoder")
+        }
+        Command::Autoencode(args) => {
+            autoencoder::run_autoencode(args, &ctx).context("diffuse autoencode")
+        }
         Command::Data(cmd) => train::run_data(cmd, &ctx).context("diffuse data"),
         Command::Eval(args) => eval::run(args, &ctx).context("diffuse eval"),
         Command::Generate(args) => generate::run(args, &ctx).context("diffuse generate"),

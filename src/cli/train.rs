@@ -63,7 +63,7 @@ pub struct TrainArgs {
     #[command(flatten)]
     schedule: ScheduleFlags,
     /// Folder for train_log.csv, loss.png, previews and checkpoint.safetensors
-    /// (default: runs/<model file stem>).
+    /// (default: runs/<model file stem>; with --resume, the checkpoint's folder).
     #[arg(long)]
     run_dir: Option<PathBuf>,
     /// Continue exactly from this checkpoint (its config wins; --steps may extend the run).
@@ -117,10 +117,7 @@ impl TrainArgs {
         job::TrainOptions {
             config,
             out: self.out.clone(),
-            run_dir: self
-                .run_dir
-                .clone()
-                .unwrap_or_else(|| job::default_run_dir(&self.out)),
+            run_dir: job::run_dir_for(&self.out, self.run_dir.as_deref(), self.resume.as_deref()),
             resume: self.resume.clone(),
             steps_override: self.steps,
             overrides: RunOverrides {

@@ -1,6 +1,7 @@
-//! diffusers' building blocks of `UNet2DModel`, with its weight names: `ResnetBlock2D`, the
-//! spatial self-`Attention` (`to_q`/`to_k`/`to_v`/`to_out.0`, with biases), `Downsample2D`
-//! and `Upsample2D`, and the `Timesteps` features.
+//! diffusers' building blocks of `UNet2DModel` and `AutoencoderKL`, with their weight names:
+//! `ResnetBlock2D` (with or without a timestep), the spatial self-`Attention`
+//! (`to_q`/`to_k`/`to_v`/`to_out.0`, with biases), `Downsample2D` and `Upsample2D`, and the
+//! `Timesteps` features.
 
 use candle_core::{Device, Module, Result, Tensor};
 use candle_nn::VarBuilder;
@@ -17,10 +18,11 @@ pub struct Norm {
     eps: f64,
 }
 
+/// A GroupNorm's weights (γ = 1, β = 0 when a seeded builder creates them for training).
 pub fn norm(groups: usize, c: usize, eps: f64, vb: VarBuilder) -> Result<Norm> {
     Ok(Norm {
-        weight: vb.get(c, "weight")?,
-        bias: vb.get(c, "bias")?,
+        weight: vb.get_with_hints(c, "weight", candle_nn::Init::Const(1.0))?,
+        bias: vb.get_with_hints(c, "bias", candle_nn::Init::Const(0.0))?,
         groups,
         eps,
     })
@@ -58,7 +60,8 @@ impl Resample {
 pub struct ResnetBlock2D {
     norm1: Norm,
     conv1: Conv2d,
-    time_emb_proj: candle_nn::Linear,
+    /// None in an autoencoder's ResNets, which take no timestep (`temb_channels=None`).
+    time_emb_proj: Option<candle_nn::Linear>,
     norm2: Norm,
     conv2: Conv2d,
     conv_shortcut: Option<Conv2d>,
@@ -70,6 +73,7 @@ pub struct ResnetBlock2D {
 /// The settings every ResNet of a model shares.
 #[derive(Debug, Clone, Copy)]
 pub struct ResnetSettings {
+    /// Timestep-embedding channels; 0 for none.
     pub temb: usize,
     pub groups: usize,
     pub eps: f64,
@@ -82,7 +86,10 @@ pub fn resnet(cin: usize, cout: usize, s: ResnetSettings, vb: VarBuilder) -> Res
     Ok(ResnetBlock2D {
         norm1: norm(s.groups, cin, s.eps, vb.pp("norm1"))?,
         conv1: conv2d(cin, cout, 3, 1, vb.pp("conv1"))?,
-        time_emb_proj: linear(s.temb, proj_out, vb.pp("time_emb_proj"))?,
+        time_emb_proj: match s.temb {
+            0 => None,
+            temb => Some(linear(temb, proj_out, vb.pp("time_emb_proj"))?),
+        },
         norm2: norm(s.groups, cout, s.eps, vb.pp("norm2"))?,
         conv2: conv2d(cout, cout, 3, 1, vb.pp("conv2"))?,
         conv_shortcut: match cin != cout {
@@ -111,22 +118,36 @@ pub fn resampling_resnet(
 impl ResnetBlock2D {
     /// `xs` `[B, cin, H, W]`, `temb_act` = SiLU(temb) `[B, temb]` → `[B, cout, H, W]`.
     pub fn forward(&self, xs: &Tensor, temb_act: &Tensor) -> Result<Tensor> {
+        let t = match &self.time_emb_proj {
+            Some(p) => Some(p.forward(temb_act)?), // [B, c']
+            None => None,
+        };
+        self.forward_t(xs, t)
+    }
+
+    /// An autoencoder's ResNet, without a timestep: `[B, cin, H, W]` → `[B, cout, H, W]`.
+    pub fn forward_plain(&self, xs: &Tensor) -> Result<Tensor> {
+        self.forward_t(xs, None)
+    }
+
+    fn forward_t(&self, xs: &Tensor, t: Option<Tensor>) -> Result<Tensor> {
         // diffusers resamples the input and the first activation, after norm1·SiLU.
         let a = self.resample.apply(&self.norm1.forward(xs, true)?)?;
         let xs = &self.resample.apply(xs)?; // [B, cin, H', W']
-        let t = self.time_emb_proj.forward(temb_act)?; // [B, c']
-        let h = if self.scale_shift {
-            let h = self.conv1.forward(&a)?; // [B, cout, H', W']
-            let t = t.unsqueeze(2)?.unsqueeze(3)?; // [B, 2·cout, 1, 1]
-            let c = t.dim(1)? / 2;
-            let (scale, shift) = (t.narrow(1, 0, c)?, t.narrow(1, c, c)?);
-            let h = self.norm2.forward(&h, false)?;
-            let h = h.broadcast_mul(&(scale + 1.0)?)?.broadcast_add(&shift)?;
-            candle_nn::ops::silu(&h)?
-        } else {
+        let h = match t {
+            Some(t) if self.scale_shift => {
+                let h = self.conv1.forward(&a)?; // [B, cout, H', W']
+                let t = t.unsqueeze(2)?.unsqueeze(3)?; // [B, 2·cout, 1, 1]
+                let c = t.dim(1)? / 2;
+                let (scale, shift) = (t.narrow(1, 0, c)?, t.narrow(1, c, c)?);
+                let h = self.norm2.forward(&h, false)?;
+                let h = h.broadcast_mul(&(scale + 1.0)?)?.broadcast_add(&shift)?;
+                candle_nn::ops::silu(&h)?
+            }
             // conv1(a) + t, added inside the convolution when sampling.
-            self.norm2.forward(&self.conv1.forward_add(&a, &t)?, true)? // [B, cout, H', W']
-        };
+            Some(t) => self.norm2.forward(&self.conv1.forward_add(&a, &t)?, true)?,
+            None => self.norm2.forward(&self.conv1.forward(&a)?, true)?,
+        }; // [B, cout, H', W']
         let skip = match &self.conv_shortcut {
             Some(c) => c.forward(xs)?,
             None => xs.clone(),

@@ -2,6 +2,7 @@
 //! math to image I/O, and reports progress through [`crate::progress::Progress`], so the CLI
 //! only parses flags and draws bars.
 
+pub mod autoencoder;
 pub mod compare;
 pub mod data;
 pub mod eval;

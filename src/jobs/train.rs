@@ -15,7 +15,7 @@ pub use crate::jobs::train_preview::{preview_samples, save_preview, PreviewScore
 use crate::progress::Progress;
 use crate::render;
 use crate::render::plot::{self, Panel, Series};
-use crate::train::{RunOverrides, TrainConfig, Trainer};
+use crate::train::{RunOverrides, StepStats, TrainConfig, TrainRun, Trainer};
 
 /// The run folder of a model file by default: `runs/<file stem>`.
 pub fn default_run_dir(out: &Path) -> PathBuf {
@@ -23,6 +23,19 @@ pub fn default_run_dir(out: &Path) -> PathBuf {
         .file_stem()
         .map_or("run".into(), |s| s.to_string_lossy().into_owned());
     PathBuf::from("runs").join(stem)
+}
+
+/// The run folder of a run: `run_dir` when given; else, continuing from a checkpoint, the
+/// checkpoint's own folder, so a resumed run stays in its run; else `runs/<file stem>`.
+pub fn run_dir_for(out: &Path, run_dir: Option<&Path>, resume: Option<&Path>) -> PathBuf {
+    match (run_dir, resume) {
+        (Some(d), _) => d.to_path_buf(),
+        (None, Some(ckpt)) => ckpt
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+        (None, None) => default_run_dir(out),
+    }
 }
 
 /// What `diffuse train` was asked to do.
@@ -55,6 +68,18 @@ pub struct TrainOutcome {
 }
 
 const CSV_HEADER: &str = "step,loss,lr,grad_norm,elapsed_s";
+
+/// Where a training run writes: the model file, the run folder, and what its loss plot and
+/// log call the loss and its terms.
+pub struct RunFiles<'a> {
+    pub out: &'a Path,
+    pub run_dir: &'a Path,
+    pub loss_name: &'static str,
+    /// Columns of the loss's terms in `train_log.csv`, after the fixed ones.
+    pub parts: &'static [&'static str],
+    /// Appended to `commands.txt` in the run folder.
+    pub command_line: &'a str,
+}
 
 /// Reads the CSV log back as (step, loss) points, dropping rows past `keep_until`.
 fn read_log(path: &Path, keep_until: u64) -> (Vec<String>, Vec<(f64, f64)>) {
@@ -90,13 +115,13 @@ fn smooth(points: &[(f64, f64)], alpha: f64) -> Vec<(f64, f64)> {
 }
 
 /// Draws the loss curve (raw and smoothed, log scale) into `path`.
-pub fn save_loss_plot(points: &[(f64, f64)], path: &Path) -> Result<()> {
+pub fn save_loss_plot(points: &[(f64, f64)], name: &str, path: &Path) -> Result<()> {
     let log: Vec<(f64, f64)> = points
         .iter()
         .map(|&(x, y)| (x, y.max(1e-8).log10()))
         .collect();
     let panel = Panel {
-        title: "training loss (MSE on ε)".into(),
+        title: format!("training loss ({name})"),
         x_label: "step".into(),
         y_label: "log10 loss".into(),
         series: vec![
@@ -147,10 +172,15 @@ struct RunLog {
 }
 
 impl RunLog {
-    fn open(run_dir: &Path, step: u64) -> Result<Self> {
+    fn open(run_dir: &Path, step: u64, parts: &[&str]) -> Result<Self> {
         let path = run_dir.join("train_log.csv");
         let (rows, points) = read_log(&path, step);
-        let mut text = format!("{CSV_HEADER}\n");
+        let mut text = CSV_HEADER.to_string();
+        for p in parts {
+            text.push(',');
+            text.push_str(p);
+        }
+        text.push('\n');
         for r in rows {
             text.push_str(&r);
             text.push('\n');
@@ -166,13 +196,15 @@ impl RunLog {
         Ok(Self { path, file, points })
     }
 
-    fn append(&mut self, s: &crate::train::StepStats, elapsed_s: f64) -> Result<()> {
-        writeln!(
-            self.file,
+    fn append(&mut self, s: &StepStats, elapsed_s: f64) -> Result<()> {
+        let mut line = format!(
             "{},{},{:.6e},{:.4},{:.2}",
             s.step, s.loss, s.lr, s.grad_norm, elapsed_s
-        )
-        .map_err(|reason| Error::Write {
+        );
+        for (_, v) in &s.parts {
+            line.push_str(&format!(",{v}"));
+        }
+        writeln!(self.file, "{line}").map_err(|reason| Error::Write {
             path: self.path.clone(),
             reason,
         })?;
@@ -182,14 +214,14 @@ impl RunLog {
 }
 
 /// Appends this invocation to the run folder's `commands.txt`.
-fn record_command(opts: &TrainOptions) -> Result<()> {
-    fs::create_dir(&opts.run_dir)?;
-    if let Some(parent) = opts.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+fn record_command(files: &RunFiles) -> Result<()> {
+    fs::create_dir(files.run_dir)?;
+    if let Some(parent) = files.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir(parent)?;
     }
-    let history = opts.run_dir.join("commands.txt");
+    let history = files.run_dir.join("commands.txt");
     let mut text = std::fs::read_to_string(&history).unwrap_or_default();
-    text.push_str(&opts.command_line);
+    text.push_str(files.command_line);
     text.push('\n');
     fs::write_atomic(&history, text.as_bytes())
 }
@@ -202,21 +234,47 @@ pub fn run(
     stop: &AtomicBool,
 ) -> Result<TrainOutcome> {
     let mut trainer = open_trainer(opts, device, progress)?;
-    record_command(opts)?;
-    let ckpt_path = opts.run_dir.join("checkpoint.safetensors");
-    let mut log = RunLog::open(&opts.run_dir, trainer.step)?;
-    let total = trainer.config.steps;
+    let files = RunFiles {
+        out: &opts.out,
+        run_dir: &opts.run_dir,
+        loss_name: "MSE on ε",
+        parts: &[],
+        command_line: &opts.command_line,
+    };
+    drive(&mut trainer, &files, progress, stop, |t: &Trainer, step| {
+        let preview = opts.run_dir.join(format!("preview_{step:06}.png"));
+        if let Some(score) = save_preview(t, t.config.preview_steps, &preview)? {
+            append_eval_log(&opts.run_dir.join("eval_log.csv"), step, &score)?;
+        }
+        Ok(())
+    })
+}
+
+/// The training loop of any [`TrainRun`]: a step, the log, progress; a checkpoint, the model
+/// file, the loss plot and `after_checkpoint` every `checkpoint_every` steps and at the end;
+/// a checkpoint when `stop` is set.
+pub fn drive<T: TrainRun>(
+    trainer: &mut T,
+    files: &RunFiles,
+    progress: &dyn Progress,
+    stop: &AtomicBool,
+    mut after_checkpoint: impl FnMut(&T, u64) -> Result<()>,
+) -> Result<TrainOutcome> {
+    record_command(files)?;
+    let ckpt_path = files.run_dir.join("checkpoint.safetensors");
+    let mut log = RunLog::open(files.run_dir, trainer.step(), files.parts)?;
+    let total = trainer.total_steps();
     let start = Instant::now();
-    let elapsed = |t: &Trainer| t.elapsed_before_s + start.elapsed().as_secs_f64();
-    let checkpoint = |t: &Trainer, points: &[(f64, f64)]| -> Result<()> {
+    let elapsed = |t: &T| t.elapsed_before_s() + start.elapsed().as_secs_f64();
+    let checkpoint = |t: &T, points: &[(f64, f64)]| -> Result<()> {
         t.save_checkpoint(&ckpt_path, elapsed(t))?;
-        t.save_model(&opts.out)?;
-        save_loss_plot(points, &opts.run_dir.join("loss.png"))
+        t.save_model(files.out)?;
+        save_loss_plot(points, files.loss_name, &files.run_dir.join("loss.png"))
     };
     progress.stage("training", total);
-    progress.advance(trainer.step);
+    progress.advance(trainer.step());
     let (mut loss_ema, mut last_loss, mut interrupted) = (None::<f64>, f32::NAN, false);
-    while trainer.step < total {
+    while trainer.step() < total {
         if stop.load(Ordering::SeqCst) {
             interrupted = true;
             break;
@@ -225,26 +283,23 @@ pub fn run(
         last_loss = s.loss;
         let ema = loss_ema.map_or(s.loss as f64, |e| 0.98 * e + 0.02 * s.loss as f64);
         loss_ema = Some(ema);
-        log.append(&s, elapsed(&trainer))?;
+        log.append(&s, elapsed(trainer))?;
         progress.advance(1);
         progress.status(&format!("loss {ema:.4}"));
-        if s.step % trainer.config.checkpoint_every == 0 || s.step == total {
-            checkpoint(&trainer, &log.points)?;
-            let preview = opts.run_dir.join(format!("preview_{:06}.png", s.step));
-            if let Some(score) = save_preview(&trainer, trainer.config.preview_steps, &preview)? {
-                append_eval_log(&opts.run_dir.join("eval_log.csv"), s.step, &score)?;
-            }
+        if s.step % trainer.checkpoint_every() == 0 || s.step == total {
+            checkpoint(trainer, &log.points)?;
+            after_checkpoint(trainer, s.step)?;
         }
     }
     if interrupted {
-        checkpoint(&trainer, &log.points)?;
+        checkpoint(trainer, &log.points)?;
     }
     progress.finish();
     Ok(TrainOutcome {
-        step: trainer.step,
+        step: trainer.step(),
         total_steps: total,
         last_loss,
-        elapsed_s: elapsed(&trainer),
+        elapsed_s: elapsed(trainer),
         interrupted,
         checkpoint: ckpt_path,
     })

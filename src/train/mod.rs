@@ -53,12 +53,54 @@ impl RunOverrides {
 }
 
 /// Statistics of one step.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct StepStats {
     pub step: u64,
     pub loss: f32,
     pub lr: f64,
     pub grad_norm: f64,
+    /// The loss's named terms, where it has several (the autoencoder's L1, edge and KL).
+    pub parts: Vec<(&'static str, f32)>,
+}
+
+/// What the training loop (`jobs::train`) drives: the denoiser's trainer or the
+/// autoencoder's. Each step is exact on resume.
+pub trait TrainRun {
+    /// Steps done.
+    fn step(&self) -> u64;
+    fn total_steps(&self) -> u64;
+    fn checkpoint_every(&self) -> u64;
+    /// Wall time of earlier sessions of the run, in seconds.
+    fn elapsed_before_s(&self) -> f64;
+    fn train_step(&mut self) -> Result<StepStats>;
+    /// The full state, to continue exactly.
+    fn save_checkpoint(&self, path: &Path, elapsed_s: f64) -> Result<()>;
+    /// The weights to ship, with their config.
+    fn save_model(&self, path: &Path) -> Result<()>;
+}
+
+impl TrainRun for Trainer {
+    fn step(&self) -> u64 {
+        self.step
+    }
+    fn total_steps(&self) -> u64 {
+        self.config.steps
+    }
+    fn checkpoint_every(&self) -> u64 {
+        self.config.checkpoint_every
+    }
+    fn elapsed_before_s(&self) -> f64 {
+        self.elapsed_before_s
+    }
+    fn train_step(&mut self) -> Result<StepStats> {
+        Trainer::train_step(self)
+    }
+    fn save_checkpoint(&self, path: &Path, elapsed_s: f64) -> Result<()> {
+        Trainer::save_checkpoint(self, path, elapsed_s)
+    }
+    fn save_model(&self, path: &Path) -> Result<()> {
+        Trainer::save_model(self, path)
+    }
 }
 
 /// A training run in memory.
@@ -293,6 +335,7 @@ impl Trainer {
             loss: loss.to_scalar::<f32>()?,
             lr,
             grad_norm: norm,
+            parts: Vec::new(),
         })
     }
 
