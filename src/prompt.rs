@@ -35,11 +35,7 @@ const ARTICLES: [&str; 3] = ["a", "an", "the"];
 pub fn parse(text: &str, vocab: &Vocabulary) -> Result<Vec<u32>> {
     let mut ids = vocab.null_ids();
     let mut filled = vec![false; vocab.slots.len()];
-    let words: Vec<String> = text
-        .split(|c: char| c.is_whitespace() || c == ',')
-        .filter(|w| !w.is_empty())
-        .map(|w| w.to_lowercase())
-        .collect();
+    let words = tokenizer::words(text);
     for (i, w) in words.iter().enumerate() {
         if i == 0 && ARTICLES.contains(&w.as_str()) {
             continue;
@@ -51,7 +47,7 @@ pub fn parse(text: &str, vocab: &Vocabulary) -> Result<Vec<u32>> {
             .find_map(|(s, slot)| slot.words.iter().position(|x| x == w).map(|p| (s, p)));
         let Some((slot, pos)) = found else {
             return Err(Error::UnknownWord {
-                word: w.clone(),
+                word: crate::error::clip(w),
                 prompt: crate::error::clip(text),
                 valid: valid_words(vocab),
             });

@@ -229,10 +229,24 @@ fn usage_error(e: clap::Error) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// The command line's grammar. Every command takes negative numbers as values, so
+/// `--seed -1` is an error about `--seed`, not an unexpected argument `-1`.
+fn command() -> clap::Command {
+    fn negatives(c: clap::Command) -> clap::Command {
+        c.allow_negative_numbers(true).mut_subcommands(negatives)
+    }
+    negatives(<Cli as clap::CommandFactory>::command())
+}
+
+fn parse() -> std::result::Result<Cli, clap::Error> {
+    let matches = command().try_get_matches()?;
+    <Cli as clap::FromArgMatches>::from_arg_matches(&matches)
+}
+
 /// Parses the command line, runs it and maps errors to one line and an exit status.
 pub fn main() -> ExitCode {
     diffuse::alloc::keep_freed_memory();
-    let cli = match Cli::try_parse() {
+    let cli = match parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };

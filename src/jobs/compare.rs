@@ -61,6 +61,18 @@ fn check(opts: &CompareOptions) -> Result<()> {
         ));
     }
     crate::render::frame::check_scale(opts.scale)?;
+    let png = opts
+        .out
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    if !png {
+        let name = opts.out.display().to_string();
+        return Err(Error::option_is(
+            "out",
+            name,
+            "compare writes a PNG: name it .png",
+        ));
+    }
     Ok(())
 }
 

@@ -14,12 +14,23 @@ pub struct Tokenizer<'a> {
     max_len: usize,
 }
 
-/// The words of a prompt: lower case, split on whitespace and commas.
+/// Punctuation that carries no meaning in a prompt: "A cat with a computer." is "a cat with a
+/// computer".
+pub const IGNORED_PUNCTUATION: [char; 11] =
+    ['.', '!', '?', ';', ':', '"', '\'', '“', '”', '‘', '’'];
+
+/// The words of a prompt as people type them: lower case, split on whitespace and commas,
+/// without [`IGNORED_PUNCTUATION`].
 pub fn words(text: &str) -> Vec<String> {
     text.split(|c: char| c.is_whitespace() || c == ',')
+        .map(|w| w.replace(IGNORED_PUNCTUATION, "").to_lowercase())
         .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
         .collect()
+}
+
+/// The prompt the model reads: its [`words`] joined by single spaces.
+pub fn normalize(text: &str) -> String {
+    words(text).join(" ")
 }
 
 impl<'a> Tokenizer<'a> {
@@ -52,7 +63,7 @@ impl<'a> Tokenizer<'a> {
         let mut ids = Vec::with_capacity(self.max_len);
         for w in &words {
             let id = self.id(w).ok_or_else(|| Error::UnknownWord {
-                word: w.clone(),
+                word: crate::error::clip(w),
                 prompt: crate::error::clip(text),
                 valid: format!("closest: {}", self.closest(w, 3).join(", ")),
             })?;

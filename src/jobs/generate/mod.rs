@@ -85,7 +85,9 @@ pub struct GenerateReport {
     /// "generate", "img2img" or "inpaint".
     pub command: &'static str,
     pub diffuse_version: &'static str,
+    /// The prompt as typed, and as the model reads it (lower case, no punctuation).
     pub prompt: String,
+    pub prompt_normalized: String,
     pub negative_prompt: Option<String>,
     pub condition_ids: Vec<u32>,
     pub num_images: usize,
@@ -265,6 +267,7 @@ fn report(
         },
         diffuse_version: env!("CARGO_PKG_VERSION"),
         prompt: opts.prompt.clone(),
+        prompt_normalized: crate::text::tokenizer::normalize(&opts.prompt),
         negative_prompt: opts.negative_prompt.clone(),
         condition_ids: plan.ids.clone(),
         num_images: opts.num_images,

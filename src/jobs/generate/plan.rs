@@ -15,7 +15,7 @@ use crate::model::LoadedModel;
 use crate::pipeline;
 use crate::render;
 use crate::run::{condition_ids, RunRequest, Start};
-use crate::sampler::SamplerConfig;
+use crate::sampler::{SamplerConfig, SamplerKind};
 use crate::schedule::NoiseSchedule;
 
 /// The checked inputs of a run: condition ids, the sampler and which states become frames.
@@ -78,6 +78,15 @@ impl Plan {
                 .map_or(0, |(_, s)| pipeline::img2img_start(timesteps.len(), *s))
         });
         let n = timesteps.len();
+        if let (Some((_, strength)), None) = (&init, opts.start_step) {
+            if start >= n {
+                let why = format!(
+                    "leaves no step to run at {n} steps (img2img redoes ⌊steps·strength⌋ steps; give at least {:.3})",
+                    1.0 / n as f64
+                );
+                return Err(Error::option_is("strength", strength, why));
+            }
+        }
         let total_states = n - start + 1 + input;
         let map_steps = match opts.attention_maps {
             Some(m) => render::evenly_chosen(n - start, m)
@@ -218,6 +227,18 @@ fn check_options(opts: &GenerateOptions) -> Result<()> {
         return Err(Error::out_of_range("num-images", opts.num_images, range));
     }
     crate::defaults::check_guidance("guidance", opts.guidance)?;
+    let repaint = opts
+        .inpaint
+        .as_ref()
+        .is_some_and(|i| i.method == InpaintMethod::Repaint);
+    let eta = opts.sampler.eta;
+    if eta != 0.0 && opts.sampler.kind != SamplerKind::Ddim && !repaint {
+        let why = format!(
+            "applies to --sampler ddim (and inpaint --method repaint) only; {} takes no η",
+            opts.sampler.kind
+        );
+        return Err(Error::option_is("eta", eta, why));
+    }
     opts.frames.validate()?;
     crate::render::frame::check_scale(opts.scale)?;
     if let Some(InitImage { strength, .. }) = &opts.init_image {
