@@ -8,6 +8,128 @@ mod common;
 use base64::Engine as _;
 use common::server::{respond, Server};
 
+/// A raw HTTP/1.1 request to the server with the given head lines and body; the status and
+/// the JSON body of the reply.
+fn raw(
+    server: &Server,
+    request_line: &str,
+    headers: &[String],
+    body: &str,
+) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let addr = server.url.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let mut head = format!("{request_line} HTTP/1.1\r\nConnection: close\r\n");
+    for h in headers {
+        head.push_str(h);
+        head.push_str("\r\n");
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    s.write_all(head.as_bytes()).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut reply = Vec::new();
+    let _ = s.read_to_end(&mut reply);
+    let reply = String::from_utf8_lossy(&reply);
+    let status = reply.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = reply.split("\r\n\r\n").nth(1).unwrap_or("");
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[test]
+fn the_server_trusts_only_loopback_and_json() {
+    let server = Server::start(&["--model", "shapes32"]);
+    let port = server.url.rsplit(':').next().unwrap().to_string();
+    let ok = r#"{"prompt": "a red circle", "steps": 2}"#;
+    let json = "Content-Type: application/json".to_string();
+    // A page rebound to 127.0.0.1 sends its own name as Host, with a matching Origin.
+    let evil = format!("evil.example:{port}");
+    let (status, body) = raw(
+        &server,
+        "POST /api/generate",
+        &[
+            format!("Host: {evil}"),
+            format!("Origin: http://{evil}"),
+            json.clone(),
+        ],
+        ok,
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("evil.example"),
+        "{body}"
+    );
+    for host in ["127.0.0.1", "localhost", "LOCALHOST"] {
+        let (status, body) = raw(
+            &server,
+            "GET /api/model",
+            &[format!("Host: {host}:{port}")],
+            "",
+        );
+        assert_eq!(status, 200, "{host}: {body}");
+    }
+    // Only JSON bodies are read.
+    let (status, body) = raw(
+        &server,
+        "POST /api/generate",
+        &[
+            format!("Host: 127.0.0.1:{port}"),
+            "Content-Type: text/plain".into(),
+        ],
+        ok,
+    );
+    assert_eq!(status, 415, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("application/json"));
+    // A known path with another method is a JSON 405.
+    let (status, body) = raw(
+        &server,
+        "GET /api/generate",
+        &[format!("Host: 127.0.0.1:{port}")],
+        "",
+    );
+    assert_eq!(status, 405);
+    assert!(body["error"].as_str().unwrap().contains("POST"), "{body}");
+    // Type errors name their field.
+    let gen = |body: &str| Server::json(server.post("/api/generate", body));
+    for (body, field) in [
+        (r#"{"prompt": "a red circle", "seed": -1}"#, "seed"),
+        (
+            r#"{"prompt": "a red circle", "seed": 18446744073709551616}"#,
+            "seed",
+        ),
+        (
+            r#"{"prompt": "a red circle", "guidance": "NaN"}"#,
+            "guidance",
+        ),
+        (r#"{"prompt": 7}"#, "prompt"),
+    ] {
+        let (status, reply) = gen(body);
+        assert_eq!(
+            (status, reply["field"].as_str()),
+            (400, Some(field)),
+            "{body}: {reply}"
+        );
+    }
+}
+
+#[test]
+fn runs_never_streamed_are_counted_when_they_expire() {
+    let server = Server::start(&["--model", "shapes32", "--claim-seconds", "1"]);
+    let (status, _) =
+        Server::json(server.post("/api/generate", r#"{"prompt": "red", "steps": 2}"#));
+    assert_eq!(status, 200);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let (_, s) = Server::json(server.get("/api/status"));
+    assert_eq!(
+        (s["expired"].as_u64(), s["unclaimed"].as_u64()),
+        (Some(1), Some(0)),
+        "{s}"
+    );
+}
+
 /// A POST to /api/noise that declares a `len`-byte body and sends only its start: a body over
 /// the limit is refused from its headers, without being read.
 fn declared_too_large(server: &Server, len: usize) -> (u16, serde_json::Value) {

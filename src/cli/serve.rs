@@ -32,7 +32,13 @@ pub struct ServeArgs {
     /// Runs accepted and not yet finished; more are refused with 429.
     #[arg(long, default_value_t = Limits::default().queue)]
     queue: usize,
+    /// Seconds an accepted run waits for its event stream before it expires.
+    #[arg(long, default_value_t = Limits::default().claim_seconds)]
+    claim_seconds: u64,
 }
+
+/// The longest `--claim-seconds`.
+const MAX_CLAIM_SECONDS: u64 = 3600;
 
 /// Resolves on Ctrl-C or SIGTERM; a second Ctrl-C while the server closes exits at once.
 async fn shutdown_signal() {
@@ -65,7 +71,8 @@ async fn first_signal() {
     }
 }
 
-/// Opens `url` with the system's opener; says so when there is none.
+/// Opens `url` with the system's opener, its output hidden; says so in one line when there
+/// is none or it fails.
 fn open_browser(url: &str) {
     let opener = if cfg!(target_os = "macos") {
         "open"
@@ -74,14 +81,34 @@ fn open_browser(url: &str) {
     } else {
         "xdg-open"
     };
-    if std::process::Command::new(opener).arg(url).spawn().is_err() {
-        eprintln!("note: --open: no browser opener ({opener}) here; open {url} yourself");
+    use std::process::{Command, Stdio};
+    let note = format!("note: --open: no browser opened ({opener}); open {url} yourself");
+    let child = Command::new(opener)
+        .arg(url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    match child {
+        Err(_) => eprintln!("{note}"),
+        // Reaped on its own thread; a failed opener says so in one line.
+        Ok(mut child) => {
+            std::thread::spawn(move || {
+                if !child.wait().is_ok_and(|s| s.success()) {
+                    eprintln!("{note}");
+                }
+            });
+        }
     }
 }
 
 pub fn run(args: &ServeArgs, ctx: &Context) -> Result<()> {
     if !(1..=MAX_QUEUE).contains(&args.queue) {
         super::usage!("--queue {} is out of range 1..={MAX_QUEUE}", args.queue);
+    }
+    if !(1..=MAX_CLAIM_SECONDS).contains(&args.claim_seconds) {
+        let n = args.claim_seconds;
+        super::usage!("--claim-seconds {n} is out of range 1..={MAX_CLAIM_SECONDS}");
     }
     let model = ctx.model(&args.device, &args.model)?;
     let name = model.name.clone();
@@ -90,6 +117,7 @@ pub fn run(args: &ServeArgs, ctx: &Context) -> Result<()> {
         port: args.port,
         limits: Limits {
             queue: args.queue,
+            claim_seconds: args.claim_seconds,
             ..Limits::default()
         },
     };

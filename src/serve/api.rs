@@ -28,10 +28,27 @@ pub use crate::defaults::MAX_GUIDANCE;
 /// The pictures `POST /api/noise` offers without an upload.
 pub const BUILTIN_PICTURES: [&str; 2] = ["scene", "emoji"];
 
-/// Refuses, before reading the body, requests sent by a page of another origin (no CORS: a
-/// browser names the page's origin in `Origin`, and it must be this server's own) and
-/// requests whose declared body is over the limit.
+/// Refuses, before reading the body: requests for another host name than the server's own
+/// (a page whose DNS name was rebound to 127.0.0.1 sends its own name), requests sent by a
+/// page of another origin (no CORS: a browser names the page's origin in `Origin`, and it
+/// must be this server's own), bodies that are not `application/json`, and requests whose
+/// declared body is over the limit.
 pub async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if let Some(host) = foreign_host(req.headers(), &state.hosts) {
+        let allowed = state.hosts.join(", ");
+        return ApiError::status(
+            StatusCode::FORBIDDEN,
+            format!("requests for host '{host}' are refused; this server answers for {allowed}"),
+        )
+        .into_response();
+    }
+    if req.method() == axum::http::Method::POST && !json_body(req.headers()) {
+        return ApiError::status(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the body must be JSON, sent as Content-Type: application/json",
+        )
+        .into_response();
+    }
     if let Some(origin) = foreign_origin(req.headers()) {
         return ApiError::status(
             StatusCode::FORBIDDEN,
@@ -58,6 +75,29 @@ fn too_large(max: usize) -> ApiError {
     )
 }
 
+/// The `Host` of a request when its name (without the port) is not one of `hosts`.
+fn foreign_host(headers: &axum::http::HeaderMap, hosts: &[String]) -> Option<String> {
+    let host = headers.get(header::HOST)?;
+    let Ok(host) = host.to_str() else {
+        return Some("?".into());
+    };
+    let name = match host.rfind(':') {
+        Some(i) if !host[i..].contains(']') => &host[..i],
+        _ => host,
+    };
+    let known = hosts.iter().any(|h| h.eq_ignore_ascii_case(name));
+    (!known).then(|| crate::error::clip(host))
+}
+
+/// Whether the request declares a JSON body.
+fn json_body(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+}
+
 /// The `Origin` of a request when it is not `http://<Host>`.
 fn foreign_origin(headers: &axum::http::HeaderMap) -> Option<String> {
     let get = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
@@ -70,6 +110,19 @@ fn foreign_origin(headers: &axum::http::HeaderMap) -> Option<String> {
 /// Any other path.
 pub async fn not_found() -> ApiError {
     ApiError::status(StatusCode::NOT_FOUND, "no such page or endpoint")
+}
+
+/// A known path with another method (`GET /api/generate`).
+pub async fn method_not_allowed(req: Request) -> ApiError {
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let how = match path.as_str() {
+        "/api/generate" | "/api/noise" => "POST",
+        _ => "GET",
+    };
+    ApiError::status(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} {path} is not served; use {how}"),
+    )
 }
 
 /// `GET /api/model`.
@@ -193,16 +246,22 @@ pub(super) fn parse_body<T: serde::de::DeserializeOwned>(body: Body, max: usize)
         StatusCode::PAYLOAD_TOO_LARGE => too_large(max),
         status => ApiError::status(status, e.body_text()),
     })?;
-    serde_json::from_slice(&body).map_err(|e| {
-        let msg = e.to_string();
-        // serde names unknown and missing fields between backticks.
-        let field = msg
-            .split('`')
-            .nth(1)
-            .filter(|_| msg.contains("field"))
-            .unwrap_or("body")
-            .to_string();
-        ApiError::field(&field, format!("invalid JSON: {msg}"))
+    let de = &mut serde_json::Deserializer::from_slice(&body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let msg = e.inner().to_string();
+        // The path names the field whose value is wrong; serde names unknown and missing
+        // fields between backticks.
+        let path = e.path().to_string();
+        let named = msg.split('`').nth(1).filter(|_| msg.contains("field"));
+        let field = match (path.as_str(), named) {
+            ("." | "" | "?", Some(n)) => n.to_string(),
+            ("." | "" | "?", None) => "body".to_string(),
+            (p, _) => p.to_string(),
+        };
+        ApiError::field(
+            &field,
+            format!("invalid JSON: {}", crate::error::clip(&msg)),
+        )
     })
 }
 

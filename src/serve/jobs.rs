@@ -32,6 +32,8 @@ pub struct QueueStatus {
     /// Stopped because the client went away.
     pub cancelled: u64,
     pub failed: u64,
+    /// Accepted, but their stream was not opened in time.
+    pub expired: u64,
     /// Refused with 429.
     pub refused: u64,
     /// The most runs accepted and not finished.
@@ -80,9 +82,7 @@ impl Queue {
     /// not opened within `claim_seconds` are dropped first.
     pub fn submit(&self, spec: JobSpec) -> std::result::Result<u64, ApiError> {
         let mut q = self.lock();
-        let ttl = Duration::from_secs(self.limits.claim_seconds);
-        q.unclaimed.retain(|_, (at, _)| at.elapsed() < ttl);
-        q.status.unclaimed = q.unclaimed.len();
+        self.expire(&mut q);
         let busy = q.unclaimed.len() + q.status.queued + q.status.running;
         if busy >= self.limits.queue {
             q.status.refused += 1;
@@ -126,7 +126,18 @@ impl Queue {
     }
 
     pub fn status(&self) -> QueueStatus {
-        self.lock().status.clone()
+        let mut q = self.lock();
+        self.expire(&mut q);
+        q.status.clone()
+    }
+
+    /// Drops the runs whose stream was not opened within `claim_seconds`, counting them.
+    fn expire(&self, q: &mut Inner) {
+        let ttl = Duration::from_secs(self.limits.claim_seconds);
+        let before = q.unclaimed.len();
+        q.unclaimed.retain(|_, (at, _)| at.elapsed() < ttl);
+        q.status.expired += (before - q.unclaimed.len()) as u64;
+        q.status.unclaimed = q.unclaimed.len();
     }
 
     fn update(&self, f: impl FnOnce(&mut QueueStatus)) {

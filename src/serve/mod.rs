@@ -92,7 +92,12 @@ pub struct AppState {
     pub model: LoadedModel,
     pub limits: Limits,
     pub jobs: jobs::Queue,
+    /// The host names a request may be for: loopback's and `--host`.
+    pub hosts: Vec<String>,
 }
+
+/// The host names of loopback, which the server answers for whatever `--host` is.
+pub const LOOPBACK_HOSTS: [&str; 3] = ["127.0.0.1", "localhost", "[::1]"];
 
 /// The playground's routes over `state`.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -109,6 +114,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/generate", post(api::generate))
         .route("/api/jobs/{id}/events", get(jobs::events))
         .fallback(api::not_found)
+        .method_not_allowed_fallback(api::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             api::guard,
@@ -141,9 +147,15 @@ pub async fn serve(
         what: "server".into(),
         reason: e.to_string(),
     })?;
+    let mut hosts: Vec<String> = LOOPBACK_HOSTS.map(String::from).to_vec();
+    hosts.push(match opts.host.contains(':') {
+        true => format!("[{}]", opts.host.trim_matches(['[', ']'])),
+        false => opts.host.to_lowercase(),
+    });
     let state = Arc::new(AppState {
         jobs: jobs::Queue::new(opts.limits),
         limits: opts.limits,
+        hosts,
         model,
     });
     on_ready(bound);

@@ -1,5 +1,6 @@
 // Drives the diffuse playground in a real browser (Debian's Chromium through playwright-core):
-// types a prompt, clicks Generate, waits for the last step, checks that the canvases are not
+// types a sentence (no word flagged while it is typed, punctuation ignored), then a prompt,
+// clicks Generate, waits for the last step, checks that the canvases are not
 // blank and the step counter reached the end, moves the Forward tab's t slider and checks that
 // x_t changed, checks a 390-px-wide screen and a run started from the keyboard alone, and saves
 // a screenshot.
@@ -26,6 +27,19 @@ try {
   await page.goto(url);
   await page.waitForFunction(() => document.getElementById("model-line").textContent.startsWith("Model:"));
   const prompt = promptArg || await page.inputValue("#gen-prompt");
+
+  // A sentence typed as people type it, key by key: no word is flagged while it is being
+  // typed, punctuation is ignored, and a finished unknown word is quoted without doubling.
+  await page.fill("#gen-prompt", "");
+  for (const ch of `${prompt.charAt(0).toUpperCase()}${prompt.slice(1)}.`) {
+    await page.type("#gen-prompt", ch);
+    const shown = await page.textContent("#gen-prompt-error");
+    if (shown) fail(`typing '${await page.inputValue("#gen-prompt")}' shows '${shown}'`);
+  }
+  await page.fill("#gen-prompt", "");
+  await page.type("#gen-prompt", "a zzzz. ");
+  const flagged = await page.textContent("#gen-prompt-error");
+  if (!flagged.includes('"zzzz".') || flagged.includes("zzzz..")) fail(`an unknown word shows '${flagged}'`);
 
   // Type the prompt as a person would, then set the steps and a fixed seed.
   await page.fill("#gen-prompt", "");

@@ -80,7 +80,7 @@ const generate = {
 const compare = {
   stop: null,
   setup() {
-    $("cmp-prompt").addEventListener("input", () => checkPrompt($("cmp-prompt"), $("cmp-prompt-error"), $("cmp-go")));
+    $("cmp-prompt").addEventListener("input", () => checkPrompt($("cmp-prompt"), $("cmp-prompt-error"), $("cmp-go"), true));
     $("cmp-by").addEventListener("change", () => {
       const by = $("cmp-by").value;
       $("cmp-values").value = by === "guidance" ? "0, 1, 3, 7" : by === "seed" ? "1, 2, 3, 4" : MODEL.samplers.join(", ");

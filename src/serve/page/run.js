@@ -33,8 +33,12 @@ async function api(path, body) {
   return data;
 }
 
+// The words of a prompt as the server reads them: lower case, split on spaces and commas,
+// without the punctuation that carries no meaning (. ! ? ; : and quotes).
 function words(text) {
-  return text.toLowerCase().split(/[\s,]+/).filter((w) => w.length > 0);
+  return text.toLowerCase().split(/[\s,]+/)
+    .map((w) => w.replace(/[.!?;:"'\u201c\u201d\u2018\u2019]/g, ""))
+    .filter((w) => w.length > 0);
 }
 
 function vocabulary() {
@@ -46,11 +50,15 @@ function vocabulary() {
 }
 
 // Flags unknown words before anything is sent; returns true when the prompt may be sent.
-function checkPrompt(input, errorEl, button) {
+// While `typing`, the word under the cursor is not judged until it is finished.
+function checkPrompt(input, errorEl, button, typing = false) {
   const vocab = vocabulary();
-  const unknown = words(input.value).filter((w) => !vocab.has(w));
+  const all = words(input.value);
+  const done = typing && /[^\s,.!?;:]$/.test(input.value) ? all.slice(0, -1) : all;
+  const unknown = done.filter((w) => !vocab.has(w));
   const bad = unknown.length > 0;
-  errorEl.textContent = bad ? `Unknown word${unknown.length > 1 ? "s" : ""}: ${unknown.join(", ")}. The model only knows its own words.` : "";
+  const quoted = unknown.map((w) => `"${w}"`).join(", ");
+  errorEl.textContent = bad ? `Unknown word${unknown.length > 1 ? "s" : ""}: ${quoted}. The model only knows its own words.` : "";
   input.setAttribute("aria-invalid", bad ? "true" : "false");
   if (button) button.disabled = bad;
   return !bad;
@@ -72,7 +80,7 @@ function setupCompletion(input, box, errorEl, button) {
       b.addEventListener("click", () => { complete(w); input.focus(); });
       box.appendChild(b);
     }
-    checkPrompt(input, errorEl, button);
+    checkPrompt(input, errorEl, button, true);
   };
   const complete = (w) => {
     const text = input.value;
