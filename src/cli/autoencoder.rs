@@ -4,8 +4,6 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use anyhow::Result;
 use clap::Args;
@@ -15,6 +13,7 @@ use diffuse::jobs::train::run_dir_for;
 use diffuse::vae::train::{load_autoencoder, AutoencoderTrainConfig};
 
 use super::flags::DeviceFlag;
+use super::train::{print_outcome, stop_on_signal};
 use super::Context;
 
 fn defaults() -> AutoencoderTrainConfig {
@@ -87,10 +86,8 @@ impl TrainAutoencoderArgs {
             resume: self.resume.clone(),
             steps_override: self.resume.as_ref().and(self.steps),
             force: self.force,
-            command_line: std::env::args_os()
-                .map(|a| a.to_string_lossy().into_owned())
-                .collect::<Vec<_>>()
-                .join(" "),
+
+            command_line: super::command_line(),
         }
     }
 }
@@ -98,25 +95,8 @@ impl TrainAutoencoderArgs {
 pub fn run_train(args: &TrainAutoencoderArgs, ctx: &Context) -> Result<()> {
     let device = ctx.device(&args.device)?;
     let opts = args.options();
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        // First Ctrl-C (or SIGTERM, SIGHUP): save a checkpoint and stop cleanly.
-        let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
-    }
-    let outcome = job::train(&opts, &device, &ctx.bars, &stop)?;
-    writeln!(
-        std::io::stdout().lock(),
-        "{} at step {}/{} (loss {:.5}, {:.1} min of training in all); autoencoder {}, checkpoint {}",
-        if outcome.interrupted { "stopped" } else { "finished" },
-        outcome.step,
-        outcome.total_steps,
-        outcome.last_loss,
-        outcome.elapsed_s / 60.0,
-        args.out.display(),
-        outcome.checkpoint.display()
-    )?;
-    Ok(())
+    let outcome = job::train(&opts, &device, &ctx.bars, &stop_on_signal())?;
+    print_outcome(&outcome, "autoencoder", &args.out)
 }
 
 #[derive(Args)]

@@ -179,6 +179,15 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// This invocation as one line, for a run folder's `commands.txt` (lossy, so a path that is not
+/// UTF-8 is recorded rather than a panic).
+pub fn command_line() -> String {
+    std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// A command's own refusal of its flags (exit status 2): `bail!`'s counterpart for usage.
 #[derive(Debug)]
 pub struct Usage(pub String);

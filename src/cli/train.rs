@@ -125,42 +125,42 @@ impl TrainArgs {
                 preview_steps: self.preview_steps,
             },
             force: self.force,
-            // Lossy, so a path that is not UTF-8 is recorded rather than a panic.
-            command_line: std::env::args_os()
-                .map(|a| a.to_string_lossy().into_owned())
-                .collect::<Vec<_>>()
-                .join(" "),
+            command_line: super::command_line(),
         }
     }
+}
+
+/// A flag the first Ctrl-C (or SIGTERM, SIGHUP) sets, so a training run saves a checkpoint
+/// and stops cleanly.
+pub fn stop_on_signal() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    stop
+}
+
+/// The one line a training command prints at its end; `what` names the file it wrote.
+pub fn print_outcome(o: &job::TrainOutcome, what: &str, out: &std::path::Path) -> Result<()> {
+    writeln!(
+        std::io::stdout().lock(),
+        "{} at step {}/{} (loss {:.5}, {:.1} min of training in all); {what} {}, checkpoint {}",
+        if o.interrupted { "stopped" } else { "finished" },
+        o.step,
+        o.total_steps,
+        o.last_loss,
+        o.elapsed_s / 60.0,
+        out.display(),
+        o.checkpoint.display()
+    )?;
+    Ok(())
 }
 
 pub fn run(args: &TrainArgs, ctx: &Context) -> Result<()> {
     args.check_resume()?;
     let device = ctx.device(&args.device)?;
     let opts = args.options();
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        // First Ctrl-C (or SIGTERM, SIGHUP): save a checkpoint and stop cleanly.
-        let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
-    }
-    let outcome = job::run(&opts, &device, &ctx.bars, &stop)?;
-    writeln!(
-        std::io::stdout().lock(),
-        "{} at step {}/{} (loss {:.5}, {:.1} min of training in all); model {}, checkpoint {}",
-        if outcome.interrupted {
-            "stopped"
-        } else {
-            "finished"
-        },
-        outcome.step,
-        outcome.total_steps,
-        outcome.last_loss,
-        outcome.elapsed_s / 60.0,
-        args.out.display(),
-        outcome.checkpoint.display()
-    )?;
-    Ok(())
+    let outcome = job::run(&opts, &device, &ctx.bars, &stop_on_signal())?;
+    print_outcome(&outcome, "model", &args.out)
 }
 
 #[derive(Subcommand)]

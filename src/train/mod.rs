@@ -215,39 +215,7 @@ impl Trainer {
                 "the data folder's classes changed since the checkpoint was written",
             ));
         }
-        let get = |prefix: &str, name: &str| -> Result<Tensor> {
-            tensors
-                .get(&format!("{prefix}.{name}"))
-                .cloned()
-                .ok_or_else(|| {
-                    Error::file(
-                        path,
-                        format!("lacks tensor {prefix}.{name}: the checkpoint is from a different config"),
-                    )
-                })
-        };
-        let check = |name: &str, a: &Tensor, b: &Tensor| -> Result<()> {
-            if a.dims() != b.dims() {
-                return Err(Error::file(
-                    path,
-                    format!(
-                        "{name} has shape {:?}, the config needs {:?}",
-                        a.dims(),
-                        b.dims()
-                    ),
-                ));
-            }
-            Ok(())
-        };
-        for (name, var, m, v) in t.opt.state.iter_mut() {
-            let p = get("params", name)?;
-            check(name, &p, var.as_tensor())?;
-            var.set(&p)?;
-            *m = get("adam_m", name)?;
-            *v = get("adam_v", name)?;
-            let e = get("ema", name)?;
-            t.ema.insert(name.clone(), e);
-        }
+        checkpoint::restore_state(&mut t.opt, &mut t.ema, &tensors, path)?;
         t.opt.t = meta.adam_t;
         t.step = meta.step;
         t.rng = meta.rng.restore()?;
@@ -341,22 +309,14 @@ impl Trainer {
 
     /// Writes the full state (weights, EMA, AdamW moments, step, RNG, config) atomically.
     pub fn save_checkpoint(&self, path: &Path, elapsed_s: f64) -> Result<()> {
-        let mut tensors = HashMap::new();
-        for (name, var, m, v) in &self.opt.state {
-            tensors.insert(format!("params.{name}"), var.as_tensor().clone());
-            tensors.insert(format!("adam_m.{name}"), m.clone());
-            tensors.insert(format!("adam_v.{name}"), v.clone());
-            tensors.insert(format!("ema.{name}"), self.ema[name].clone());
-        }
-        let meta = CheckpointMeta {
-            format: 1,
-            config: self.config.clone(),
-            step: self.step,
-            adam_t: self.opt.t,
-            rng: RngState::of(&self.rng),
+        let meta = CheckpointMeta::of(
+            self.config.clone(),
+            self.step,
+            &self.opt,
+            &self.rng,
             elapsed_s,
-        };
-        safetensors::save_with_meta(path, &tensors, CHECKPOINT_KEY, &meta)
+        );
+        meta.save(path, CHECKPOINT_KEY, &self.opt, &self.ema)
     }
 
     /// Writes the EMA weights as a model file, with its config and schedule in the metadata.

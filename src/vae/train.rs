@@ -20,7 +20,7 @@ use crate::io::image::push_chw;
 use crate::io::safetensors;
 use crate::nn::init::SeededInit;
 use crate::rng::{self, Rng};
-use crate::train::checkpoint::RngState;
+use crate::train::checkpoint;
 use crate::train::optim::{self, AdamW, AdamWConfig};
 use crate::train::{named_vars, StepStats, TrainRun};
 
@@ -127,15 +127,7 @@ pub struct AutoencoderMeta {
     pub batch_size: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct CheckpointMeta {
-    format: u32,
-    config: AutoencoderTrainConfig,
-    step: u64,
-    adam_t: u64,
-    rng: RngState,
-    elapsed_s: f64,
-}
+type CheckpointMeta = checkpoint::CheckpointMeta<AutoencoderTrainConfig>;
 
 /// The emoji scenes `start..start + count` of `seed` as `[count, 3, 64, 64]` in [-1, 1].
 pub fn scenes(seed: u64, start: u64, count: usize, device: &Device) -> Result<Tensor> {
@@ -216,30 +208,7 @@ impl AutoencoderTrainer {
             None => {}
         }
         let mut t = Self::new(config, device)?;
-        let get = |kind: &str, name: &str| {
-            tensors
-                .get(&format!("{kind}.{name}"))
-                .cloned()
-                .ok_or_else(|| {
-                    Error::file(
-                        path,
-                        format!("lacks {kind}.{name}: another autoencoder config"),
-                    )
-                })
-        };
-        for (name, var, m, v) in t.opt.state.iter_mut() {
-            let p = get("params", name)?;
-            if p.dims() != var.as_tensor().dims() {
-                return Err(Error::file(
-                    path,
-                    format!("{name} has shape {:?}", p.dims()),
-                ));
-            }
-            var.set(&p)?;
-            *m = get("adam_m", name)?;
-            *v = get("adam_v", name)?;
-            t.ema.insert(name.clone(), get("ema", name)?);
-        }
+        checkpoint::restore_state(&mut t.opt, &mut t.ema, &tensors, path)?;
         t.opt.t = meta.adam_t;
         t.step = meta.step;
         t.rng = meta.rng.restore()?;
@@ -336,22 +305,14 @@ impl TrainRun for AutoencoderTrainer {
     }
 
     fn save_checkpoint(&self, path: &Path, elapsed_s: f64) -> Result<()> {
-        let mut tensors = HashMap::new();
-        for (name, var, m, v) in &self.opt.state {
-            tensors.insert(format!("params.{name}"), var.as_tensor().clone());
-            tensors.insert(format!("adam_m.{name}"), m.clone());
-            tensors.insert(format!("adam_v.{name}"), v.clone());
-            tensors.insert(format!("ema.{name}"), self.ema[name].clone());
-        }
-        let meta = CheckpointMeta {
-            format: 1,
-            config: self.config.clone(),
-            step: self.step,
-            adam_t: self.opt.t,
-            rng: RngState::of(&self.rng),
+        let meta = CheckpointMeta::of(
+            self.config.clone(),
+            self.step,
+            &self.opt,
+            &self.rng,
             elapsed_s,
-        };
-        safetensors::save_with_meta(path, &tensors, AUTOENCODER_CHECKPOINT_KEY, &meta)
+        );
+        meta.save(path, AUTOENCODER_CHECKPOINT_KEY, &self.opt, &self.ema)
     }
 
     /// The EMA weights with their config, the scaling factor measured on them.
