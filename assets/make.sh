@@ -111,3 +111,10 @@ $bin invert --model shapes32 --image assets/scene.png --frames 8 --out out/inver
 cp out/invert/strip.png $pics/invert-strip.png
 $bin generate --model shapes32 --from-noise out/invert/noise.safetensors --prompt "" --num-images 1 --sampler ddim --steps 50 --guidance 1 --no-clip-sample --no-thresholding --frames 8 --out out/reconstruct --quiet
 cp out/reconstruct/strip.png $pics/reconstruct-strip.png
+
+# Latent diffusion's autoencoder: an unseen emoji scene, its 4 latent channels and its
+# reconstruction.
+rm -rf out/scenes99 out/autoencode.png
+$bin data emoji --count 4 --seed 99 --out out/scenes99 --quiet
+$bin autoencode --model models/ae64.safetensors --image out/scenes99/000000.png --out out/autoencode.png --quiet
+cp out/autoencode.png $pics/autoencode.png

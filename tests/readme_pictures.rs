@@ -190,8 +190,13 @@ fn every_readme_picture_command_runs_at_a_tiny_setting() {
     let dir = tempfile::tempdir().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     std::fs::create_dir_all(dir.path().join("assets")).unwrap();
-    for asset in ["assets/scene.png", "assets/scene-sun-mask.png"] {
-        std::fs::copy(root.join(asset), dir.path().join(asset)).unwrap();
+    std::fs::create_dir_all(dir.path().join("models")).unwrap();
+    for file in [
+        "assets/scene.png",
+        "assets/scene-sun-mask.png",
+        "models/ae64.safetensors",
+    ] {
+        std::fs::copy(root.join(file), dir.path().join(file)).unwrap();
     }
     let cmds = picture_commands();
     assert!(cmds.len() >= 15, "only {} picture commands", cmds.len());

@@ -39,14 +39,15 @@ pub struct SchedulerConfig {
     pub trained_betas: Option<serde_json::Value>,
 }
 
+// diffusers' `DDPMScheduler` defaults, which are diffuse's own schedule defaults.
 fn default_timesteps() -> usize {
-    1000
+    ScheduleConfig::default().train_timesteps
 }
 fn default_beta_start() -> f64 {
-    1e-4
+    ScheduleConfig::default().beta_start
 }
 fn default_beta_end() -> f64 {
-    0.02
+    ScheduleConfig::default().beta_end
 }
 fn default_beta_schedule() -> String {
     "linear".into()

@@ -200,7 +200,7 @@ pub fn autoencode(
         ),
         (
             format!(
-                "its latent z: {} channels of {}x{} (grey = 0, ±2σ)",
+                "its latent z: {} channels of {}x{} (grey = 0, black and white = -2 and +2 sigma)",
                 z.dim(1)?,
                 z.dim(2)?,
                 z.dim(3)?

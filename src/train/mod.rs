@@ -132,6 +132,25 @@ pub fn named_vars(varmap: &VarMap) -> Result<Vec<(String, Var)>> {
     Ok(v)
 }
 
+/// A fresh run's optimiser over the variables of `varmap`, their EMA (a copy of the initial
+/// weights), and the trainer's RNG: seeded with `seed` on a stream of its own, apart from the
+/// weight-init stream.
+pub fn fresh_state(
+    varmap: &VarMap,
+    adamw: optim::AdamWConfig,
+    seed: u64,
+) -> Result<(AdamW, HashMap<String, Tensor>, Rng)> {
+    let vars = named_vars(varmap)?;
+    let ema = vars
+        .iter()
+        .map(|(n, v)| Ok((n.clone(), v.as_tensor().copy()?)))
+        .collect::<Result<HashMap<_, _>>>()?;
+    let opt = AdamW::new(vars, adamw)?;
+    let mut trng = ChaCha8Rng::seed_from_u64(seed);
+    trng.set_stream(1);
+    Ok((opt, ema, trng))
+}
+
 impl Trainer {
     /// A fresh run: weights from `config.seed`. For a folder dataset the pictures are loaded
     /// and the vocabulary becomes the folder's classes.
@@ -150,15 +169,7 @@ impl Trainer {
             &config.unet,
             SeededInit::var_builder(&varmap, config.seed, device),
         )?;
-        let vars = named_vars(&varmap)?;
-        let ema = vars
-            .iter()
-            .map(|(n, v)| Ok((n.clone(), v.as_tensor().copy()?)))
-            .collect::<Result<HashMap<_, _>>>()?;
-        let opt = AdamW::new(vars, config.adamw)?;
-        // The trainer's stream is separate from the weight-init stream.
-        let mut trng = ChaCha8Rng::seed_from_u64(config.seed);
-        trng.set_stream(1);
+        let (opt, ema, trng) = fresh_state(&varmap, config.adamw, config.seed)?;
         Ok(Self {
             schedule: NoiseSchedule::new(config.schedule)?,
             model,

@@ -9,8 +9,6 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{AutoencoderKL, AutoencoderKLConfig};
@@ -22,7 +20,7 @@ use crate::nn::init::SeededInit;
 use crate::rng::{self, Rng};
 use crate::train::checkpoint;
 use crate::train::optim::{self, AdamW, AdamWConfig};
-use crate::train::{named_vars, StepStats, TrainRun};
+use crate::train::{fresh_state, StepStats, TrainRun};
 
 /// Metadata key of an autoencoder model file.
 pub const AUTOENCODER_KEY: &str = "diffuse_autoencoder";
@@ -169,14 +167,7 @@ impl AutoencoderTrainer {
         let varmap = VarMap::new();
         let vb = SeededInit::var_builder(&varmap, config.seed, device);
         let model = AutoencoderKL::new(&config.autoencoder, vb)?;
-        let vars = named_vars(&varmap)?;
-        let ema = vars
-            .iter()
-            .map(|(n, v)| Ok((n.clone(), v.as_tensor().copy()?)))
-            .collect::<Result<HashMap<_, _>>>()?;
-        let opt = AdamW::new(vars, config.adamw)?;
-        let mut trng = ChaCha8Rng::seed_from_u64(config.seed);
-        trng.set_stream(1);
+        let (opt, ema, trng) = fresh_state(&varmap, config.adamw, config.seed)?;
         Ok(Self {
             model,
             varmap,
