@@ -227,7 +227,9 @@ fn fifty_concurrent_runs_are_served_or_refused() {
             let url = url.clone();
             std::thread::spawn(move || {
                 let body = format!(r#"{{"prompt": "a green cross", "steps": 3, "seed": {i}}}"#);
-                let r = ureq::post(&format!("{url}/api/generate")).send_string(&body);
+                let r = ureq::post(&format!("{url}/api/generate"))
+                    .set("Content-Type", "application/json")
+                    .send_string(&body);
                 let (status, json) = Server::json(respond(r));
                 if status != 200 {
                     return status;
