@@ -12,6 +12,7 @@ use image::RgbImage;
 use serde::Serialize;
 
 use crate::data::emoji;
+use crate::edit::invert::psnr;
 use crate::error::{Error, Result};
 use crate::io::fs;
 use crate::jobs::eval_emoji::Counts;
@@ -83,12 +84,6 @@ fn pictures(x: &Tensor) -> Result<Vec<RgbImage>> {
     (0..x.dim(0)?)
         .map(|i| render::to_rgb8(&x.get(i)?))
         .collect()
-}
-
-/// PSNR in dB of pictures in [-1, 1] (peak-to-peak 2).
-pub fn psnr(a: &Tensor, b: &Tensor) -> Result<f64> {
-    let mse = (a - b)?.sqr()?.mean_all()?.to_scalar::<f32>()? as f64;
-    Ok(10.0 * (4.0 / mse.max(1e-12)).log10())
 }
 
 /// How well the autoencoder keeps unseen scenes.
@@ -215,7 +210,13 @@ pub fn autoencode(
     let title = "an autoencoder's round trip: what latent diffusion denoises";
     render::save_png(&render::labelled_rows(title, &rows), out)?;
     let values = z.flatten_all()?.to_vec1::<f32>()?;
-    let var = values.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / values.len() as f64;
+    let n = values.len() as f64;
+    let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
+    let var = values
+        .iter()
+        .map(|&v| (v as f64 - mean).powi(2))
+        .sum::<f64>()
+        / n;
     Ok(AutoencodeReport {
         image: path.display().to_string(),
         out: out.display().to_string(),
