@@ -21,14 +21,17 @@ fn main() {
     let n: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(10);
     let mut cfg = match args.get(4).map(String::as_str) {
         Some("emoji") => UNetConfig::emoji(),
-        // The same network in the latent space of an f=4 autoencoder: 4×16×16 latents, three
-        // levels (16, 8, 4 px) with cross-attention at 8 and 4 px.
-        Some("latent") => UNetConfig {
-            image_size: 16,
-            in_channels: 4,
-            channel_mult: vec![2, 2, 2],
-            cross_attention_resolutions: vec![8, 4],
-            ..UNetConfig::emoji()
+        // The latent model over an f=4 autoencoder's 4×16×16 latents (cross-attention at 8
+        // and 4 px); `latent16`: also at 16 px, `latent16x` there with only_cross_attention.
+        Some("latent") => UNetConfig::emoji_latent(&Default::default()),
+        Some("latent16") => UNetConfig {
+            cross_attention_resolutions: vec![16, 8, 4],
+            ..UNetConfig::emoji_latent(&Default::default())
+        },
+        Some("latent16x") => UNetConfig {
+            cross_attention_resolutions: vec![16, 8, 4],
+            only_cross_attention: vec![16],
+            ..UNetConfig::emoji_latent(&Default::default())
         },
         _ => UNetConfig::default(),
     };

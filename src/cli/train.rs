@@ -75,12 +75,62 @@ pub struct TrainArgs {
     /// DDPM steps for the preview grids [default: 50; with --resume, the run's].
     #[arg(long)]
     preview_steps: Option<usize>,
+    /// Latent diffusion: learn the latents of this autoencoder (`diffuse train-autoencoder`)
+    /// with the latent UNet; needs --data emoji. Its weights go into the model file.
+    #[arg(long, conflicts_with = "resume", value_name = "AE.safetensors")]
+    autoencoder: Option<PathBuf>,
+    /// Min-SNR-γ loss weighting (Hang et al. 2023; diffusers' --snr_gamma, 5 recommended).
+    #[arg(long, conflicts_with = "resume", value_name = "GAMMA")]
+    snr_gamma: Option<f64>,
+    /// Add a 2D sinusoidal position signal to the image tokens before attention.
+    #[arg(long, conflicts_with = "resume")]
+    position_embedding: bool,
+    /// Resolutions (px) with cross-attention, comma-separated [default: the model's own].
+    #[arg(
+        long,
+        conflicts_with = "resume",
+        value_delimiter = ',',
+        value_name = "PX,..."
+    )]
+    cross_attention_resolutions: Option<Vec<usize>>,
+    /// Resolutions (px) whose transformers attend only to the text (diffusers'
+    /// `only_cross_attention`) [default: none].
+    #[arg(
+        long,
+        conflicts_with = "resume",
+        value_delimiter = ',',
+        value_name = "PX,..."
+    )]
+    only_cross_attention: Option<Vec<usize>>,
     /// Overwrite an existing model file.
     #[arg(long)]
     force: bool,
 }
 
 impl TrainArgs {
+    /// The UNet a new run trains: the data's own, with the flags' changes.
+    fn unet(&self) -> Result<UNetConfig> {
+        let base = match (&self.data, &self.autoencoder) {
+            (DataSource::Emoji, Some(ae)) => {
+                let (meta, _) =
+                    diffuse::vae::train::load_autoencoder(ae, &candle_core::Device::Cpu)?;
+                UNetConfig::emoji_latent(&meta.autoencoder)
+            }
+            (DataSource::Emoji, None) => UNetConfig::emoji(),
+            _ => UNetConfig::default(),
+        };
+        Ok(UNetConfig {
+            base_channels: self.base_channels,
+            prediction: self.prediction_type,
+            position_embedding: self.position_embedding,
+            cross_attention_resolutions: (self.cross_attention_resolutions.clone())
+                .unwrap_or(base.cross_attention_resolutions.clone()),
+            only_cross_attention: (self.only_cross_attention.clone())
+                .unwrap_or(base.only_cross_attention.clone()),
+            ..base
+        })
+    }
+
     /// With `--resume` the run's stored schedule is used; a different one is refused.
     fn check_resume(&self) -> Result<()> {
         let given = self.schedule.config(self.beta_schedule);
@@ -92,17 +142,12 @@ impl TrainArgs {
         Ok(())
     }
 
-    fn options(&self) -> job::TrainOptions {
+    fn options(&self) -> Result<job::TrainOptions> {
         let config = TrainConfig {
             data: self.data.clone(),
-            unet: UNetConfig {
-                base_channels: self.base_channels,
-                prediction: self.prediction_type,
-                ..match self.data {
-                    DataSource::Emoji => UNetConfig::emoji(),
-                    _ => UNetConfig::default(),
-                }
-            },
+            unet: self.unet()?,
+            autoencoder: self.autoencoder.clone(),
+            snr_gamma: self.snr_gamma,
             schedule: self.schedule.config(self.beta_schedule),
             seed: self.seed,
             data_seed: self.data_seed,
@@ -114,7 +159,7 @@ impl TrainArgs {
             preview_steps: self.preview_steps.unwrap_or(DEFAULT_PREVIEW_STEPS),
             ..Default::default()
         };
-        job::TrainOptions {
+        Ok(job::TrainOptions {
             config,
             out: self.out.clone(),
             run_dir: job::run_dir_for(&self.out, self.run_dir.as_deref(), self.resume.as_deref()),
@@ -126,7 +171,7 @@ impl TrainArgs {
             },
             force: self.force,
             command_line: super::command_line(),
-        }
+        })
     }
 }
 
@@ -158,7 +203,7 @@ pub fn print_outcome(o: &job::TrainOutcome, what: &str, out: &std::path::Path) -
 pub fn run(args: &TrainArgs, ctx: &Context) -> Result<()> {
     args.check_resume()?;
     let device = ctx.device(&args.device)?;
-    let opts = args.options();
+    let opts = args.options()?;
     let outcome = job::run(&opts, &device, &ctx.bars, &stop_on_signal())?;
     print_outcome(&outcome, "model", &args.out)
 }

@@ -133,6 +133,7 @@ pub(crate) fn sample_chunk(
     let guided = model.guided(guidance, ids, &nulls)?;
     let mut sampler = model.sampler(config)?;
     let x = pipeline::sample(&guided, sampler.as_mut(), rng, |_, _| progress.advance(1))?;
+    let x = model.decode(&x)?; // [B, 3, S, S]
     (0..ids.len())
         .map(|i| render::to_rgb8(&x.get(i)?))
         .collect()

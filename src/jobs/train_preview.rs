@@ -49,10 +49,13 @@ fn preview_prompts(config: &crate::unet::UNetConfig) -> Result<Vec<Vec<u32>>> {
 /// (through [`Guided::new`](crate::pipeline::Guided::new)).
 pub fn preview_samples(trainer: &Trainer, ids: &[Vec<u32>], steps: usize) -> Result<Vec<RgbImage>> {
     let model = trainer.ema_model()?;
-    let config = SamplerConfig {
+    let mut config = SamplerConfig {
         prediction: trainer.config.unet.prediction,
         ..SamplerConfig::new(SamplerKind::Ddpm, steps)
     };
+    if trainer.latents.is_some() {
+        config = config.for_latents();
+    }
     let mut sampler = sampler::build(&config, &trainer.schedule)?;
     let guided = match &trainer.config.unet.text {
         None => crate::pipeline::Guided::new(&model, 1.0, ids, ids)?,
@@ -63,6 +66,7 @@ pub fn preview_samples(trainer: &Trainer, ids: &[Vec<u32>], steps: usize) -> Res
         }
     };
     let x = crate::pipeline::sample(&guided, sampler.as_mut(), &mut rng::rng(0), |_, _| {})?;
+    let x = trainer.decode(&x)?; // [B, 3, S, S]
     (0..ids.len())
         .map(|i| render::to_rgb8(&x.get(i)?))
         .collect()

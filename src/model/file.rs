@@ -37,8 +37,12 @@ fn build(source: String, bytes: &[u8], device: &Device) -> Result<LoadedModel> {
     let schedule = NoiseSchedule::new(meta.schedule)
         .map_err(|e| fail(format!("invalid schedule metadata: {e}")))?;
     let vb = candle_nn::VarBuilder::from_tensors(tensors, DType::F32, device);
-    let unet = UNet::new(&meta.unet, vb)
+    let unet = UNet::new(&meta.unet, vb.clone())
         .map_err(|e| fail(format!("weights do not match the config: {e}")))?;
+    let vae = match &meta.autoencoder {
+        Some(ae) => Some(latent_decoder(ae, &meta.unet, vb).map_err(fail)?),
+        None => None,
+    };
     Ok(LoadedModel {
         meta,
         net: Network::Own(Box::new(unet)),
@@ -46,7 +50,28 @@ fn build(source: String, bytes: &[u8], device: &Device) -> Result<LoadedModel> {
         schedule,
         name: source,
         sha256: sha256_hex(bytes),
+        vae,
     })
+}
+
+/// The autoencoder of a latent model file (weights `vae.*`), checked against the UNet.
+fn latent_decoder(
+    ae: &crate::vae::AutoencoderKLConfig,
+    unet: &crate::unet::UNetConfig,
+    vb: candle_nn::VarBuilder,
+) -> std::result::Result<crate::vae::AutoencoderKL, String> {
+    ae.validate()
+        .map_err(|e| format!("invalid autoencoder metadata: {e}"))?;
+    if ae.latent_size() != unet.image_size || ae.latent_channels != unet.in_channels {
+        return Err(format!(
+            "the autoencoder's {}×{}×{} latents are not what the UNet denoises",
+            ae.latent_channels,
+            ae.latent_size(),
+            ae.latent_size()
+        ));
+    }
+    crate::vae::AutoencoderKL::new(ae, vb.pp(crate::train::latent::VAE_PREFIX))
+        .map_err(|e| format!("autoencoder weights do not match its config: {e}"))
 }
 
 /// Reads a model file, refusing anything that is not a regular file of a sane size.

@@ -49,6 +49,7 @@ pub fn load_folder(dir: &Path, device: &Device) -> Result<LoadedModel> {
         schedule,
         trained_steps: 0,
         sampling: None,
+        autoencoder: None,
     };
     let weights = std::fs::read(loaded.unet_dir.join(diffusers::folder::WEIGHTS))
         .map_err(|e| Error::file(dir, e))?;
@@ -59,6 +60,7 @@ pub fn load_folder(dir: &Path, device: &Device) -> Result<LoadedModel> {
         scheduler: loaded.scheduler,
         name: dir.display().to_string(),
         sha256: sha256_hex(&weights),
+        vae: None,
     })
 }
 

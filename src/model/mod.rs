@@ -45,6 +45,10 @@ pub struct ModelMeta {
     /// The sampling defaults the model was measured with; None takes the library's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sampling: Option<SamplingDefaults>,
+    /// The autoencoder of a latent model (its weights are `vae.*`): the UNet denoises its
+    /// latents and every picture is decoded from them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoencoder: Option<crate::vae::AutoencoderKLConfig>,
 }
 
 /// The network of a loaded model.
@@ -80,6 +84,8 @@ pub struct LoadedModel {
     pub name: String,
     /// SHA-256 of the file's bytes, hex.
     pub sha256: String,
+    /// The decoder (and encoder) of a latent model.
+    pub vae: Option<crate::vae::AutoencoderKL>,
 }
 
 /// The SHA-256 of `bytes`, hex.
@@ -96,10 +102,35 @@ impl LoadedModel {
         self.net.denoiser().device()
     }
 
+    /// The side of the pictures this model makes: the UNet's, or its autoencoder's.
+    pub fn picture_size(&self) -> usize {
+        match &self.vae {
+            Some(v) => v.config.sample_size,
+            None => self.meta.unet.image_size,
+        }
+    }
+
+    /// Pictures `[B, 3, S, S]` from denoiser states `[B, C, h, w]`: a latent model decodes
+    /// them (divided by the scaling factor), a pixel model's are the pictures.
+    pub fn decode(&self, x: &candle_core::Tensor) -> Result<candle_core::Tensor> {
+        match &self.vae {
+            Some(v) => Ok(v.from_latents(x)?),
+            None => Ok(x.clone()),
+        }
+    }
+
+    /// Denoiser states `[B, C, h, w]` of pictures `[B, 3, S, S]`: a latent model's latents.
+    pub fn encode(&self, x: &candle_core::Tensor) -> Result<candle_core::Tensor> {
+        match &self.vae {
+            Some(v) => Ok(v.to_latents(x)?),
+            None => Ok(x.clone()),
+        }
+    }
+
     /// The picture at `path` resized to this model's resolution, on its device.
     pub fn load_picture(&self, path: &Path) -> Result<crate::io::image::LoadedImage> {
         use crate::io::image::{load_image, LoadOptions, Size};
-        let side = self.meta.unet.image_size as u32;
+        let side = self.picture_size() as u32;
         let size = Some(Size {
             width: side,
             height: side,
@@ -140,7 +171,8 @@ impl LoadedModel {
     }
 
     /// `config` with this model's prediction type (what the network outputs is the model's
-    /// property, never the caller's choice). For a diffusers folder also its scheduler's
+    /// property, never the caller's choice); a latent model's x0 is never clipped or
+    /// thresholded, since latents are not bounded to [-1, 1]. For a diffusers folder also its scheduler's
     /// `steps_offset`, and its `clip_sample` and `thresholding` where they are off (diffuse's
     /// flags can only turn them off too).
     pub fn with_prediction(&self, config: SamplerConfig) -> SamplerConfig {
@@ -152,6 +184,9 @@ impl LoadedModel {
             config.steps_offset = s.steps_offset;
             config.clip_sample &= s.clip_sample;
             config.thresholding &= s.thresholding;
+        }
+        if self.vae.is_some() {
+            config = config.for_latents();
         }
         config
     }

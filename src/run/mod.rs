@@ -177,7 +177,7 @@ impl<'m> Run<'m> {
     /// The pictures of a state `[K, C, H, W]` in model space, in picture space `[K, 3, H, W]`
     /// in [-1, 1]. Pixel-space models show the state itself.
     pub fn decode(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.clone())
+        self.model.decode(x)
     }
 
     /// Takes the next step in every column that has one; None once every column is done.

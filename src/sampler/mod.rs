@@ -120,6 +120,16 @@ pub struct SamplerConfig {
 }
 
 impl SamplerConfig {
+    /// This config for a latent model: x0 is neither clipped nor thresholded (latents are
+    /// not bounded to [-1, 1]; Stable Diffusion's schedulers set `clip_sample=False`).
+    pub fn for_latents(self) -> Self {
+        Self {
+            clip_sample: false,
+            thresholding: false,
+            ..self
+        }
+    }
+
     /// diffusers' defaults for `kind` with `steps` steps.
     pub fn new(kind: SamplerKind, steps: usize) -> Self {
         Self {

@@ -91,6 +91,15 @@ pub struct TrainConfig {
     /// DDPM steps of the preview grids.
     #[serde(default = "default_preview_steps")]
     pub preview_steps: usize,
+    /// The autoencoder file whose latents the denoiser learns (latent diffusion, as Stable
+    /// Diffusion); None trains on pixels. Its weights go into the model file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoencoder: Option<PathBuf>,
+    /// Min-SNR-γ loss weighting (Hang et al. 2023): each sample's loss is weighted by
+    /// min(SNR(t), γ) / SNR(t) for ε-prediction (/ (SNR(t) + 1) for v-prediction), as
+    /// diffusers' `train_text_to_image.py --snr_gamma`. None weighs every timestep alike.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snr_gamma: Option<f64>,
 }
 
 /// The largest batch `--batch-size` may ask for.
@@ -131,6 +140,8 @@ impl Default for TrainConfig {
             slot_drop: 0.1,
             checkpoint_every: DEFAULT_CHECKPOINT_EVERY,
             preview_steps: DEFAULT_PREVIEW_STEPS,
+            autoencoder: None,
+            snr_gamma: None,
         }
     }
 }
@@ -182,8 +193,20 @@ impl TrainConfig {
                 range,
             ));
         }
+        if let Some(g) = self.snr_gamma {
+            if !(g > 0.0 && g <= 1000.0) {
+                return Err(Error::out_of_range("snr-gamma", g, "(0, 1000]"));
+            }
+        }
         self.unet.validate()?;
-        if self.data == DataSource::Emoji {
+        if self.autoencoder.is_some() && self.data != DataSource::Emoji {
+            return Err(Error::Config {
+                what: "train",
+                reason: "--autoencoder learns the latents of the emoji scenes: give --data emoji"
+                    .into(),
+            });
+        }
+        if self.data == DataSource::Emoji && self.autoencoder.is_none() {
             let size = crate::data::emoji::SIZE as usize;
             if self.unet.text.is_none()
                 || self.unet.image_size != size

@@ -7,6 +7,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod latent;
 pub mod optim;
 
 use std::collections::HashMap;
@@ -118,6 +119,8 @@ pub struct Trainer {
     pub elapsed_before_s: f64,
     /// The pictures of a folder dataset (None for shapes).
     pub folder: Option<std::sync::Arc<FolderDataset>>,
+    /// The frozen autoencoder of a latent run.
+    pub latents: Option<latent::LatentSpace>,
     device: Device,
 }
 
@@ -164,6 +167,10 @@ impl Trainer {
                 Some(std::sync::Arc::new(ds))
             }
         };
+        let latents = match &config.autoencoder {
+            Some(path) => Some(latent::LatentSpace::load(path, &config.unet, device)?),
+            None => None,
+        };
         let varmap = VarMap::new();
         let model = UNet::new(
             &config.unet,
@@ -180,6 +187,7 @@ impl Trainer {
             step: 0,
             elapsed_before_s: 0.0,
             folder,
+            latents,
             device: device.clone(),
             config,
         })
@@ -234,11 +242,24 @@ impl Trainer {
         Ok(t)
     }
 
-    /// The batch of the current step: x0 `[B, 3, S, S]` and clean condition ids per image.
+    /// The batch of the current step: x0 `[B, C, S, S]` (the pictures, or their latents in
+    /// a latent run) and clean condition ids per image.
     fn batch(&self) -> Result<(Tensor, Vec<Vec<u32>>)> {
+        let (x, ids) = self.pictures()?; // [B, 3, S, S]
+        match &self.latents {
+            Some(l) => Ok((l.encode(&x)?, ids)), // [B, 4, S/f, S/f]
+            None => Ok((x, ids)),
+        }
+    }
+
+    /// The pictures of the current step `[B, 3, S, S]` and their condition ids.
+    fn pictures(&self) -> Result<(Tensor, Vec<Vec<u32>>)> {
         let b = self.config.batch_size;
         let start = self.step * b as u64;
-        let s = self.config.unet.image_size;
+        let s = match &self.latents {
+            Some(l) => l.autoencoder.config.sample_size,
+            None => self.config.unet.image_size,
+        };
         let mut x = Vec::with_capacity(b * 3 * s * s);
         let mut ids = Vec::with_capacity(b);
         match (&self.folder, &self.config.data) {
@@ -300,10 +321,23 @@ impl Trainer {
             cfg.lr_final_fraction,
         );
         // Forward, backward and the update on one of rayon's threads (see nn::in_pool).
+        let weights = match cfg.snr_gamma {
+            Some(g) => Some(latent::min_snr_weights(
+                &self.schedule,
+                &t,
+                g,
+                cfg.unet.prediction,
+                &self.device,
+            )?),
+            None => None,
+        };
         let (model, opt, ema, step) = (&self.model, &mut self.opt, &mut self.ema, self.step);
         let (loss, norm) = crate::nn::in_pool(|| -> Result<(Tensor, f64)> {
             let pred = model.forward(&x_t, &tf, &cond)?;
-            let loss = candle_nn::loss::mse(&pred, &target)?;
+            let loss = match &weights {
+                Some(w) => latent::weighted_mse(&pred, &target, w)?,
+                None => candle_nn::loss::mse(&pred, &target)?,
+            };
             let norm = opt.step_clipped(&loss.backward()?, lr, cfg.grad_clip)?;
             opt.update_ema(ema, step, cfg.ema_decay)?;
             Ok((loss, norm))
@@ -338,8 +372,24 @@ impl Trainer {
             schedule: self.config.schedule,
             trained_steps: self.step,
             sampling: None,
+            autoencoder: self.latents.as_ref().map(|l| l.autoencoder.config.clone()),
         };
-        safetensors::save_with_meta(path, &self.ema, MODEL_KEY, &meta)
+        match &self.latents {
+            Some(l) => {
+                let mut tensors = self.ema.clone();
+                tensors.extend(l.prefixed_tensors());
+                safetensors::save_with_meta(path, &tensors, MODEL_KEY, &meta)
+            }
+            None => safetensors::save_with_meta(path, &self.ema, MODEL_KEY, &meta),
+        }
+    }
+
+    /// Pictures `[B, 3, S, S]` from what the denoiser makes: decoded latents in a latent run.
+    pub fn decode(&self, x: &Tensor) -> Result<Tensor> {
+        match &self.latents {
+            Some(l) => Ok(l.autoencoder.from_latents(x)?),
+            None => Ok(x.clone()),
+        }
     }
 
     /// The network with the EMA weights, for previews.

@@ -83,6 +83,14 @@ pub struct UNetConfig {
     /// the text; the middle block always gets one in a text model.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cross_attention_resolutions: Vec<usize>,
+    /// Add a fixed 2D sinusoidal position signal to the image tokens of every spatial
+    /// transformer, before attention (so cross-attention can tell where a pixel is).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub position_embedding: bool,
+    /// Resolutions (in pixels) whose spatial transformers attend only to the text, in both
+    /// attentions (diffusers' `only_cross_attention`): no H·W × H·W self-attention there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub only_cross_attention: Vec<usize>,
 }
 
 impl Default for UNetConfig {
@@ -100,6 +108,8 @@ impl Default for UNetConfig {
             vocab: Vocabulary::shapes(),
             text: None,
             cross_attention_resolutions: Vec::new(),
+            position_embedding: false,
+            only_cross_attention: Vec::new(),
         }
     }
 }
@@ -128,6 +138,34 @@ impl UNetConfig {
             vocab: Vocabulary { slots: Vec::new() },
             text: Some(crate::text::TextConfig::emoji()),
             cross_attention_resolutions: vec![16, 8],
+            position_embedding: false,
+            only_cross_attention: Vec::new(),
+        }
+    }
+
+    /// The latent text-to-image model: the emoji text UNet over an autoencoder's latents
+    /// (4×16×16 for `ae64`), three levels of 64 channels (16, 8, 4 px) with cross-attention
+    /// at 8 and 4 px and in the middle (CrossAttnDownBlock2D / CrossAttnUpBlock2D; the 16 px
+    /// level has plain ResNet blocks, as Stable Diffusion 1.5's deepest level does). Spatial
+    /// transformers at 16 px too cost 0.57 s against 0.27 s per batch-32 training step
+    /// (`examples/unet_timing.rs`); `--cross-attention-resolutions` and
+    /// `--only-cross-attention` measure that choice.
+    pub fn emoji_latent(autoencoder: &crate::vae::AutoencoderKLConfig) -> Self {
+        let side = autoencoder.latent_size();
+        Self {
+            image_size: side,
+            in_channels: autoencoder.latent_channels,
+            channel_mult: vec![2, 2, 2],
+            cross_attention_resolutions: vec![side / 2, side / 4],
+            ..Self::emoji()
+        }
+    }
+
+    /// How the spatial transformers at `px` pixels treat their image tokens.
+    pub(crate) fn token_options(&self, px: usize) -> crate::unet::transformer::TokenOptions {
+        crate::unet::transformer::TokenOptions {
+            position: self.position_embedding.then_some(px),
+            only_cross_attention: self.only_cross_attention.contains(&px),
         }
     }
 
@@ -198,6 +236,13 @@ impl UNetConfig {
             }
             None => {}
         }
+        if let Some(px) = (self.only_cross_attention.iter())
+            .find(|px| !self.cross_attention_resolutions.contains(px))
+        {
+            return bad(format!(
+                "only_cross_attention at {px} px needs cross-attention there (cross_attention_resolutions)"
+            ));
+        }
         Ok(())
     }
 
@@ -261,7 +306,11 @@ impl UNetConfig {
             Some(t) if mid || self.cross_attention_resolutions.contains(&px) => {
                 let (l, d) = (t.max_len as f64, t.dim as f64);
                 let io = 2.0 * proj(n, cf, cf);
-                let attn1 = 4.0 * proj(n, cf, cf) + 4.0 * n * n * cf;
+                let attn2_only = 2.0 * proj(n, cf, cf) + 2.0 * proj(l, d, cf) + 4.0 * n * l * cf;
+                let attn1 = match !mid && self.only_cross_attention.contains(&px) {
+                    true => attn2_only,
+                    false => 4.0 * proj(n, cf, cf) + 4.0 * n * n * cf,
+                };
                 let attn2 = 2.0 * proj(n, cf, cf) + 2.0 * proj(l, d, cf) + 4.0 * n * l * cf;
                 let ff = proj(n, cf, 8.0 * cf) + proj(n, 4.0 * cf, cf);
                 io + attn1 + attn2 + ff

@@ -283,7 +283,13 @@ fn slot_embeddings(config: &UNetConfig, vb: &VarBuilder) -> Result<Vec<Embedding
 fn mid_mixer(config: &UNetConfig, c: usize, vb: VarBuilder) -> Result<Mixer> {
     let (heads, g) = (config.num_heads, config.groups);
     Ok(match &config.text {
-        Some(t) => Mixer::Transformer(Box::new(spatial_transformer(c, t.dim, heads, g, vb)?)),
+        Some(t) => {
+            let px = config.image_size >> (config.channel_mult.len() - 1);
+            let tokens = config.token_options(px);
+            Mixer::Transformer(Box::new(spatial_transformer(
+                c, t.dim, heads, g, tokens, vb,
+            )?))
+        }
         None => Mixer::SelfAttention(attention(c, heads, g, vb)?),
     })
 }
@@ -294,18 +300,24 @@ fn stage(config: &UNetConfig, cin: usize, cout: usize, px: usize, vb: VarBuilder
     let (temb, g) = (config.temb_dim(), config.groups);
     let res = res_block(cin, cout, temb, g, vb.pp("res"))?;
     let heads = config.num_heads;
-    let mixer = match &config.text {
-        Some(t) if config.cross_attention_resolutions.contains(&px) => Some(Mixer::Transformer(
-            Box::new(spatial_transformer(cout, t.dim, heads, g, vb.pp("attn"))?),
-        )),
-        _ if config.attention_resolutions.contains(&px) => Some(Mixer::SelfAttention(attention(
-            cout,
-            heads,
-            g,
-            vb.pp("attn"),
-        )?)),
-        _ => None,
-    };
+    let tokens = config.token_options(px);
+    let mixer =
+        match &config.text {
+            Some(t) if config.cross_attention_resolutions.contains(&px) => {
+                Some(Mixer::Transformer(Box::new(spatial_transformer(
+                    cout,
+                    t.dim,
+                    heads,
+                    g,
+                    tokens,
+                    vb.pp("attn"),
+                )?)))
+            }
+            _ if config.attention_resolutions.contains(&px) => Some(Mixer::SelfAttention(
+                attention(cout, heads, g, vb.pp("attn"))?,
+            )),
+            _ => None,
+        };
     Ok(Stage { res, mixer })
 }
 

@@ -47,6 +47,44 @@ pub struct SpatialTransformer {
     norm3: LayerNorm,
     ff: FeedForward,
     proj_out: Conv2d,
+    /// The 2D sinusoidal position signal `[1, H·W, C]` added to the tokens, if any.
+    position: Option<Tensor>,
+    /// attn1 attends to the text too instead of to the pixels (diffusers'
+    /// `only_cross_attention`), which spares the H·W × H·W attention of a large map.
+    only_cross_attention: bool,
+}
+
+/// How a spatial transformer treats its image tokens.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokenOptions {
+    /// The side of the map when the tokens get a position signal.
+    pub position: Option<usize>,
+    /// Both attentions attend to the text (diffusers' `only_cross_attention`).
+    pub only_cross_attention: bool,
+}
+
+/// The fixed 2D sinusoidal position embedding of a `side`×`side` map over `c` channels
+/// `[1, side², c]`: the first half of the channels encodes the row, the second the column,
+/// each as sin/cos pairs at frequencies 10000^(−2i/(c/2)) (Vaswani et al. 2017, in 2D as
+/// MAE's `get_2d_sincos_pos_embed`).
+pub fn sincos_2d(side: usize, c: usize, device: &candle_core::Device) -> Result<Tensor> {
+    let half = c / 2;
+    let pairs = half / 2;
+    let mut v = vec![0f32; side * side * c];
+    for y in 0..side {
+        for x in 0..side {
+            let row = &mut v[(y * side + x) * c..][..c];
+            for (offset, pos) in [(0, y), (half, x)] {
+                for i in 0..pairs {
+                    let f = 10000f64.powf(-(i as f64) / pairs as f64);
+                    let a = pos as f64 * f;
+                    row[offset + i] = a.sin() as f32;
+                    row[offset + pairs + i] = a.cos() as f32;
+                }
+            }
+        }
+    }
+    Tensor::from_vec(v, (1, side * side, c), device)
 }
 
 /// A block over `c` channels with `heads` heads, attending to `context_dim`-wide tokens.
@@ -55,13 +93,22 @@ pub fn spatial_transformer(
     context_dim: usize,
     heads: usize,
     groups: usize,
+    tokens: TokenOptions,
     vb: VarBuilder,
 ) -> Result<SpatialTransformer> {
+    let only_cross_attention = tokens.only_cross_attention;
+    let attn1_context = if only_cross_attention { context_dim } else { c };
+    let position = match tokens.position {
+        Some(side) => Some(sincos_2d(side, c, vb.device())?),
+        None => None,
+    };
     Ok(SpatialTransformer {
+        position,
+        only_cross_attention,
         norm: group_norm(groups, c, vb.pp("norm"))?,
         proj_in: conv2d(c, c, 1, 1, vb.pp("proj_in"))?,
         norm1: layer_norm(c, vb.pp("norm1"))?,
-        attn1: multi_head_attention(c, c, heads, vb.pp("attn1"))?,
+        attn1: multi_head_attention(c, attn1_context, heads, vb.pp("attn1"))?,
         norm2: layer_norm(c, vb.pp("norm2"))?,
         attn2: multi_head_attention(c, context_dim, heads, vb.pp("attn2"))?,
         norm3: layer_norm(c, vb.pp("norm3"))?,
@@ -75,17 +122,27 @@ impl SpatialTransformer {
     fn tokens(&self, xs: &Tensor) -> Result<Tensor> {
         let (b, c, h, w) = xs.dims4()?;
         let x = self.proj_in.forward(&self.norm.forward(xs, false)?)?; // [B, C, H, W]
-        transpose12(&x.reshape((b, c, h * w, 1))?)?.reshape((b, h * w, c)) // [B, HW, C]
+        let x = transpose12(&x.reshape((b, c, h * w, 1))?)?.reshape((b, h * w, c))?; // [B, HW, C]
+        match &self.position {
+            Some(p) => x.broadcast_add(p), // [B, HW, C] + [1, HW, C]
+            None => Ok(x),
+        }
+    }
+
+    /// The first attention with its residual: over the pixels, or over the text with
+    /// `only_cross_attention`. `x` `[B, HW, C]` → `[B, HW, C]`.
+    fn attn1_add(&self, x: &Tensor, context: &Tensor) -> Result<Tensor> {
+        let ctx = self.only_cross_attention.then_some(context);
+        self.attn1
+            .forward_add(&self.norm1.forward(x)?, ctx, Some(x))
     }
 
     /// `xs` `[B, C, H, W]` with text `context` `[B, L, Ctx]` → `[B, C, H, W]`.
     pub fn forward(&self, xs: &Tensor, context: &Tensor) -> Result<Tensor> {
         let (b, c, h, w) = xs.dims4()?;
         let x = self.tokens(xs)?; // [B, HW, C]
-                                  // Each step adds its residual inside the output projection when sampling.
-        let x = self
-            .attn1
-            .forward_add(&self.norm1.forward(&x)?, None, Some(&x))?;
+        let x = self.attn1_add(&x, context)?; // each step adds its residual in its projection
+
         let x = self
             .attn2
             .forward_add(&self.norm2.forward(&x)?, Some(context), Some(&x))?;
@@ -98,9 +155,7 @@ impl SpatialTransformer {
     /// how much each pixel attends to each text token.
     pub fn cross_attention_probs(&self, xs: &Tensor, context: &Tensor) -> Result<Tensor> {
         let x = self.tokens(xs)?;
-        let x = self
-            .attn1
-            .forward_add(&self.norm1.forward(&x)?, None, Some(&x))?;
+        let x = self.attn1_add(&x, context)?;
         self.attn2.probs(&self.norm2.forward(&x)?, context)
     }
 }
