@@ -116,6 +116,139 @@ fn a_latent_model_trains_resumes_exactly_and_samples_pictures() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let img = image::open(out.join("sample_00.png")).unwrap();
     assert_eq!((img.width(), img.height()), (64, 64));
+    every_editing_command_works_in_latent_space(&model, a.path());
+}
+
+/// img2img, inpaint (both methods), invert, interpolate and compare with a latent model.
+fn every_editing_command_works_in_latent_space(model: &std::path::Path, dir: &std::path::Path) {
+    let scenes = dir.join("scenes");
+    let ok = |args: &[&str]| {
+        let o = diffuse(args);
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    ok(&[
+        "-q",
+        "data",
+        "emoji",
+        "--count",
+        "1",
+        "--seed",
+        "99",
+        "--out",
+        s(&scenes),
+    ]);
+    let picture = scenes.join("000000.png");
+    let mask = dir.join("mask.png");
+    let square = |x: u32, y: u32| (20..44).contains(&x) && (20..44).contains(&y);
+    image::GrayImage::from_fn(64, 64, |x, y| {
+        image::Luma([if square(x, y) { 255 } else { 0 }])
+    })
+    .save(&mask)
+    .unwrap();
+    let m = s(model);
+    let common = [
+        "--model",
+        m,
+        "--prompt",
+        "a cat",
+        "--steps",
+        "4",
+        "--num-images",
+        "1",
+    ];
+    let out = |name: &str| dir.join(name);
+    let i2i = out("i2i");
+    ok(&[
+        &["-q", "img2img", "--image", s(&picture), "--out", s(&i2i)],
+        &common[..],
+    ]
+    .concat());
+    assert!(i2i.join("sample_00.png").is_file());
+    let input = image::open(&picture).unwrap().to_rgb8();
+    for method in ["replace", "repaint"] {
+        let o = out(method);
+        let args = [
+            &[
+                "-q",
+                "inpaint",
+                "--image",
+                s(&picture),
+                "--mask",
+                s(&mask),
+                "--method",
+                method,
+            ],
+            &["--out", s(&o)][..],
+            &common[..],
+        ]
+        .concat();
+        ok(&args);
+        // The kept pixels are the input's: pasted back in pixel space after decoding.
+        let sample = image::open(o.join("sample_00.png")).unwrap().to_rgb8();
+        let mut kept = 0;
+        for (x, y, p) in input.enumerate_pixels() {
+            if !square(x, y) {
+                assert_eq!(sample.get_pixel(x, y), p, "{method}: kept pixel ({x}, {y})");
+                kept += 1;
+            }
+        }
+        assert_eq!(kept, 64 * 64 - 24 * 24);
+    }
+    let inv = out("invert");
+    ok(&[
+        "-q",
+        "invert",
+        "--model",
+        m,
+        "--image",
+        s(&picture),
+        "--prompt",
+        "a cat",
+        "--steps",
+        "4",
+        "--out",
+        s(&inv),
+    ]);
+    let report = common::run_json(&inv);
+    assert!(report["psnr_db"].as_f64().unwrap().is_finite());
+    let rec = image::open(inv.join("reconstruction.png")).unwrap();
+    assert_eq!((rec.width(), rec.height()), (64, 64));
+    let walk = out("walk");
+    ok(&[
+        "-q",
+        "interpolate",
+        "--model",
+        m,
+        "--prompt",
+        "a cat",
+        "--prompt-to",
+        "a dog",
+        "--frames",
+        "2",
+        "--steps",
+        "3",
+        "--out",
+        s(&walk),
+    ]);
+    let grid = out("compare.png");
+    ok(&[
+        "-q",
+        "compare",
+        "--model",
+        m,
+        "--prompt",
+        "a cat",
+        "--steps",
+        "3",
+        "--guidance",
+        "1,3",
+        "--out",
+        s(&grid),
+    ]);
 }
 
 #[test]

@@ -146,7 +146,7 @@ pub fn run(
     fs::check_overwrite(&opts.out, opts.force)?;
     let scale = opts
         .scale
-        .unwrap_or_else(|| default_scale(model.meta.unet.image_size).min(4));
+        .unwrap_or_else(|| default_scale(model.picture_size()).min(4));
     let columns: Vec<Column> = run.settings().into_iter().cloned().collect();
     let labels: Vec<String> = columns.iter().map(|s| s.to_string()).collect();
     let mut rows = (0..labels.len())

@@ -130,7 +130,8 @@ fn sample_at(
     let guided = Guided::from_conditions(model.net.denoiser(), opts.guidance, cond, uncond)?;
     let mut sampler = model.sampler(*config)?;
     let predict = |x: &Tensor, t| guided.predict(x, t);
-    pipeline::denoise_drawing(predict, sampler.as_mut(), &mut draw, 0, noise, |_| {})
+    let x = pipeline::denoise_drawing(predict, sampler.as_mut(), &mut draw, 0, noise, |_| {})?;
+    model.decode(&x) // [1, 3, S, S]
 }
 
 /// Runs `diffuse interpolate` on the model's device.
@@ -181,7 +182,7 @@ pub fn run(
     if opts.force {
         fs::remove_owned(&opts.out, is_interpolate_output)?;
     }
-    let side = model.meta.unet.image_size as u32;
+    let side = model.picture_size() as u32;
     let scale = opts.scale.unwrap_or_else(|| default_scale(side as usize));
     let mut frames = AnimationWriter::new(
         &opts.out,

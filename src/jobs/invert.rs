@@ -23,7 +23,6 @@ use crate::render::index::{write_index, Picture};
 use crate::render::{self, animation::AnimationWriter, animation::FrameCount};
 use crate::run::{Run, RunRequest, Start};
 use crate::sampler::{SamplerConfig, SamplerKind};
-use crate::schedule::NoiseSchedule;
 
 /// Inversion steps by default (the round trip's PSNR in the README is measured at 50).
 pub const DEFAULT_STEPS: usize = 50;
@@ -116,7 +115,7 @@ fn check(opts: &InvertOptions) -> Result<()> {
 /// Inverts `x` while its states stream into `frames`; returns the noise.
 fn invert_recording(
     guided: &Guided,
-    schedule: &NoiseSchedule,
+    model: &LoadedModel,
     config: &SamplerConfig,
     opts: &InvertOptions,
     x: &Tensor,
@@ -125,12 +124,15 @@ fn invert_recording(
 ) -> Result<(Tensor, Vec<String>)> {
     let n = config.steps - opts.start_step;
     let keep = opts.frames.pick(n + 1);
-    let side = guided.model.sample_shape().1;
+    let side = model.picture_size();
     let scale = opts.scale.unwrap_or_else(|| default_scale(side));
     let mut record = |state: usize, x: &Tensor, x0: Option<&Tensor>, title: String| -> Result<()> {
         if !keep.contains(&state) {
             return Ok(());
         }
+        let x = &model.decode(x)?; // [1, 3, S, S]
+        let x0 = x0.map(|x0| model.decode(x0)).transpose()?;
+        let x0 = x0.as_ref();
         let rows = [
             Row {
                 name: "x_t: the picture becoming noise",
@@ -145,6 +147,7 @@ fn invert_recording(
         frames.push(frame, || title.split(':').next().unwrap_or("").to_string())
     };
     record(0, x, None, "input: the picture to invert".into())?;
+    let schedule = &model.schedule;
     progress.stage("inverting", n as u64);
     let mut failed = None;
     let noise = ddim_invert(
@@ -232,15 +235,8 @@ pub fn run(
     }
     let total = opts.frames.pick(config.steps - opts.start_step + 1).len();
     let frames = AnimationWriter::new(&opts.out, "inversion.gif", total, opts.fps, opts.force)?;
-    let (noise, mut files) = invert_recording(
-        &guided,
-        &model.schedule,
-        &config,
-        opts,
-        &x,
-        frames,
-        progress,
-    )?;
+    let z = model.encode(&x)?; // [1, C, h, w]: a latent model inverts the latents
+    let (noise, mut files) = invert_recording(&guided, model, &config, opts, &z, frames, progress)?;
     let start = opts.start_step;
     let back = reconstruct(model, opts, &noise, progress)?; // [1, 3, S, S]
     let meta = NoiseMeta {

@@ -112,13 +112,4 @@ impl Start {
             }
         }
     }
-
-    /// The input picture of img2img and inpaint `[K, C, H, W]`, shown before the first state.
-    pub fn input(&self) -> Option<&Tensor> {
-        match self {
-            Start::Picture(x) => Some(x),
-            Start::Inpaint { known, .. } => Some(&known.image),
-            _ => None,
-        }
-    }
 }

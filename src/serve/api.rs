@@ -171,7 +171,7 @@ pub async fn model(State(state): State<Arc<AppState>>) -> Json<ModelInfo> {
     };
     Json(ModelInfo {
         name: m.name.clone(),
-        resolution: unet.image_size,
+        resolution: m.picture_size(),
         prompts,
         vocabulary,
         example: if emoji_words {

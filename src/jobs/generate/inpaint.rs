@@ -52,12 +52,16 @@ pub(super) struct InpaintPlan {
     /// The share of pixels repainted.
     pub(super) share: f64,
     pub(super) method: InpaintMethod,
+    /// A latent model's picture and mask in pixel space `[1, 3, S, S]` / `[1, 1, S, S]`
+    /// (`known` then holds its latents and the mask at the latent side): the kept pixels of
+    /// the output are pasted back from it at the end.
+    pub(super) pixels: Option<Known>,
 }
 
 /// Loads the picture and the mask at the model's side S; refuses a mask whose shape cannot
 /// be matched to the picture's, and masks that repaint everything or nothing.
 pub(super) fn load(model: &LoadedModel, spec: &InpaintSpec) -> Result<InpaintPlan> {
-    let side = model.meta.unet.image_size as u32;
+    let side = model.picture_size() as u32;
     let picture = model.load_picture(&spec.image)?;
     let repaint = load_mask(&spec.mask, picture.original_size, side, spec.invert_mask)?;
     let share = repaint.iter().filter(|r| **r).count() as f64 / repaint.len() as f64;
@@ -74,15 +78,43 @@ pub(super) fn load(model: &LoadedModel, spec: &InpaintSpec) -> Result<InpaintPla
     }
     let keep: Vec<f32> = repaint.iter().map(|r| if *r { 0.0 } else { 1.0 }).collect();
     let s = side as usize;
+    let pixels = Known {
+        image: picture.x0.unsqueeze(0)?, // [1, 3, S, S]
+        keep: Tensor::from_vec(keep, (1, 1, s, s), model.device())?, // [1, 1, S, S]
+    };
+    let (known, pixels) = match model.vae.is_some() {
+        false => (pixels, None),
+        true => (latent_known(model, &pixels, &repaint, s)?, Some(pixels)),
+    };
     Ok(InpaintPlan {
-        known: Known {
-            image: picture.x0.unsqueeze(0)?, // [1, 3, S, S]
-            keep: Tensor::from_vec(keep, (1, 1, s, s), model.device())?, // [1, 1, S, S]
-        },
+        known,
         repaint,
         share,
         method: spec.method,
+        pixels,
     })
+}
+
+/// What a latent model keeps: the picture's latents `[1, 4, h, w]`, and a latent cell kept
+/// only where every pixel it covers is kept (so nothing to repaint is held fixed), as
+/// diffusers' SD inpainting resizes the mask to the latents.
+fn latent_known(model: &LoadedModel, pixels: &Known, repaint: &[bool], s: usize) -> Result<Known> {
+    let image = model.encode(&pixels.image)?; // [1, 4, h, w]
+    let h = image.dim(2)?;
+    let f = s / h;
+    let keep: Vec<f32> = (0..h * h)
+        .map(|cell| {
+            let (cy, cx) = (cell / h, cell % h);
+            let any_repaint = (0..f * f).any(|p| repaint[(cy * f + p / f) * s + cx * f + p % f]);
+            if any_repaint {
+                0.0
+            } else {
+                1.0
+            }
+        })
+        .collect();
+    let keep = Tensor::from_vec(keep, (1, 1, h, h), model.device())?; // [1, 1, h, w]
+    Ok(Known { image, keep })
 }
 
 /// The mask at `side`×`side`: true where it is white (luma above 50 %), or black with

@@ -225,7 +225,7 @@ pub fn run(
     };
     progress.stage("denoising", (plan.timesteps.len() - plan.start) as u64);
     let t0 = Instant::now();
-    let x = record::sample(&plan, run, &start, opts, &mut rec, progress)?;
+    let x = record::sample(&plan, run, opts, &mut rec, progress)?;
     progress.finish();
     let Recording {
         frames,

@@ -28,6 +28,8 @@ pub(super) struct Plan {
     pub(super) start: usize,
     /// img2img: the input picture `[3, H, W]` and the strength.
     pub(super) init: Option<(Tensor, f64)>,
+    /// img2img: the input picture in model space `[1, C, h, w]` (a latent model's latents).
+    pub(super) init_state: Option<Tensor>,
     /// inpaint: the picture, the mask and (for RePaint) the timesteps with their jumps.
     pub(super) inpaint: Option<InpaintPlan>,
     /// `--from-noise`: the starting state `[K, C, H, W]`.
@@ -95,7 +97,12 @@ impl Plan {
                 .collect(),
             None => Vec::new(),
         };
+        let init_state = match &init {
+            Some((x, _)) => Some(model.encode(&x.unsqueeze(0)?)?),
+            None => None,
+        };
         let plan = Self {
+            init_state,
             map_steps,
             ids,
             config,
@@ -107,7 +114,7 @@ impl Plan {
             keep: opts.frames.pick(total_states),
             scale: opts
                 .scale
-                .unwrap_or_else(|| render::frame::default_scale(unet.image_size)),
+                .unwrap_or_else(|| render::frame::default_scale(model.picture_size())),
             timesteps,
         };
         Ok(plan)
@@ -131,8 +138,8 @@ impl Plan {
     /// Where the run starts: the noised picture (img2img), the noise around the kept region
     /// (inpaint), the given noise, or seeded pure noise; each with the run's K images.
     pub(super) fn start_state(&self, k: usize) -> Result<Start> {
-        if let Some((image, _)) = &self.init {
-            return Ok(Start::Picture(image.unsqueeze(0)?.repeat((k, 1, 1, 1))?));
+        if let Some(z) = &self.init_state {
+            return Ok(Start::Picture(z.repeat((k, 1, 1, 1))?)); // [K, C, h, w]
         }
         if let Some(i) = &self.inpaint {
             let mut known = i.known.clone();
@@ -147,6 +154,16 @@ impl Plan {
             Some(noise) => Start::State(noise.clone()),
             None => Start::Noise,
         })
+    }
+
+    /// The input picture of img2img and inpaint in pixel space, `[K, 3, S, S]`.
+    pub(super) fn input_pictures(&self, k: usize) -> Result<Option<Tensor>> {
+        let picture = match (&self.init, &self.inpaint) {
+            (Some((x, _)), _) => x.unsqueeze(0)?,
+            (None, Some(i)) => i.pixels.as_ref().unwrap_or(&i.known).image.clone(),
+            (None, None) => return Ok(None),
+        };
+        Ok(Some(picture.repeat((k, 1, 1, 1))?))
     }
 
     /// The extra input state of img2img and inpaint.

@@ -11,7 +11,7 @@ use crate::progress::Progress;
 use crate::render::animation::AnimationWriter;
 use crate::render::attention::StepMaps;
 use crate::render::frame::{labelled_frame, Row, Tiles};
-use crate::run::{Run, Start};
+use crate::run::Run;
 
 /// What a run records besides the final sample.
 pub(super) struct Recording {
@@ -71,14 +71,13 @@ fn record(
 pub(super) fn sample(
     plan: &Plan,
     mut run: Run,
-    start: &Start,
     opts: &GenerateOptions,
     rec: &mut Recording,
     progress: &dyn Progress,
 ) -> Result<Tensor> {
     let offset = plan.offset();
-    if let Some(x_in) = start.input() {
-        record(plan, opts, &run, &mut rec.frames, 0, x_in, None)?;
+    if let Some(x_in) = plan.input_pictures(opts.num_images)? {
+        record(plan, opts, &run, &mut rec.frames, 0, &x_in, None)?;
     }
     let first = run.state(0).clone();
     record(plan, opts, &run, &mut rec.frames, offset, &first, None)?;
@@ -93,6 +92,13 @@ pub(super) fn sample(
         }
         progress.advance(1);
     }
-    let mut samples = run.finish()?;
-    Ok(samples.remove(0))
+    let sample = run.finish()?.remove(0); // [K, 3, S, S]
+    match plan.inpaint.as_ref().and_then(|i| i.pixels.as_ref()) {
+        // A latent model: the kept pixels are the input's, pasted over the decoded output.
+        Some(px) => {
+            let picture = px.image.repeat((sample.dim(0)?, 1, 1, 1))?;
+            crate::edit::inpaint::blend(&picture, &sample, &px.keep)
+        }
+        None => Ok(sample),
+    }
 }
