@@ -6,6 +6,7 @@ pub mod animation;
 pub mod attention;
 pub mod frame;
 pub mod index;
+pub mod latent;
 pub mod plot;
 
 use std::path::Path;

@@ -180,6 +180,11 @@ impl<'m> Run<'m> {
         self.model.decode(x)
     }
 
+    /// Whether the state is a latent model's latents (and pictures are decoded from it).
+    pub fn is_latent(&self) -> bool {
+        self.model.vae.is_some()
+    }
+
     /// Takes the next step in every column that has one; None once every column is done.
     pub fn step(&mut self) -> Result<Option<StepOutput>> {
         let i = self.next;

@@ -145,6 +145,8 @@ pub struct ModelInfo {
     pub pictures: [&'static str; 2],
     /// Attention maps per word are available.
     pub attention: bool,
+    /// A latent model: each step also shows z_t, the latent it denoises.
+    pub latent: bool,
 }
 
 #[derive(Serialize)]
@@ -194,6 +196,7 @@ pub async fn model(State(state): State<Arc<AppState>>) -> Json<ModelInfo> {
         train_timesteps: m.schedule.len(),
         pictures: BUILTIN_PICTURES,
         attention: text.is_some(),
+        latent: m.vae.is_some(),
     })
 }
 

@@ -50,8 +50,11 @@ struct Pictures {
     x_t: Vec<String>,
     /// The model's guess of the final image.
     x0: Vec<String>,
-    /// The predicted noise, shown at ±2σ.
+    /// The predicted noise, shown at ±2σ (a latent model's as its channel grid).
     eps: Vec<String>,
+    /// A latent model's state z_t as its 2×2 channel grid (x_t is then its decoding).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    z_t: Option<Vec<String>>,
 }
 
 /// The `start` event: the pure noise every column starts from and its timesteps.
@@ -60,6 +63,18 @@ struct Start<'a> {
     spec: &'a JobSpec,
     timesteps: Vec<Vec<usize>>,
     x_t: Vec<Vec<String>>,
+    /// A latent model's starting latents as channel grids.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    z_t: Option<Vec<Vec<String>>>,
+}
+
+/// A latent model's latents `[K, 4, h, w]` as channel-grid data URLs at `side`; None for a
+/// pixel model.
+fn latent_urls(run: &Run, z: &Tensor, side: usize) -> Result<Option<Vec<String>>> {
+    match run.is_latent() {
+        true => Ok(Some(urls(&render::latent::channel_grid(z, side)?)?)),
+        false => Ok(None),
+    }
 }
 
 /// A `step` event: step `step` (1-based) of `steps`, one entry per column.
@@ -102,6 +117,9 @@ pub fn run_job(
         x_t: (0..columns)
             .map(|c| urls(&run.decode(run.state(c))?))
             .collect::<Result<_>>()?,
+        z_t: (0..columns)
+            .map(|c| latent_urls(&run, run.state(c), model.picture_size()))
+            .collect::<Result<Option<_>>>()?,
     };
     if !emit(json_event("start", &start)) {
         return Ok(Outcome::Cancelled);
@@ -117,11 +135,17 @@ pub fn run_job(
             let Some(s) = step else { continue };
             let x = run.decode(&s.x)?; // [K, 3, H, W]
             frames[c].push(render::to_rgb8(&x.get(0)?)?);
+            let side = x.dim(2)?;
+            let eps = match latent_urls(&run, &s.model_output, side)? {
+                Some(grid) => grid,
+                None => urls(&s.model_output.affine(0.5, 0.0)?)?, // ±2σ → [-1, 1]
+            };
             pictures.push(Pictures {
                 t: s.t,
                 x_t: urls(&x)?,
                 x0: urls(&run.decode(&s.x0)?)?,
-                eps: urls(&s.model_output.affine(0.5, 0.0)?)?, // ±2σ → [-1, 1]
+                eps,
+                z_t: latent_urls(&run, &s.x, side)?,
             });
         }
         if out.i == 0 {

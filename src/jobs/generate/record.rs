@@ -23,6 +23,38 @@ pub(super) struct Recording {
     pub(super) maps: Vec<StepMaps>,
 }
 
+/// The labels of a frame's rows, for a pixel or a latent model.
+struct RowNames {
+    z_t: &'static str,
+    x_t: &'static str,
+    x0: &'static str,
+    eps: &'static str,
+}
+
+impl RowNames {
+    fn new(latent: bool, input: bool) -> Self {
+        let x_t = match (input, latent) {
+            (true, _) => "the input picture",
+            (false, false) => "x_t: the noisy image",
+            (false, true) => "decode(z_t): the latent as a picture",
+        };
+        match latent {
+            false => Self {
+                z_t: "",
+                x_t,
+                x0: "x0: the model's guess of the final image",
+                eps: "eps: the noise the model predicts (shown at 2 sigma)",
+            },
+            true => Self {
+                z_t: "z_t: the 4 latent channels (blue -, red +)",
+                x_t,
+                x0: "decode(z0): the guess of the final image",
+                eps: "eps: the noise predicted in the latent",
+            },
+        }
+    }
+}
+
 /// One kept state as a frame: x_t (or the input picture), and the x0 guess and predicted
 /// noise of the step that made it (blank before the first step).
 fn record(
@@ -38,29 +70,47 @@ fn record(
         return Ok(());
     }
     let input = plan.offset() == 1 && state == 0;
-    let x = if input { x.clone() } else { run.decode(x)? };
-    let mut rows = vec![Row {
-        name: if input {
-            "the input picture"
-        } else {
-            "x_t: the noisy image"
-        },
-        tiles: Tiles::Images(&x),
-    }];
+    let x_img = if input { x.clone() } else { run.decode(x)? };
     let x0 = step.map(|(x0, _)| run.decode(x0)).transpose()?;
+    let side = x_img.dim(2)?;
+    // A latent model's own state and noise, as 2×2 channel grids at the picture's side.
+    let grid = |z: &Tensor| crate::render::latent::channel_grid(z, side);
+    let latent = run.is_latent();
+    let z_t = (latent && !input).then(|| grid(x)).transpose()?;
+    let eps = match step {
+        Some((_, eps)) if latent => Some(grid(eps)?),
+        Some((_, eps)) => Some(eps.clone()),
+        None => None,
+    };
+    let names = RowNames::new(latent, input);
+    let mut rows = Vec::with_capacity(4);
+    if latent {
+        rows.push(Row {
+            name: names.z_t,
+            tiles: z_t.as_ref().map_or(Tiles::Blank, Tiles::Images),
+        });
+    }
+    rows.push(Row {
+        name: names.x_t,
+        tiles: Tiles::Images(&x_img),
+    });
     if opts.x0_row {
         rows.push(Row {
-            name: "x0: the model's guess of the final image",
+            name: names.x0,
             tiles: x0.as_ref().map_or(Tiles::Blank, Tiles::Images),
         });
     }
     if opts.show_noise {
+        let tiles = match &eps {
+            Some(e) if latent => Tiles::Images(e),
+            Some(e) => Tiles::Noise(e),
+            None => Tiles::Blank,
+        };
         rows.push(Row {
-            name: "eps: the noise the model predicts (shown at 2 sigma)",
-            tiles: step.map_or(Tiles::Blank, |(_, eps)| Tiles::Noise(eps)),
+            name: names.eps,
+            tiles,
         });
     }
-    let side = x.dim(2)?;
     let layout = (opts.num_images, side, plan.scale);
     let outline = plan.inpaint.as_ref().map(|i| i.repaint.as_slice());
     let img = labelled_frame(&plan.title(state), &rows, layout, outline)?;

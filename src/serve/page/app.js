@@ -33,7 +33,7 @@ const generate = {
     $("gen-prompt-error").textContent = "";
     $("gen-downloads").textContent = "";
     $("gen-attention-out").hidden = true;
-    const run = new Run("gen", [body.prompt], body.num_images, VIEWS);
+    const run = new Run("gen", [body.prompt], body.num_images, viewsFor(MODEL));
     $("gen-timeline").disabled = true;
     $("gen-go").disabled = true;
     $("gen-stop").disabled = false;
@@ -108,7 +108,7 @@ const compare = {
     }
     $("cmp-prompt-error").textContent = "";
     const titles = values.map((v) => `${by} ${v}`);
-    const run = new Run("cmp", titles, 1, VIEWS.slice(0, 2));
+    const run = new Run("cmp", titles, 1, viewsFor(MODEL).filter(([k]) => k !== "eps"));
     $("cmp-go").disabled = true;
     $("cmp-stop").disabled = false;
     this.stop = stream(job.id, run, $("cmp-status"), () => {

@@ -206,6 +206,17 @@ const VIEWS = [
   ["eps", "predicted noise: what the model will remove (±2σ)"],
 ];
 
+// The views of `model`: a latent model also shows z_t, what it really denoises.
+function viewsFor(model) {
+  if (!model || !model.latent) return VIEWS;
+  return [
+    ["z_t", "z_t: the 4 latent channels the model denoises (blue −, red +)"],
+    ["x_t", "decode(z_t): the noisy latent as a picture"],
+    ["x0", "decode(x0 guess): the model's current estimate of the final image"],
+    ["eps", "predicted noise in the latent (4 channels, ±2σ)"],
+  ];
+}
+
 // Opens the event stream of an accepted run and feeds `run`; returns a stop function.
 function stream(id, run, statusEl, onDone) {
   const es = new EventSource(`/api/jobs/${id}/events`);
@@ -216,7 +227,7 @@ function stream(id, run, statusEl, onDone) {
     const d = JSON.parse(e.data);
     run.total = d.spec.steps;
     run.seeds = d.spec.variants.map((v) => v.seed);
-    run.push(d.x_t.map((x_t) => ({ x_t })));
+    run.push(d.x_t.map((x_t, c) => (d.z_t ? { x_t, z_t: d.z_t[c] } : { x_t })));
     statusEl.textContent = `Started from pure noise (seed ${run.seeds.join(", ")}).`;
   });
   es.addEventListener("step", (e) => {
