@@ -20,8 +20,11 @@
 //! - [`prompt`]: prompt text to condition ids.
 //! - [`run`]: one sampling run (columns in lockstep, a decoder hook, the finite check), shared
 //!   by every command and the playground.
-//! - [`train`]: the trainer, its config, checkpoints and AdamW.
+//! - [`train`]: the trainer, its config, checkpoints and AdamW; [`vae`]: the autoencoder of
+//!   latent diffusion and its trainer.
 //! - [`data`]: the procedural datasets (shapes, emoji scenes with captions) and image folders.
+//! - [`nearest`]: "Is it new?": a model's exact training stream regenerated and searched for
+//!   the scenes nearest to a picture.
 //! - [`judge`]: the judges that score samples: the analytic shapes judge and the emoji-scene
 //!   judge.
 //! - [`io`]: atomic writes, output folders, reading pictures, safetensors with metadata.
@@ -49,6 +52,7 @@ pub mod io;
 pub mod jobs;
 pub mod judge;
 pub mod model;
+pub mod nearest;
 pub mod nn;
 pub mod pipeline;
 pub mod progress;

@@ -84,6 +84,7 @@ fn broken_model_files_give_one_line_errors() {
         trained_steps: 1,
         sampling: None,
         autoencoder: None,
+        data: None,
     };
     safetensors::save_with_meta(&mismatched, &t.ema, MODEL_KEY, &meta).unwrap();
     assert_fails_with(&eval(&mismatched), "weights do not match the config");

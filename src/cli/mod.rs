@@ -22,6 +22,7 @@ mod generate;
 mod interpolate;
 mod invert;
 mod models;
+mod nearest;
 mod noise;
 mod schedule;
 mod serve;
@@ -88,6 +89,9 @@ enum Command {
     Interpolate(interpolate::InterpolateArgs),
     /// One prompt and noise, several guidance scales, samplers, step counts or seeds: a row each.
     Compare(compare::CompareArgs),
+    /// Is it new? The training scenes nearest to a picture, over the model's exact training
+    /// stream.
+    Nearest(nearest::NearestArgs),
     /// List the built-in models: what they draw, their words, resolution and size.
     Models(models::ModelsArgs),
     /// Write a diffuse model as a diffusers UNet2DModel folder.
@@ -161,6 +165,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::TrainAutoencoder(args) => {
             autoencoder::run_train(args, &ctx).context("diffuse train-autoencoder")
         }
+        Command::Nearest(args) => nearest::run(args, &ctx).context("diffuse nearest"),
         Command::Autoencode(args) => {
             autoencoder::run_autoencode(args, &ctx).context("diffuse autoencode")
         }

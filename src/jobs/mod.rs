@@ -10,6 +10,7 @@ pub mod eval_emoji;
 pub mod generate;
 pub mod interpolate;
 pub mod invert;
+pub mod nearest;
 pub mod noise;
 pub mod noise_file;
 pub mod train;

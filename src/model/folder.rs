@@ -50,6 +50,7 @@ pub fn load_folder(dir: &Path, device: &Device) -> Result<LoadedModel> {
         trained_steps: 0,
         sampling: None,
         autoencoder: None,
+        data: None,
     };
     let weights = std::fs::read(loaded.unet_dir.join(diffusers::folder::WEIGHTS))
         .map_err(|e| Error::file(dir, e))?;

@@ -49,6 +49,9 @@ pub struct ModelMeta {
     /// latents and every picture is decoded from them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoencoder: Option<crate::vae::AutoencoderKLConfig>,
+    /// The exact stream of training scenes (procedural data only), for `diffuse nearest`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<crate::nearest::DataStream>,
 }
 
 /// The network of a loaded model.

@@ -252,8 +252,24 @@ impl Trainer {
         }
     }
 
-    /// The pictures of the current step `[B, 3, S, S]` and their condition ids.
-    fn pictures(&self) -> Result<(Tensor, Vec<Vec<u32>>)> {
+    /// The exact stream of scenes this run has trained on so far (procedural data only).
+    pub fn data_stream(&self) -> Option<crate::nearest::DataStream> {
+        let data = match self.config.data {
+            DataSource::Emoji => crate::nearest::StreamData::Emoji,
+            DataSource::Shapes => crate::nearest::StreamData::Shapes,
+            DataSource::Folder(_) => return None,
+        };
+        Some(crate::nearest::DataStream {
+            data,
+            data_seed: self.config.data_seed,
+            batch_size: self.config.batch_size,
+            steps: self.step,
+        })
+    }
+
+    /// The pictures of the current step `[B, 3, S, S]` and their condition ids: what the
+    /// data loader feeds the step.
+    pub fn pictures(&self) -> Result<(Tensor, Vec<Vec<u32>>)> {
         let b = self.config.batch_size;
         let start = self.step * b as u64;
         let s = match &self.latents {
@@ -373,6 +389,7 @@ impl Trainer {
             trained_steps: self.step,
             sampling: None,
             autoencoder: self.latents.as_ref().map(|l| l.autoencoder.config.clone()),
+            data: self.data_stream(),
         };
         match &self.latents {
             Some(l) => {

@@ -1,0 +1,132 @@
+//! `diffuse nearest`: the training scenes nearest to a picture (resized as img2img does),
+//! searched over the model's exact training stream, as one picture (the query next to its
+//! neighbours, each with its caption and distance) and a report.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use image::RgbImage;
+use serde::Serialize;
+
+use crate::data::emoji;
+use crate::error::{Error, Result};
+use crate::io::fs;
+use crate::model::LoadedModel;
+use crate::nearest::{search, DataStream, Neighbour};
+use crate::progress::Progress;
+use crate::render;
+
+/// What `diffuse nearest` was asked to do.
+pub struct NearestOptions {
+    pub image: PathBuf,
+    pub top: usize,
+    /// The picture to write.
+    pub out: PathBuf,
+    pub force: bool,
+    /// The prompt the picture was drawn for: a held-out pair is named as such.
+    pub prompt: Option<String>,
+}
+
+/// What the search found.
+#[derive(Debug, Serialize)]
+pub struct NearestReport {
+    pub image: PathBuf,
+    pub model: String,
+    pub stream: DataStream,
+    /// Scenes searched: every scene of every training step.
+    pub searched: u64,
+    /// The distance: RMS of the 8-bit difference at the model's resolution, in [0, 1].
+    pub distance: &'static str,
+    pub neighbours: Vec<Neighbour>,
+    /// For a prompt whose two nouns are a held-out pair: no training scene holds both.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_out: Option<String>,
+    pub out: PathBuf,
+    pub seconds: f64,
+}
+
+/// The distance as the report states it.
+pub const DISTANCE: &str = "RMS of the 8-bit RGB difference at the model's resolution, in [0, 1]";
+
+/// The model's recorded stream, or a one-line error naming what it lacks.
+pub fn stream_of(model: &LoadedModel) -> Result<DataStream> {
+    model.meta.data.ok_or_else(|| Error::File {
+        name: model.name.clone(),
+        reason: "records no procedural training stream (a diffusers folder, a model trained on an image folder, or one written before diffuse recorded it), so there is no exact training set to search".into(),
+    })
+}
+
+/// The nouns of `prompt`'s held-out pair, as a sentence; None when it has no such pair.
+fn held_out_note(prompt: &str) -> Option<String> {
+    let words = crate::text::tokenizer::words(prompt);
+    let nouns: Vec<usize> = words.iter().filter_map(|w| emoji::noun_index(w)).collect();
+    match nouns.as_slice() {
+        [a, b] if emoji::is_held_out(*a, *b) => Some(format!(
+            "\"{}\" and \"{}\" are a held-out pair: no training scene holds both",
+            emoji::NOUNS[*a].name,
+            emoji::NOUNS[*b].name
+        )),
+        _ => None,
+    }
+}
+
+/// The query over its neighbours, each labelled with its caption and distance.
+fn picture(query: &RgbImage, found: &[Neighbour], stream: &DataStream) -> Result<RgbImage> {
+    let scale = render::frame::default_scale(stream.side() as usize).min(4);
+    let mut tiles = vec![render::upscale(query, scale)];
+    let mut labels = vec!["the query".to_string()];
+    for n in found {
+        tiles.push(render::upscale(&stream.scene(n.index).picture, scale));
+        labels.push(format!("#{} {} ({:.3})", n.index, n.caption, n.distance));
+    }
+    let refs: Vec<&RgbImage> = tiles.iter().collect();
+    let grid = render::grid(&refs, refs.len().min(5), 6, Some(&labels));
+    let title = format!(
+        "nearest of the {} training scenes (distance: RMS in [0, 1])",
+        stream.len()
+    );
+    Ok(render::labelled_rows(&title, &[(String::new(), grid)]))
+}
+
+/// Searches the model's stream for the picture's nearest scenes and writes the picture.
+pub fn run(
+    model: &LoadedModel,
+    opts: &NearestOptions,
+    progress: &dyn Progress,
+) -> Result<NearestReport> {
+    let began = Instant::now();
+    let stream = stream_of(model)?;
+    fs::check_overwrite(&opts.out, opts.force)?;
+    check_png(&opts.out)?;
+    let loaded = model.load_picture(&opts.image)?; // resized to the model's side
+    let query = render::to_rgb8(&loaded.x0)?;
+    progress.stage("searching", stream.len());
+    let found = search(&stream, std::slice::from_ref(&query), opts.top, |n| {
+        progress.advance(n)
+    })?
+    .remove(0);
+    let img = picture(&query, &found, &stream)?;
+    render::save_png(&img, &opts.out)?;
+    Ok(NearestReport {
+        image: opts.image.clone(),
+        model: model.name.clone(),
+        searched: stream.len(),
+        stream,
+        distance: DISTANCE,
+        neighbours: found,
+        held_out: opts.prompt.as_deref().and_then(held_out_note),
+        out: opts.out.clone(),
+        seconds: began.elapsed().as_secs_f64(),
+    })
+}
+
+fn check_png(out: &Path) -> Result<()> {
+    match out.extension().and_then(|e| e.to_str()) {
+        Some(e) if e.eq_ignore_ascii_case("png") => Ok(()),
+        _ => Err(Error::option_is(
+            "out",
+            out.display(),
+            "must name a .png file (the query next to its nearest training scenes)",
+        )),
+    }
+}

@@ -1,0 +1,238 @@
+//! "Is it new?": the regenerated training stream is the trainer's own, a training scene put in
+//! as the query is found at distance 0 at its own index, and bad inputs are one-line errors.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+use common::{assert_fails_with, diffuse, s};
+use diffuse::io::image::push_chw;
+use diffuse::io::safetensors;
+use diffuse::model::{ModelMeta, MODEL_KEY};
+use diffuse::nearest::{distance, search, DataStream, StreamData};
+use diffuse::train::{DataSource, TrainConfig, Trainer};
+
+/// A tiny emoji text model's trainer (64 px, as the scenes) with batch `batch`.
+fn emoji_trainer(batch: usize) -> Trainer {
+    let unet = diffuse::unet::UNetConfig {
+        image_size: 64,
+        cross_attention_resolutions: Vec::new(),
+        ..common::tiny_text_unet()
+    };
+    let config = TrainConfig {
+        data: DataSource::Emoji,
+        unet,
+        batch_size: batch,
+        ..Default::default()
+    };
+    Trainer::new(config, &Device::Cpu).unwrap()
+}
+
+/// The stream's scenes `start..start+count` as the trainer's tensor layout.
+fn stream_tensor(stream: &DataStream, start: u64, count: usize) -> Vec<f32> {
+    let mut x = Vec::new();
+    for scene in stream.pictures(start, count) {
+        push_chw(&mut x, &scene.picture);
+    }
+    x
+}
+
+#[test]
+fn the_regenerated_stream_is_the_trainers_own() {
+    let mut t = emoji_trainer(3);
+    for step in [0u64, 1, 7] {
+        t.step = step;
+        let stream = t.data_stream().unwrap();
+        assert_eq!(
+            (
+                stream.data,
+                stream.data_seed,
+                stream.batch_size,
+                stream.steps
+            ),
+            (StreamData::Emoji, 1, 3, step)
+        );
+        let (x, _) = t.pictures().unwrap(); // what the loader feeds step `step`
+        let loader = common::to_vec(&x);
+        assert_eq!(loader, stream_tensor(&stream, step * 3, 3), "step {step}");
+    }
+    // The shapes stream too.
+    let config = TrainConfig {
+        unet: common::tiny_unet(),
+        batch_size: 5,
+        ..Default::default()
+    };
+    let mut t = Trainer::new(config, &Device::Cpu).unwrap();
+    t.step = 4;
+    let stream = t.data_stream().unwrap();
+    assert_eq!(stream.data, StreamData::Shapes);
+    let (x, _) = t.pictures().unwrap();
+    assert_eq!(common::to_vec(&x), stream_tensor(&stream, 20, 5));
+}
+
+/// A model file of a run that took `steps` steps of `batch` emoji scenes.
+fn emoji_model(dir: &Path, steps: u64, batch: usize) -> PathBuf {
+    let mut t = emoji_trainer(batch);
+    t.step = steps;
+    let path = dir.join("model.safetensors");
+    t.save_model(&path).unwrap();
+    path
+}
+
+#[test]
+fn a_training_scene_is_found_at_distance_zero_at_its_own_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = emoji_model(dir.path(), 50, 4); // 200 scenes
+    let scenes = dir.path().join("scenes");
+    let o = diffuse(&[
+        "-q",
+        "data",
+        "emoji",
+        "--count",
+        "124",
+        "--seed",
+        "1",
+        "--out",
+        s(&scenes),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = dir.path().join("nearest.png");
+    let query = scenes.join("000123.png");
+    let o = diffuse(&[
+        "nearest",
+        "--model",
+        s(&model),
+        "--image",
+        s(&query),
+        "--top",
+        "3",
+        "--out",
+        s(&out),
+        "--json",
+        "--prompt",
+        "a cat with a computer",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["searched"], 200);
+    let first = &r["neighbours"][0];
+    assert_eq!(
+        (first["index"].as_u64(), first["step"].as_u64()),
+        (Some(123), Some(30))
+    );
+    assert_eq!(first["distance"].as_f64(), Some(0.0));
+    let d1 = r["neighbours"][1]["distance"].as_f64().unwrap();
+    assert!(d1 > 0.0, "the next neighbour is another picture");
+    assert_eq!(r["neighbours"].as_array().unwrap().len(), 3);
+    let caption = std::fs::read_to_string(scenes.join("captions.jsonl")).unwrap();
+    let line = caption.lines().nth(123).unwrap();
+    let want = first["caption"].as_str().unwrap();
+    assert!(line.contains(&format!("\"{want}\"")), "{line} vs {want}");
+    let held = r["held_out"].as_str().unwrap();
+    assert!(
+        held.contains("held-out pair: no training scene holds both"),
+        "{held}"
+    );
+    let img = image::open(&out).unwrap();
+    assert!(
+        img.width() > 4 * 64,
+        "the query and its 3 neighbours side by side"
+    );
+    // A scene past the last step is not in the stream: it is not found at distance 0.
+    let later = scenes.join("000123.png");
+    let short = emoji_model(dir.path(), 30, 4); // 120 scenes: index 123 was never trained on
+    let o = diffuse(&[
+        "nearest",
+        "--model",
+        s(&short),
+        "--image",
+        s(&later),
+        "--out",
+        s(&out),
+        "--force",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(r["neighbours"][0]["distance"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn many_queries_share_one_pass_with_exact_distances() {
+    let stream = DataStream {
+        data: StreamData::Shapes,
+        data_seed: 3,
+        batch_size: 8,
+        steps: 4,
+    };
+    let queries: Vec<_> = [5u64, 17]
+        .iter()
+        .map(|&i| stream.scene(i).picture)
+        .collect();
+    let found = search(&stream, &queries, 2, |_| {}).unwrap();
+    for (q, (want, top)) in [5u64, 17].iter().zip(&found).enumerate() {
+        assert_eq!((top[0].index, top[0].distance), (*want, 0.0), "query {q}");
+        let other = stream.scene(top[1].index).picture;
+        assert_eq!(
+            top[1].distance,
+            distance(queries[q].as_raw(), other.as_raw())
+        );
+    }
+    assert_eq!(distance(&[0, 255], &[255, 0]), 1.0);
+    assert_eq!(distance(&[10, 10], &[10, 10]), 0.0);
+}
+
+#[test]
+fn bad_nearest_inputs_are_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = emoji_model(dir.path(), 2, 2);
+    let out = dir.path().join("n.png");
+    let run = |extra: &[&str]| {
+        let mut a = vec!["nearest", "--model", s(&model), "--out", s(&out)];
+        a.extend_from_slice(extra);
+        diffuse(&a)
+    };
+    assert_fails_with(&run(&["--image", common::SCENE, "--top", "0"]), "--top 0");
+    assert_fails_with(&run(&["--image", common::SCENE, "--top", "65"]), "--top 65");
+    assert_fails_with(&run(&["--image", "no-such.png"]), "no-such.png");
+    // A picture of another size is resized, as img2img does.
+    let o = run(&["--image", common::SCENE]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_fails_with(
+        &run(&["--image", common::SCENE]),
+        "already exists (use --force",
+    );
+    let jpg = dir.path().join("n.jpg");
+    let o = diffuse(&[
+        "nearest",
+        "--model",
+        s(&model),
+        "--image",
+        common::SCENE,
+        "--out",
+        s(&jpg),
+    ]);
+    assert_fails_with(&o, "must name a .png file");
+    // A model that records no training stream.
+    let t = emoji_trainer(1);
+    let meta = ModelMeta {
+        data: None,
+        ..diffuse::model::load(Some(&model), &Device::Cpu)
+            .unwrap()
+            .meta
+    };
+    let bare = dir.path().join("bare.safetensors");
+    safetensors::save_with_meta(&bare, &t.ema, MODEL_KEY, &meta).unwrap();
+    let o = diffuse(&[
+        "nearest",
+        "--model",
+        s(&bare),
+        "--image",
+        common::SCENE,
+        "--out",
+        s(&out),
+        "--force",
+    ]);
+    assert_fails_with(&o, "records no procedural training stream");
+}
