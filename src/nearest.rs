@@ -127,6 +127,38 @@ pub fn distance(a: &[u8], b: &[u8]) -> f64 {
     (sum as f64 / a.len().max(1) as f64).sqrt() / 255.0
 }
 
+/// The side of the block means the search prunes with.
+const COARSE_SIDE: u32 = 16;
+
+/// Block means of an 8-bit RGB picture over `COARSE_SIDE`² blocks, channels interleaved.
+fn coarse(img: &RgbImage) -> Vec<f32> {
+    let f = (img.width() / COARSE_SIDE).max(1);
+    let side = img.width() / f;
+    let mut out = vec![0f32; (side * side * 3) as usize];
+    for (x, y, p) in img.enumerate_pixels() {
+        let cell = (((y / f).min(side - 1) * side + (x / f).min(side - 1)) * 3) as usize;
+        for c in 0..3 {
+            out[cell + c] += p.0[c] as f32;
+        }
+    }
+    let n = (f * f) as f32;
+    out.iter_mut().for_each(|v| *v /= n);
+    out
+}
+
+/// The RMS difference of block means, in [0, 1]: never more than [`distance`] of the
+/// pictures themselves (a block's mean difference squared is at most its mean squared
+/// difference), so a scene whose bound is no nearer than the k-th best so far is skipped
+/// without changing the result.
+fn lower_bound(a: &[f32], b: &[f32]) -> f64 {
+    let sum: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| ((x - y) as f64).powi(2))
+        .sum();
+    (sum / a.len().max(1) as f64).sqrt() / 255.0
+}
+
 /// Keeps the `k` nearest so far, nearest first; ties go to the earlier index.
 fn insert(top: &mut Vec<(f64, u64)>, k: usize, d: f64, index: u64) {
     let pos = top.partition_point(|&(e, i)| e < d || (e == d && i < index));
@@ -151,13 +183,18 @@ pub fn search(
     check_queries(stream, queries, k)?;
     let n = stream.len();
     let chunks: Vec<u64> = (0..n.div_ceil(CHUNK)).collect();
+    let coarse_queries: Vec<Vec<f32>> = queries.iter().map(coarse).collect();
     let tops = chunks
         .par_iter()
         .map(|&c| {
             let (start, count) = (c * CHUNK, CHUNK.min(n - c * CHUNK) as usize);
-            let mut tops = vec![Vec::with_capacity(k + 1); queries.len()];
+            let mut tops: Vec<Vec<(f64, u64)>> = vec![Vec::with_capacity(k + 1); queries.len()];
             for scene in stream.pictures(start, count) {
-                for (q, top) in queries.iter().zip(&mut tops) {
+                let cs = coarse(&scene.picture);
+                for ((q, cq), top) in queries.iter().zip(&coarse_queries).zip(&mut tops) {
+                    if top.len() == k && lower_bound(cq, &cs) > top[k - 1].0 + 1e-9 {
+                        continue;
+                    }
                     let d = distance(q.as_raw(), scene.picture.as_raw());
                     insert(top, k, d, scene.index);
                 }

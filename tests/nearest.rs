@@ -179,6 +179,26 @@ fn many_queries_share_one_pass_with_exact_distances() {
             distance(queries[q].as_raw(), other.as_raw())
         );
     }
+    // The pruned search finds what brute force finds, for queries that are no training scene.
+    let others: Vec<_> = (0..3)
+        .map(|i| {
+            DataStream {
+                data_seed: 9,
+                ..stream
+            }
+            .scene(i)
+            .picture
+        })
+        .collect();
+    let found = search(&stream, &others, 3, |_| {}).unwrap();
+    for (q, top) in others.iter().zip(&found) {
+        let mut all: Vec<(f64, u64)> = (0..stream.len())
+            .map(|i| (distance(q.as_raw(), stream.scene(i).picture.as_raw()), i))
+            .collect();
+        all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let got: Vec<(f64, u64)> = top.iter().map(|n| (n.distance, n.index)).collect();
+        assert_eq!(got, all[..3].to_vec());
+    }
     assert_eq!(distance(&[0, 255], &[255, 0]), 1.0);
     assert_eq!(distance(&[10, 10], &[10, 10]), 0.0);
 }
@@ -203,6 +223,11 @@ fn bad_nearest_inputs_are_one_line_errors() {
         &run(&["--image", common::SCENE]),
         "already exists (use --force",
     );
+    assert_fails_with(
+        &run(&["--image", common::SCENE, "--seed", "3"]),
+        "--copy-rate",
+    );
+    assert_fails_with(&run(&["--copy-rate", "1"]), "--copy-rate 1");
     let jpg = dir.path().join("n.jpg");
     let o = diffuse(&[
         "nearest",
@@ -235,4 +260,34 @@ fn bad_nearest_inputs_are_one_line_errors() {
         "--force",
     ]);
     assert_fails_with(&o, "records no procedural training stream");
+}
+
+#[test]
+fn the_copy_rate_compares_samples_with_fresh_scenes() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = emoji_model(dir.path(), 30, 4);
+    let plot = dir.path().join("copy-rate.png");
+    let o = diffuse(&[
+        "nearest",
+        "--model",
+        s(&model),
+        "--copy-rate",
+        "4",
+        "--out",
+        s(&plot),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let fresh: Vec<f64> = serde_json::from_value(r["fresh_distances"].clone()).unwrap();
+    let samples: Vec<f64> = serde_json::from_value(r["sample_distances"].clone()).unwrap();
+    assert_eq!((fresh.len(), samples.len()), (4, 4));
+    // The threshold is the 1st percentile (nearest rank) of the fresh distances: their minimum.
+    let min = fresh.iter().cloned().fold(f64::INFINITY, f64::min);
+    assert_eq!(r["threshold"].as_f64(), Some(min));
+    let copies = samples.iter().filter(|&&d| d < min).count();
+    assert_eq!(r["copies"].as_u64(), Some(copies as u64));
+    assert_eq!(r["copy_rate"].as_f64(), Some(copies as f64 / 4.0));
+    assert_eq!(r["fresh_seed"].as_u64(), Some(1 + 1_000_003));
+    assert!(plot.is_file());
 }

@@ -4,6 +4,7 @@
 
 pub mod autoencoder;
 pub mod compare;
+pub mod copy_rate;
 pub mod data;
 pub mod eval;
 pub mod eval_emoji;
