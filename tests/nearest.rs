@@ -291,3 +291,48 @@ fn the_copy_rate_compares_samples_with_fresh_scenes() {
     assert_eq!(r["fresh_seed"].as_u64(), Some(1 + 1_000_003));
     assert!(plot.is_file());
 }
+
+#[test]
+fn generate_nearest_adds_each_samples_neighbours() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = emoji_model(dir.path(), 10, 4);
+    let out = dir.path().join("gen");
+    let gen = |out: &Path, extra: &[&str]| {
+        let mut a = vec![
+            "-q",
+            "generate",
+            "--model",
+            s(&model),
+            "--prompt",
+            "a dog",
+            "--steps",
+            "2",
+            "--num-images",
+            "2",
+            "--seed",
+            "1",
+            "--out",
+            s(out),
+        ];
+        a.extend_from_slice(extra);
+        diffuse(&a)
+    };
+    let o = gen(&out, &["--nearest", "2"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = common::run_json(&out);
+    let rows = r["nearest"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for row in rows {
+        let row = row.as_array().unwrap();
+        assert_eq!(row.len(), 2);
+        assert!(row[0]["distance"].as_f64().unwrap() <= row[1]["distance"].as_f64().unwrap());
+        assert!(row[0]["index"].as_u64().unwrap() < 40);
+    }
+    assert!(out.join("nearest.png").is_file());
+    let page = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(page.contains("<img src=\"nearest.png\""));
+    // Refused before anything is written.
+    let bad = dir.path().join("bad");
+    assert_fails_with(&gen(&bad, &["--nearest", "0"]), "--nearest 0");
+    assert!(!bad.exists());
+}

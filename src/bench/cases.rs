@@ -298,6 +298,7 @@ impl GenerateCase<'_> {
             inpaint: None,
             show_noise: false,
             from_noise: None,
+            nearest: None,
             start_step: None,
         };
         generate::run(self.model, &opts, &crate::progress::Silent)

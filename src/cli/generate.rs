@@ -144,6 +144,10 @@ pub struct GenerateArgs {
     /// Also write trajectory.safetensors (x_t and x0_pred at every step).
     #[arg(long)]
     save_tensors: bool,
+    /// Is it new? Find each sample's K nearest scenes among every scene the model was trained
+    /// on: nearest.png, a row per sample on index.html, the distances in run.json (1..=64).
+    #[arg(long, value_name = "K")]
+    nearest: Option<usize>,
     #[command(flatten)]
     output: OutputFlags,
 }
@@ -180,6 +184,7 @@ impl GenerateArgs {
             attention_maps: self
                 .attention_maps
                 .then_some(self.attention_steps.unwrap_or(d.attention_steps)),
+            nearest: self.nearest,
         }
     }
 

@@ -12,7 +12,7 @@ use crate::data::emoji;
 use crate::error::{Error, Result};
 use crate::io::fs;
 use crate::model::LoadedModel;
-use crate::nearest::{search, DataStream, Neighbour};
+use crate::nearest::{search, DataStream, Neighbour, MAX_TOP};
 use crate::progress::Progress;
 use crate::render;
 
@@ -72,20 +72,60 @@ fn held_out_note(prompt: &str) -> Option<String> {
 
 /// The query over its neighbours, each labelled with its caption and distance.
 fn picture(query: &RgbImage, found: &[Neighbour], stream: &DataStream) -> Result<RgbImage> {
+    let row = neighbour_row(query, found, stream)?;
+    let title = format!(
+        "nearest of the {} training scenes (distance: RMS in [0, 1])",
+        stream.len()
+    );
+    Ok(render::labelled_rows(&title, &[(String::new(), row)]))
+}
+
+/// Checks a neighbour count.
+pub fn check_top(k: usize) -> Result<()> {
+    match k {
+        1..=MAX_TOP => Ok(()),
+        _ => Err(Error::out_of_range("nearest", k, format!("1..={MAX_TOP}"))),
+    }
+}
+
+/// `generate --nearest K`: each sample of `x` `[N, 3, S, S]` in a row with its `k` nearest
+/// training scenes, saved at `path`; returns the neighbours.
+pub fn panel(
+    model: &LoadedModel,
+    x: &candle_core::Tensor,
+    k: usize,
+    path: &Path,
+    progress: &dyn Progress,
+) -> Result<Vec<Vec<Neighbour>>> {
+    let stream = stream_of(model)?;
+    let samples = (0..x.dim(0)?)
+        .map(|i| render::to_rgb8(&x.get(i)?))
+        .collect::<Result<Vec<_>>>()?;
+    progress.stage("searching the training scenes", stream.len());
+    let found = search(&stream, &samples, k, |n| progress.advance(n))?;
+    progress.finish();
+    let rows = samples
+        .iter()
+        .zip(&found)
+        .enumerate()
+        .map(|(i, (q, f))| Ok((format!("sample {i}"), neighbour_row(q, f, &stream)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let title = format!("Is it new? The nearest of {} training scenes", stream.len());
+    render::save_png(&render::labelled_rows(&title, &rows), path)?;
+    Ok(found)
+}
+
+/// A query and its neighbours side by side, each labelled.
+fn neighbour_row(query: &RgbImage, found: &[Neighbour], stream: &DataStream) -> Result<RgbImage> {
     let scale = render::frame::default_scale(stream.side() as usize).min(4);
     let mut tiles = vec![render::upscale(query, scale)];
-    let mut labels = vec!["the query".to_string()];
+    let mut labels = vec!["the picture".to_string()];
     for n in found {
         tiles.push(render::upscale(&stream.scene(n.index).picture, scale));
         labels.push(format!("#{} {} ({:.3})", n.index, n.caption, n.distance));
     }
     let refs: Vec<&RgbImage> = tiles.iter().collect();
-    let grid = render::grid(&refs, refs.len().min(5), 6, Some(&labels));
-    let title = format!(
-        "nearest of the {} training scenes (distance: RMS in [0, 1])",
-        stream.len()
-    );
-    Ok(render::labelled_rows(&title, &[(String::new(), grid)]))
+    Ok(render::grid(&refs, refs.len(), 6, Some(&labels)))
 }
 
 /// Searches the model's stream for the picture's nearest scenes and writes the picture.

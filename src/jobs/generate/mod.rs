@@ -77,6 +77,9 @@ pub struct GenerateOptions {
     /// Start at this sampler step (generate: the starting state is taken to be at its
     /// timestep; img2img: instead of the strength).
     pub start_step: Option<usize>,
+    /// "Is it new?": each sample's this many nearest training scenes (`nearest.png` and
+    /// run.json).
+    pub nearest: Option<usize>,
 }
 
 /// What was done, written as `run.json`.
@@ -118,6 +121,9 @@ pub struct GenerateReport {
     pub model_trained_steps: u64,
     pub frame_count: usize,
     pub scale: u32,
+    /// --nearest: per sample, its nearest training scenes (index, step, distance, caption).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nearest: Option<Vec<Vec<crate::nearest::Neighbour>>>,
     #[serde(serialize_with = "crate::jobs::lossy::path")]
     pub out: PathBuf,
     pub files: Vec<String>,
@@ -132,7 +138,7 @@ pub struct GenerateReport {
 const INTRO: &str = "Reverse diffusion: the model starts from noise and removes a little of the noise it predicts at every step. Each frame shows the noisy image x_t and, under it, the model's current guess x0 of the final image.";
 
 /// The pictures on `index.html`.
-const PICTURES: [Picture; 4] = [
+const PICTURES: [Picture; 5] = [
     Picture {
         file: "strip.png",
         caption: "eight frames of the run, left to right: x_t on top, the x0 guess underneath",
@@ -149,6 +155,10 @@ const PICTURES: [Picture; 4] = [
         file: "attention/grid.png",
         caption: "where each prompt word looks (cross-attention, text models)",
     },
+    Picture {
+        file: "nearest.png",
+        caption: "Is it new? A row per sample: the sample, then its nearest training scenes with their captions and distances (RMS in [0, 1]) over every scene the model was trained on",
+    },
 ];
 
 /// Whether `name` is a file (or folder) `generate` writes, so `--force` may remove it.
@@ -162,6 +172,7 @@ fn is_generate_output(name: &str) -> bool {
         "index.html",
         "trajectory.safetensors",
         "attention",
+        "nearest.png",
     ];
     sample || fixed.contains(&name)
 }
@@ -204,6 +215,10 @@ pub fn run(
 ) -> Result<GenerateReport> {
     let began = Instant::now();
     let plan = Plan::new(model, opts)?;
+    if let Some(k) = opts.nearest {
+        crate::jobs::nearest::check_top(k)?;
+        crate::jobs::nearest::stream_of(model)?; // before any work: the model must record one
+    }
     let k = opts.num_images;
     let start = plan.start_state(k)?;
     let run = Run::new(model, &plan.request(opts), &start)?;
@@ -242,9 +257,19 @@ pub fn run(
     files.extend(render::save_samples(&x, &opts.out, plan.scale)?);
     files.extend(save_extras(&x, opts, &plan, &maps, trajectory)?);
     progress.finish();
+    let nearest = match opts.nearest {
+        Some(k) => {
+            let path = opts.out.join("nearest.png");
+            let found = crate::jobs::nearest::panel(model, &x, k, &path, progress)?;
+            files.push("nearest.png".into());
+            Some(found)
+        }
+        None => None,
+    };
     files.extend(["run.json", "index.html"].map(String::from));
     let times = (sampling_ms, frames_before + ms(t0), ms(began));
-    let report = report(model, opts, &plan, files, times);
+    let mut report = report(model, opts, &plan, files, times);
+    report.nearest = nearest;
     write_run_json(&opts.out, &report)?;
     let title = format!("diffuse {}", report.command);
     write_index(&opts.out, &title, INTRO, &PICTURES, &report)?;
@@ -286,6 +311,7 @@ fn report(
         model_trained_steps: model.meta.trained_steps,
         frame_count: plan.keep.len(),
         scale: plan.scale,
+        nearest: None,
         out: opts.out.clone(),
         files,
         device: crate::device::device_name(model.device()),
