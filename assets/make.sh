@@ -118,3 +118,13 @@ rm -rf out/scenes99 out/autoencode.png
 $bin data emoji --count 4 --seed 99 --out out/scenes99 --quiet
 $bin autoencode --model models/ae64.safetensors --image out/scenes99/000000.png --out out/autoencode.png --quiet
 cp out/autoencode.png $pics/autoencode.png
+
+# Is it new? Samples next to their nearest training scenes (a held-out pair and a seen one),
+# and the copy rate over 200 samples (about 9 minutes on 2 cores).
+rm -rf out/cat-nearest out/dog-tree-nearest out/copy-rate.png
+$bin generate --prompt "a cat with a computer" --seed 1 --num-images 2 --nearest 3 --frames 2 --out out/cat-nearest --quiet
+cp out/cat-nearest/nearest.png $pics/cat-nearest.png
+$bin generate --prompt "a dog and a tree" --seed 1 --num-images 2 --nearest 3 --frames 2 --out out/dog-tree-nearest --quiet
+cp out/dog-tree-nearest/nearest.png $pics/dog-tree-nearest.png
+$bin nearest --copy-rate 200 --out out/copy-rate.png --quiet
+cp out/copy-rate.png $pics/copy-rate.png

@@ -319,11 +319,81 @@ fn a_folder_another_run_is_writing_is_refused_and_no_lock_is_left_behind() {
         !out.join(diffuse::io::fs::LOCK_NAME).exists(),
         "the lock is removed at the end"
     );
-    std::fs::write(out.join(diffuse::io::fs::LOCK_NAME), "12345\n").unwrap();
+    // A live run's lock (this test process is alive) keeps a second run out.
+    let me = std::process::id();
+    std::fs::write(out.join(diffuse::io::fs::LOCK_NAME), format!("{me}\n")).unwrap();
     assert_fails_with(
         &gen(),
-        "another diffuse run (process 12345) is writing there",
+        &format!("another diffuse run (process {me}) is writing there"),
     );
+    // The lock of a run that was killed (its process is gone) does not block the next.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    std::fs::write(out.join(diffuse::io::fs::LOCK_NAME), format!("{dead}\n")).unwrap();
+    let o = gen();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!out.join(diffuse::io::fs::LOCK_NAME).exists());
+}
+
+#[test]
+fn a_killed_run_leaves_nothing_that_blocks_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let args = [
+        "generate",
+        "--model",
+        "shapes32",
+        "--prompt",
+        "red",
+        "--steps",
+        "1000",
+        "--num-images",
+        "1",
+        "--seed",
+        "1",
+        "--out",
+        s(&out),
+        "--quiet",
+        "--force",
+    ];
+    for signal in ["KILL", "INT", "TERM"] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_diffuse"))
+            .args(args)
+            .spawn()
+            .unwrap();
+        let lock = out.join(diffuse::io::fs::LOCK_NAME);
+        let t0 = std::time::Instant::now();
+        while !lock.exists() && t0.elapsed().as_secs() < 60 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let pid = child.id().to_string();
+        let killed = std::process::Command::new("kill")
+            .args(["-s", signal, &pid])
+            .status();
+        assert!(killed.unwrap().success());
+        let status = child.wait().unwrap();
+        assert!(!status.success(), "SIGTERM/INT/KILL stops the run");
+        // The next run into the same folder works.
+        let short: Vec<&str> = args
+            .iter()
+            .map(|a| if *a == "1000" { "2" } else { a })
+            .collect();
+        let o = diffuse(&short);
+        assert!(
+            o.status.success(),
+            "after SIG{signal}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(!lock.exists());
+        let leftovers: Vec<_> = std::fs::read_dir(&out)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(leftovers.is_empty(), "after SIG{signal}: {leftovers:?}");
+    }
 }
 
 #[test]

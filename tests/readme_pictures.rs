@@ -100,6 +100,7 @@ fn tiny(words: &[String]) -> Vec<String> {
             "--sweep-steps" => Some("2,3"),
             "--batch-size" => Some("4"),
             "--checkpoint-every" => Some("2"),
+            "--copy-rate" => Some("2"),
             _ => None,
         };
         out.push(w.clone());

@@ -74,7 +74,7 @@ pub fn prepare_output_dir(dir: &Path, force: bool) -> Result<OutputLock> {
     match fs::metadata(dir) {
         Ok(meta) if !meta.is_dir() => return Err(Error::NotAFolder(PathBuf::from(dir))),
         Ok(_) => {
-            if lock.exists() {
+            if lock.exists() && !remove_stale(&lock) {
                 return Err(locked(dir, &lock));
             }
             let mut entries = fs::read_dir(dir).map_err(|e| write_err(dir, e))?;
@@ -95,6 +95,18 @@ pub fn prepare_output_dir(dir: &Path, force: bool) -> Result<OutputLock> {
         })?;
     let _ = writeln!(file, "{}", std::process::id());
     Ok(OutputLock(lock))
+}
+
+/// Removes `lock` when the run that wrote it is gone (killed before it could remove it);
+/// true when it was stale. Where process ids cannot be checked (no `/proc`), a lock is kept.
+fn remove_stale(lock: &Path) -> bool {
+    let pid = fs::read_to_string(lock).unwrap_or_default();
+    let Ok(pid) = pid.trim().parse::<u32>() else {
+        return false;
+    };
+    let proc_fs = Path::new("/proc/self").exists();
+    let alive = Path::new("/proc").join(pid.to_string()).exists();
+    proc_fs && !alive && pid != std::process::id() && fs::remove_file(lock).is_ok()
 }
 
 /// The lock file a run keeps in its output folder while it writes there.

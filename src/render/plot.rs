@@ -95,8 +95,12 @@ pub fn render(panels: &[Panel], width: u32, height: u32) -> Result<image::RgbIma
                         } else {
                             format!("{q:.0}")
                         }
-                    } else {
+                    } else if v.fract() == 0.0 || v.abs() >= 10.0 {
                         format!("{v:.0}")
+                    } else if v.abs() < 1.0 {
+                        format!("{v:.2}")
+                    } else {
+                        format!("{v:.1}")
                     }
                 })
                 .y_desc(&panel.y_label)
