@@ -336,3 +336,90 @@ fn generate_nearest_adds_each_samples_neighbours() {
     assert_fails_with(&gen(&bad, &["--nearest", "0"]), "--nearest 0");
     assert!(!bad.exists());
 }
+
+#[test]
+fn the_playground_answers_is_it_new_from_its_start_up_index() {
+    use common::server::Server;
+    use diffuse::nearest::index::Index;
+    let dir = tempfile::tempdir().unwrap();
+    let model = emoji_model(dir.path(), 10, 4); // 40 scenes
+    let stream = diffuse::model::load(Some(&model), &Device::Cpu)
+        .unwrap()
+        .meta
+        .data
+        .unwrap();
+    // The index answers exactly what the full search answers.
+    let index = Index::build(stream, &std::sync::atomic::AtomicU64::new(0));
+    let other = DataStream {
+        data_seed: 5,
+        ..stream
+    }
+    .scene(0)
+    .picture;
+    let full = search(&stream, std::slice::from_ref(&other), 3, |_| {})
+        .unwrap()
+        .remove(0);
+    let quick = index.search(&other, 3).unwrap();
+    let pairs = |v: &[diffuse::nearest::Neighbour]| -> Vec<(u64, f64)> {
+        v.iter().map(|n| (n.index, n.distance)).collect()
+    };
+    assert_eq!(pairs(&quick), pairs(&full));
+
+    let server = Server::start_indexed(&["--model", s(&model)]);
+    let (_, info) = Server::json(server.get("/api/model"));
+    assert_eq!(info["nearest"], true);
+    let t0 = std::time::Instant::now();
+    loop {
+        let (_, st) = Server::json(server.get("/api/status"));
+        assert_eq!(st["nearest_index"]["total"], 40);
+        if st["nearest_index"]["ready"] == true {
+            break;
+        }
+        assert!(
+            t0.elapsed().as_secs() < 60,
+            "the index of 40 scenes is not built: {st}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mut png = Vec::new();
+    let scene = stream.scene(7).picture;
+    scene
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    use base64::Engine as _;
+    let url = format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(&png)
+    );
+    let body = serde_json::json!({ "image": url, "top": 2 }).to_string();
+    let (code, r) = Server::json(server.post("/api/nearest", &body));
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["searched"], 40);
+    assert_eq!(
+        (
+            r["neighbours"][0]["index"].as_u64(),
+            r["neighbours"][0]["distance"].as_f64()
+        ),
+        (Some(7), Some(0.0))
+    );
+    assert!(r["neighbours"][0]["picture"]
+        .as_str()
+        .unwrap()
+        .starts_with("data:image/png;base64,"));
+    let (code, r) = Server::json(server.post(
+        "/api/nearest",
+        &serde_json::json!({ "image": url, "top": 0 }).to_string(),
+    ));
+    assert_eq!((code, r["field"].as_str()), (400, Some("top")));
+    drop(server);
+
+    let off = Server::start(&["--model", s(&model)]);
+    let (_, info) = Server::json(off.get("/api/model"));
+    assert_eq!(info["nearest"], false);
+    let (code, r) = Server::json(off.post("/api/nearest", &body));
+    assert_eq!(code, 501);
+    assert!(
+        r["error"].as_str().unwrap().contains("--no-nearest-index"),
+        "{r}"
+    );
+}

@@ -35,6 +35,10 @@ pub struct ServeArgs {
     /// Seconds an accepted run waits for its event stream before it expires.
     #[arg(long, default_value_t = Limits::default().claim_seconds)]
     claim_seconds: u64,
+    /// Do not index the model's training scenes at start-up (a background job of about half a
+    /// minute on 2 cores for emoji64); the "Is it new?" button then says it is off.
+    #[arg(long)]
+    no_nearest_index: bool,
 }
 
 /// The longest `--claim-seconds`.
@@ -120,6 +124,7 @@ pub fn run(args: &ServeArgs, ctx: &Context) -> Result<()> {
             claim_seconds: args.claim_seconds,
             ..Limits::default()
         },
+        nearest_index: !args.no_nearest_index,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

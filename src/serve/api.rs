@@ -147,6 +147,8 @@ pub struct ModelInfo {
     pub attention: bool,
     /// A latent model: each step also shows z_t, the latent it denoises.
     pub latent: bool,
+    /// The model records its training stream: "Is it new?" (`/api/nearest`) works.
+    pub nearest: bool,
 }
 
 #[derive(Serialize)]
@@ -197,12 +199,25 @@ pub async fn model(State(state): State<Arc<AppState>>) -> Json<ModelInfo> {
         pictures: BUILTIN_PICTURES,
         attention: text.is_some(),
         latent: m.vae.is_some(),
+        nearest: state.nearest.is_some(),
     })
 }
 
 /// `GET /api/status`: the queue's counts.
-pub async fn status(State(state): State<Arc<AppState>>) -> Json<QueueStatus> {
-    Json(state.jobs.status())
+/// `GET /api/status`: the queue's counters and the "Is it new?" index's progress.
+#[derive(Serialize)]
+pub struct Status {
+    #[serde(flatten)]
+    pub queue: QueueStatus,
+    /// None for a model without a recorded training stream.
+    pub nearest_index: Option<super::nearest::IndexStatus>,
+}
+
+pub async fn status(State(state): State<Arc<AppState>>) -> Json<Status> {
+    Json(Status {
+        queue: state.jobs.status(),
+        nearest_index: super::nearest::status(&state),
+    })
 }
 
 #[derive(Deserialize)]

@@ -72,7 +72,7 @@ fn builtin(name: &str) -> ApiResult<DynamicImage> {
 }
 
 /// Decodes an uploaded picture (a data URL or plain base64) within the size limits.
-fn decode_upload(data: &str, limits: &Limits) -> ApiResult<DynamicImage> {
+pub(super) fn decode_upload(data: &str, limits: &Limits) -> ApiResult<DynamicImage> {
     let b64 = data.split_once(";base64,").map_or(data, |(_, d)| d);
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(b64.trim())

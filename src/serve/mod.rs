@@ -8,6 +8,8 @@
 //! - [`run`]: one queued run driven step by step through the library's [`crate::run::Run`],
 //!   every step's pictures sent as events.
 //! - [`forward`]: `/api/noise`, forward diffusion of a picture.
+//! - [`nearest`]: `/api/nearest`, "Is it new?" over an index of the training stream built at
+//!   start-up.
 //! - [`page`]: the page, script and styles, compiled in.
 //!
 //! The tensor math is the library's ([`crate::run`], [`crate::schedule`]); this module only
@@ -17,6 +19,7 @@ pub mod api;
 pub mod error;
 pub mod forward;
 pub mod jobs;
+pub mod nearest;
 pub mod page;
 pub mod run;
 pub mod spec;
@@ -85,6 +88,8 @@ pub struct ServeOptions {
     pub host: String,
     pub port: u16,
     pub limits: Limits,
+    /// Index the training stream at start-up for `/api/nearest`.
+    pub nearest_index: bool,
 }
 
 /// Everything a request handler can reach.
@@ -94,6 +99,8 @@ pub struct AppState {
     pub jobs: jobs::Queue,
     /// The host names a request may be for: loopback's and `--host`.
     pub hosts: Vec<String>,
+    /// The index of the model's training stream, for "Is it new?" (None without a stream).
+    pub nearest: Option<Arc<nearest::NearestIndex>>,
 }
 
 /// The host names of loopback, which the server answers for whatever `--host` is.
@@ -111,6 +118,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/schedule", get(api::schedule))
         .route("/api/status", get(api::status))
         .route("/api/noise", post(forward::noise))
+        .route("/api/nearest", post(nearest::nearest))
         .route("/api/generate", post(api::generate))
         .route("/api/jobs/{id}/events", get(jobs::events))
         .fallback(api::not_found)
@@ -153,6 +161,9 @@ pub async fn serve(
         false => opts.host.to_lowercase(),
     });
     let state = Arc::new(AppState {
+        nearest: (model.meta.data)
+            .filter(|_| opts.nearest_index)
+            .map(nearest::NearestIndex::start),
         jobs: jobs::Queue::new(opts.limits),
         limits: opts.limits,
         hosts,

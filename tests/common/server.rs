@@ -11,8 +11,17 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `diffuse -q serve --port 0` with `extra` flags and reads its address.
+    /// Starts `diffuse -q serve --port 0` with `extra` flags and reads its address; without
+    /// the start-up index of the training scenes, which only [`Server::start_indexed`]'s
+    /// tests need (it would take the cores from the other tests).
     pub fn start(extra: &[&str]) -> Server {
+        let mut args = extra.to_vec();
+        args.push("--no-nearest-index");
+        Self::start_indexed(&args)
+    }
+
+    /// Starts `diffuse -q serve --port 0` with `extra` flags, indexing as a user's server does.
+    pub fn start_indexed(extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_diffuse"))
             .args(["--threads", "2", "-q", "serve", "--port", "0"])
             .args(extra)

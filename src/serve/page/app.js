@@ -32,6 +32,7 @@ const generate = {
     }
     $("gen-prompt-error").textContent = "";
     $("gen-downloads").textContent = "";
+    $("gen-new").textContent = "";
     $("gen-attention-out").hidden = true;
     const run = new Run("gen", [body.prompt], body.num_images, viewsFor(MODEL));
     $("gen-timeline").disabled = true;
@@ -55,6 +56,7 @@ const generate = {
     };
     link(done.gifs[0], "Download the GIF (image 1)", `${name}.gif`);
     done.finals[0].forEach((url, k) => link(url, `Download image ${k + 1} (PNG)`, `${name}-${k + 1}.png`));
+    if (MODEL.nearest) done.finals[0].forEach((url, k) => isItNew($("gen-new"), url, k));
     if (done.attention.length > 0) {
       const box = $("gen-words");
       box.textContent = "";
@@ -75,6 +77,44 @@ const generate = {
     }
   },
 };
+
+// "Is it new?": a button under a final image that finds its nearest training scenes.
+function isItNew(box, url, k) {
+  const block = document.createElement("div");
+  block.className = "new-block";
+  const b = document.createElement("button");
+  b.type = "button";
+  b.textContent = `Is it new? (image ${k + 1})`;
+  b.dataset.image = String(k);
+  const out = document.createElement("div");
+  out.className = "new-out";
+  b.addEventListener("click", async () => {
+    b.disabled = true;
+    out.textContent = "Searching every scene the model was trained on…";
+    try {
+      const r = await api("/api/nearest", { image: url, top: 4 });
+      out.textContent = "";
+      const note = document.createElement("p");
+      note.textContent = `The nearest of ${r.searched} training scenes (RMS distance in [0, 1]; 0 would be a copy), found in ${r.ms.toFixed(0)} ms:`;
+      out.appendChild(note);
+      for (const n of r.neighbours) {
+        const fig = document.createElement("figure");
+        const img = document.createElement("img");
+        img.src = n.picture; img.width = 128; img.height = 128;
+        img.alt = `training scene ${n.index}: ${n.caption}`;
+        const cap = document.createElement("figcaption");
+        cap.textContent = `#${n.index} "${n.caption}", distance ${n.distance.toFixed(3)}`;
+        fig.append(img, cap);
+        out.appendChild(fig);
+      }
+    } catch (err) {
+      out.textContent = `Is it new? ${err.message}`;
+    }
+    b.disabled = false;
+  });
+  block.append(b, out);
+  box.appendChild(block);
+}
 
 // ---------- Compare tab ----------
 const compare = {

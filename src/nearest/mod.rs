@@ -6,6 +6,8 @@
 //! 2023). The distance is the RMS difference of the 8-bit pictures at the model's resolution,
 //! in [0, 1] (0: the same picture). Many queries share one pass over the stream.
 
+pub mod index;
+
 use std::cmp::Ordering;
 
 use image::RgbImage;
@@ -150,7 +152,7 @@ fn coarse(img: &RgbImage) -> Vec<f32> {
 /// pictures themselves (a block's mean difference squared is at most its mean squared
 /// difference), so a scene whose bound is no nearer than the k-th best so far is skipped
 /// without changing the result.
-fn lower_bound(a: &[f32], b: &[f32]) -> f64 {
+pub(crate) fn lower_bound(a: &[f32], b: &[f32]) -> f64 {
     let sum: f64 = a
         .iter()
         .zip(b)
@@ -160,7 +162,7 @@ fn lower_bound(a: &[f32], b: &[f32]) -> f64 {
 }
 
 /// Keeps the `k` nearest so far, nearest first; ties go to the earlier index.
-fn insert(top: &mut Vec<(f64, u64)>, k: usize, d: f64, index: u64) {
+pub(crate) fn insert(top: &mut Vec<(f64, u64)>, k: usize, d: f64, index: u64) {
     let pos = top.partition_point(|&(e, i)| e < d || (e == d && i < index));
     if pos < k {
         top.insert(pos, (d, index));
@@ -228,7 +230,7 @@ pub fn search(
         .collect())
 }
 
-fn check_queries(stream: &DataStream, queries: &[RgbImage], k: usize) -> Result<()> {
+pub(crate) fn check_queries(stream: &DataStream, queries: &[RgbImage], k: usize) -> Result<()> {
     if k == 0 || k > MAX_TOP {
         return Err(Error::out_of_range("top", k, format!("1..={MAX_TOP}")));
     }
