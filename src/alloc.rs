@@ -18,6 +18,16 @@ pub fn keep_freed_memory() {
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
 }
 
+/// Tells mimalloc to hand freed memory back to the OS at once: for a command whose buffers
+/// are few and large (`diffuse noise` of a 4096-px picture: 48 MB a frame, 200 MB a tensor)
+/// rather than many and reused, where keeping them only adds each thread's peak to the RSS
+/// (measured with `/usr/bin/time -v diffuse noise --max-side 4096 --frames 50`: see
+/// `docs/limits.md`).
+pub fn return_freed_memory() {
+    // SAFETY: as in `keep_freed_memory`.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+}
+
 use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 

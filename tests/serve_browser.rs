@@ -3,7 +3,9 @@
 //! waits for the last step, checks the canvases and the step counter, moves the forward tab's
 //! t slider) and saves a screenshot (`DIFFUSE_SCREENSHOT=path`, else a temporary file).
 //!
-//! It needs `chromium` and `npm ci` in `tests/browser` (`.ci/run` installs both and sets
+//! `tests/browser/page_width.mjs` opens a run's `index.html` at 1280 and 390 px.
+//!
+//! They need `chromium` and `npm ci` in `tests/browser` (`.ci/run` installs both and sets
 //! `DIFFUSE_BROWSER_TEST=require`). Without them it says so and passes only when that variable
 //! is unset.
 
@@ -14,8 +16,9 @@ use std::process::Command;
 
 use common::server::Server;
 
-#[test]
-fn the_playground_works_in_a_real_browser() {
+/// The browser scripts' folder and Chromium, or None (after saying so) when either is missing
+/// and `DIFFUSE_BROWSER_TEST` is not `require`.
+fn browser() -> Option<(std::path::PathBuf, String)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     let ready = Path::new(&chromium).exists() && dir.join("node_modules/playwright-core").exists();
@@ -26,8 +29,64 @@ fn the_playground_works_in_a_real_browser() {
             "DIFFUSE_BROWSER_TEST=require but {chromium} or tests/browser/node_modules is missing"
         );
         eprintln!("skipped: install chromium and run `npm ci` in tests/browser to run this test");
-        return;
+        return None;
     }
+    Some((dir, chromium))
+}
+
+#[test]
+fn an_output_page_fits_a_laptop_and_a_phone_and_names_its_prompt() {
+    let Some((dir, chromium)) = browser() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let o = common::diffuse(&[
+        "generate",
+        "--model",
+        "shapes32",
+        "--prompt",
+        "red circle",
+        "--steps",
+        "3",
+        "--num-images",
+        "2",
+        "--seed",
+        "5",
+        "--out",
+        common::s(&out),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let page = out.join("index.html");
+    let o = Command::new("node")
+        .arg(dir.join("page_width.mjs"))
+        .arg(&page)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    for r in report.as_array().unwrap() {
+        let (width, scroll) = (r["width"].as_u64().unwrap(), r["scroll"].as_u64().unwrap());
+        assert!(
+            scroll <= width,
+            "at {width} px index.html is {scroll} px wide"
+        );
+        assert_eq!(r["heading"], "diffuse generate: \"red circle\"");
+    }
+}
+
+#[test]
+fn the_playground_works_in_a_real_browser() {
+    let Some((dir, chromium)) = browser() else {
+        return;
+    };
     let server = Server::start(&[]);
     let tmp = tempfile::tempdir().unwrap();
     let shot = std::env::var("DIFFUSE_SCREENSHOT")

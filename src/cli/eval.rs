@@ -8,6 +8,7 @@ use anyhow::Result;
 use clap::Args;
 
 use diffuse::io::fs;
+use diffuse::jobs::count;
 use diffuse::jobs::eval::{self as job, EvalOptions, EvalReport, SweepPoint};
 use diffuse::sampler::SamplerKind;
 
@@ -200,8 +201,8 @@ fn report_table(out: &mut impl Write, report: &EvalReport) -> std::io::Result<()
     let o = &report.options;
     writeln!(
         out,
-        "{} samples ({} per prompt), {} {} steps, guidance {}, seed {}: colour {:.1}%, shape {:.1}%, both {:.1}%, no clear object {} ({:.0} s)",
-        report.total, o.samples_per_prompt, o.sampler, o.steps, o.guidance, o.seed,
+        "{} ({} per prompt), {} {}, guidance {}, seed {}: colour {:.1}%, shape {:.1}%, both {:.1}%, no clear object {} ({:.0} s)",
+        count(report.total as u64, "sample"), o.samples_per_prompt, o.sampler, count(o.steps as u64, "step"), o.guidance, o.seed,
         100.0 * report.colour_accuracy, 100.0 * report.shape_accuracy, 100.0 * report.both_accuracy,
         report.no_clear_object, report.seconds
     )?;
@@ -276,11 +277,11 @@ fn emoji_table(out: &mut impl Write, r: &EmojiReport) -> std::io::Result<()> {
     let o = &r.options;
     writeln!(
         out,
-        "{} prompts × {} samples, {} {} steps, guidance {}, seed {} ({:.0} s)",
-        r.prompts.len(),
-        o.samples_per_prompt,
+        "{} × {}, {} {}, guidance {}, seed {} ({:.0} s)",
+        count(r.prompts.len() as u64, "prompt"),
+        count(o.samples_per_prompt as u64, "sample"),
         o.sampler,
-        o.steps,
+        count(o.steps as u64, "step"),
         o.guidance,
         o.seed,
         r.seconds

@@ -10,6 +10,7 @@ use clap::Args;
 use diffuse::defaults::SamplingDefaults;
 use diffuse::edit::inpaint::InpaintMethod;
 use diffuse::edit::repaint;
+use diffuse::jobs::count;
 use diffuse::jobs::generate::{self, GenerateOptions, InitImage, InpaintSpec};
 use diffuse::model::LoadedModel;
 use diffuse::render::animation::FrameCount;
@@ -195,11 +196,14 @@ impl GenerateArgs {
 
 pub fn run(args: &GenerateCmd, ctx: &Context) -> Result<()> {
     let model = args.generate.model(ctx)?;
-    let opts = GenerateOptions {
+    let mut opts = GenerateOptions {
         from_noise: args.from_noise.clone(),
         start_step: args.start_step,
         ..args.generate.options(&model)
     };
+    if let (Some(noise), None) = (&args.from_noise, &args.generate.out) {
+        opts.out = generate::default_out_from_noise(&args.generate.prompt, noise);
+    }
     run_with(&args.generate, &model, opts, ctx)
 }
 
@@ -234,24 +238,32 @@ fn run_with(
     ctx: &Context,
 ) -> Result<()> {
     let report = generate::run(model, &opts, &ctx.bars)?;
+    let n = |v: usize| v as u64;
     let how = match &report.inpaint {
         Some(i) if i.method == InpaintMethod::Repaint => format!(
-            "RePaint over {} timesteps (jump length {}, {} jumps)",
-            report.timesteps.len(),
+            "RePaint over {} (jump length {}, {})",
+            count(n(report.timesteps.len()), "timestep"),
             i.jump_length,
-            i.jump_n_sample
+            count(n(i.jump_n_sample), "jump")
         ),
-        _ => format!("{} {} steps", report.sampler.kind, report.timesteps.len()),
+        _ => format!(
+            "{} {}",
+            report.sampler.kind,
+            count(n(report.timesteps.len()), "step")
+        ),
     };
     args.output.print(&report, || {
         format!(
-            "\"{}\": {} image(s), {how}, guidance {}, seed {} -> {} ({} frames, {:.2} s sampling)",
+            "\"{}\": {}, {how}, guidance {}, {} -> {} ({}, {:.2} s sampling)",
             report.prompt,
-            report.num_images,
+            count(n(report.num_images), "image"),
             report.guidance,
-            report.seed,
+            match report.seed_used {
+                true => format!("seed {}", report.seed),
+                false => "no seed used (the noise file, a deterministic sampler)".into(),
+            },
             report.out.display(),
-            report.frame_count,
+            count(n(report.frame_count), "frame"),
             report.sampling_ms / 1e3
         )
     })

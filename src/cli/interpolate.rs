@@ -93,14 +93,14 @@ pub fn run(args: &InterpolateArgs, ctx: &Context) -> Result<()> {
     let report = interpolate::run(&model, &opts, &ctx.bars)?;
     args.output.print(&report, || {
         format!(
-            "\"{}\" seed {} -> \"{}\" seed {}: {} frames, {} {} steps each -> {} ({:.2} s sampling)",
+            "\"{}\" seed {} -> \"{}\" seed {}: {}, {} {} each -> {} ({:.2} s sampling)",
             report.prompt,
             report.seed,
             report.prompt_to,
             report.seed_to,
-            report.weights.len(),
+            diffuse::jobs::count(report.weights.len() as u64, "frame"),
             report.sampler.kind,
-            report.sampler.steps,
+            diffuse::jobs::count(report.sampler.steps as u64, "step"),
             report.out.display(),
             report.sampling_ms / 1e3
         )

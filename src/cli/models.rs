@@ -24,13 +24,13 @@ pub fn run(args: &ModelsArgs) -> Result<()> {
         writeln!(out, "{}{default}: {}", m.name, m.about)?;
         writeln!(
             out,
-            "  {} x {} px, {:.2} M parameters, {:.1} MB ({}), trained {} steps",
+            "  {} x {} px, {:.2} M parameters, {:.1} MB ({}), trained {}",
             m.resolution,
             m.resolution,
             m.parameters as f64 / 1e6,
             m.bytes as f64 / 1e6,
             m.file,
-            m.trained_steps
+            diffuse::jobs::count(m.trained_steps, "step")
         )?;
         for (slot, words) in &m.vocabulary {
             writeln!(out, "  {slot}: {}", words.join(", "))?;

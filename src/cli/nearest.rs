@@ -8,6 +8,7 @@ use anyhow::Result;
 use clap::Args;
 
 use diffuse::jobs::copy_rate::{self, CopyRateOptions, MAX_COPY_RATE_SAMPLES};
+use diffuse::jobs::count;
 use diffuse::jobs::nearest::{self as job, NearestOptions};
 use diffuse::nearest::MAX_TOP;
 
@@ -77,12 +78,12 @@ pub fn run(args: &NearestArgs, ctx: &Context) -> Result<()> {
     }
     writeln!(
         out,
-        "{}: nearest of {} training scenes of {} (data seed {}, {} steps of {}), in {:.1} s:",
+        "{}: nearest of {} of {} (data seed {}, {} of {}), in {:.1} s:",
         report.image.display(),
-        report.searched,
+        count(report.searched as u64, "training scene"),
         report.model,
         report.stream.data_seed,
-        report.stream.steps,
+        count(report.stream.steps, "step"),
         report.stream.batch_size,
         report.seconds
     )?;

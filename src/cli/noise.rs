@@ -95,12 +95,14 @@ impl NoiseArgs {
 }
 
 pub fn run(args: &NoiseArgs, ctx: &Context) -> Result<()> {
+    // A few large buffers, not many reused ones: hand them back as soon as they are freed.
+    diffuse::alloc::return_freed_memory();
     let device = ctx.device(&args.device)?;
     let report = noise::run(&args.options(), &device, &ctx.bars)?;
     args.output.print(&report, || {
         format!(
-            "wrote {} frames (t = {}..{}), noising.gif and strip.png to {} in {:.2} s",
-            report.frame_count,
+            "wrote {} (t = {}..{}), noising.gif and strip.png to {} in {:.2} s",
+            diffuse::jobs::count(report.frame_count as u64, "frame"),
             report.timesteps.first().copied().unwrap_or(0),
             report.timesteps.last().copied().unwrap_or(0),
             report.out.display(),

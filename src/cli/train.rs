@@ -256,13 +256,15 @@ pub fn run_data(cmd: &DataCommand, ctx: &Context) -> Result<()> {
     match cmd {
         DataCommand::Shapes(args) => {
             let n = data::write_shapes(args.seed, args.count, &args.out, args.force, &ctx.bars)?;
-            println!("wrote {n} images and preview.png to {}", args.out.display());
+            let images = diffuse::jobs::count(n as u64, "image");
+            println!("wrote {images} and preview.png to {}", args.out.display());
         }
         DataCommand::Emoji(args) => match &args.out {
             Some(out) if !args.held_out => {
                 let n = data::write_emoji(args.seed, args.count, out, args.force, &ctx.bars)?;
                 println!(
-                    "wrote {n} scenes, captions.jsonl and preview.png to {}",
+                    "wrote {}, captions.jsonl and preview.png to {}",
+                    diffuse::jobs::count(n as u64, "scene"),
                     out.display()
                 );
             }

@@ -80,6 +80,49 @@ pub struct LoadedImage {
     pub size: (u32, u32),
     /// True when the picture was scaled down to fit `max_side`.
     pub downscaled: bool,
+    /// [`load_square`]: the centred square (x, y, side) a picture that is not square was
+    /// cropped to before resizing.
+    pub cropped: Option<[u32; 3]>,
+}
+
+impl LoadedImage {
+    /// The note a run prints when the picture was cropped to a square.
+    pub fn crop_note(&self, path: &Path) -> Option<String> {
+        let [x, y, side] = self.cropped?;
+        let (w, h) = self.original_size;
+        Some(format!(
+            "{} is {w}x{h}, not square: used its centred {side}x{side} square (from x={x}, y={y}), scaled to {}x{}",
+            path.display(),
+            self.size.0,
+            self.size.1
+        ))
+    }
+}
+
+/// The centred square of a `w`×`h` picture as (x, y, side), or None when it is square.
+pub fn centre_square(w: u32, h: u32) -> Option<[u32; 3]> {
+    let side = w.min(h);
+    (w != h).then_some([(w - side) / 2, (h - side) / 2, side])
+}
+
+/// Loads the picture at `path` as a `side`×`side` model input. A picture that is not square
+/// is cropped to its centred square first, never stretched; `cropped` says where.
+pub fn load_square(path: &Path, side: u32, device: &Device) -> Result<LoadedImage> {
+    let img = flatten_over_white(decode(path)?);
+    let (w, h) = (img.width(), img.height());
+    let cropped = centre_square(w, h);
+    let img = match cropped {
+        Some([x, y, s]) => img.crop_imm(x, y, s, s),
+        None => img,
+    };
+    let img = img.resize_exact(side, side, FilterType::Lanczos3);
+    Ok(LoadedImage {
+        x0: to_model_space(&img, device)?,
+        original_size: (w, h),
+        size: (side, side),
+        downscaled: false,
+        cropped,
+    })
 }
 
 fn image_err(path: &Path, reason: impl Into<String>) -> Error {
@@ -272,5 +315,6 @@ pub fn load_image(path: &Path, opts: &LoadOptions, device: &Device) -> Result<Lo
         original_size: (w, h),
         size: (img.width(), img.height()),
         downscaled,
+        cropped: None,
     })
 }

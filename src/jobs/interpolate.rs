@@ -159,7 +159,12 @@ fn write_page(out: &Path, report: &InterpolateReport) -> Result<()> {
         Picture { file: "sample_000.png", caption: "the first end: a plain sample with --seed and --prompt" },
     ];
     let intro = "Each frame starts from the spherical interpolation of the two seeds' noises, under a linear blend of the two encoded prompts, and is denoised in full.";
-    write_index(out, "diffuse interpolate", intro, &pictures, report)?;
+    let prompts = match report.prompt_to == report.prompt {
+        true => report.prompt.clone(),
+        false => format!("{}\" to \"{}", report.prompt, report.prompt_to),
+    };
+    let title = crate::render::index::title_with_prompt("interpolate", &prompts);
+    write_index(out, &title, intro, &pictures, report)?;
     Ok(())
 }
 

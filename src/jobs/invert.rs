@@ -211,7 +211,8 @@ fn write_page(out: &Path, report: &InvertReport) -> Result<()> {
         Picture { file: "reconstruction.png", caption: "deterministic DDIM run forward again from the noise found: the round trip" },
     ];
     let intro = "DDIM inversion runs the deterministic sampler backwards, from a picture to the noise that the sampler turns back into it. noise.safetensors holds that noise; run.json gives the round trip's PSNR and the generate command that reproduces the reconstruction.";
-    write_index(out, "diffuse invert", intro, &pictures, report)?;
+    let title = crate::render::index::title_with_prompt("invert", &report.prompt);
+    write_index(out, &title, intro, &pictures, report)?;
     Ok(())
 }
 
@@ -226,7 +227,11 @@ pub fn run(
     check(opts)?;
     let unet = &model.meta.unet;
     let ids = prompt::encode(&opts.prompt, unet)?;
-    let x = model.load_picture(&opts.image)?.x0.unsqueeze(0)?; // [1, 3, S, S]
+    let loaded = model.load_picture(&opts.image)?;
+    if let Some(note) = loaded.crop_note(&opts.image) {
+        progress.note(&note);
+    }
+    let x = loaded.x0.unsqueeze(0)?; // [1, 3, S, S]
     let grid = timesteps(&model.schedule, &config);
     let guided = model.guided(opts.guidance, &[ids], &[prompt::null_ids(unet)])?;
     let _lock = fs::prepare_output_dir(&opts.out, opts.force)?;

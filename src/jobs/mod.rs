@@ -44,6 +44,14 @@ pub mod lossy {
 }
 
 /// Writes a job's report as `run.json` in `out`, atomically (pretty-printed JSON).
+/// `n` and the noun, plural unless `n` is 1: "1 step", "20 steps".
+pub fn count(n: u64, noun: &str) -> String {
+    match n {
+        1 => format!("1 {noun}"),
+        _ => format!("{n} {noun}s"),
+    }
+}
+
 pub fn write_run_json<R: Serialize>(out: &Path, report: &R) -> Result<()> {
     let json = serde_json::to_vec_pretty(report).map_err(|e| Error::Encode {
         format: "JSON",

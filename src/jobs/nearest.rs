@@ -138,7 +138,10 @@ pub fn run(
     let stream = stream_of(model)?;
     fs::check_overwrite(&opts.out, opts.force)?;
     check_png(&opts.out)?;
-    let loaded = model.load_picture(&opts.image)?; // resized to the model's side
+    let loaded = model.load_picture(&opts.image)?; // its centred square at the model's side
+    if let Some(note) = loaded.crop_note(&opts.image) {
+        progress.note(&note);
+    }
     let query = render::to_rgb8(&loaded.x0)?;
     progress.stage("searching", stream.len());
     let found = search(&stream, std::slice::from_ref(&query), opts.top, |n| {

@@ -14,7 +14,7 @@ use crate::io::image::{self, LoadOptions, LoadedImage};
 use crate::io::{fs, safetensors};
 use crate::jobs::{ms, write_run_json};
 use crate::progress::Progress;
-use crate::render::animation::{self, FrameCount};
+use crate::render::animation::{self, FrameCount, DISPLAY_MAX_SIDE};
 use crate::render::frame::{labelled_frame, Row, Tiles};
 use crate::render::index::{write_index, Picture};
 use crate::rng;
@@ -79,6 +79,8 @@ pub struct NoiseReport {
     pub downscaled: bool,
     pub max_side: u32,
     pub forced_size: Option<[u32; 2]>,
+    /// The picture's size on the GIF and the strip (smaller than `size` above 512 px a side).
+    pub shown_size: [u32; 2],
     pub beta_schedule: String,
     pub train_timesteps: usize,
     pub beta_start: f64,
@@ -162,6 +164,16 @@ pub fn run(opts: &NoiseOptions, device: &Device, progress: &dyn Progress) -> Res
     let img = load(opts, device, progress)?;
     let load_ms = ms(t0);
 
+    let k = display_factor(img.size.0.max(img.size.1) as usize) as u32;
+    if k > 1 {
+        progress.note(&format!(
+            "the GIF and strip show the picture at {}x{} (1/{k}); frames/ keeps it at {}x{}",
+            img.size.0 / k,
+            img.size.1 / k,
+            img.size.0,
+            img.size.1
+        ));
+    }
     let _lock = fs::prepare_output_dir(&opts.out, opts.force)?;
     if opts.force {
         // An earlier run's files; its frames go in the writer below.
@@ -192,8 +204,8 @@ pub fn run(opts: &NoiseOptions, device: &Device, progress: &dyn Progress) -> Res
             if opts.save_tensors {
                 kept.push(x_t.clone());
             }
-            let frame = forward_frame(&schedule, x_t, timesteps[i], (i, timesteps.len()))?;
-            frames.push(frame, || format!("t={}", timesteps[i]))
+            let (frame, shown) = forward_frame(&schedule, x_t, timesteps[i], (i, timesteps.len()))?;
+            frames.push_shown(frame, shown, || format!("t={}", timesteps[i]))
         },
         |_, _| progress.advance(1),
     )?;
@@ -231,13 +243,14 @@ pub fn run(opts: &NoiseOptions, device: &Device, progress: &dyn Progress) -> Res
 }
 
 /// Frame `i` of `n` of forward diffusion, `x_t` `[3, H, W]` at timestep `t`, titled with
-/// how much of the picture is left.
+/// how much of the picture is left; with a display version (the picture area-averaged down
+/// to at most [`DISPLAY_MAX_SIDE`] a side) for the GIF and the strip when it is larger.
 fn forward_frame(
     schedule: &NoiseSchedule,
     x_t: &Tensor,
     t: usize,
     (i, n): (usize, usize),
-) -> Result<::image::RgbImage> {
+) -> Result<(::image::RgbImage, Option<::image::RgbImage>)> {
     let a = schedule.alphas_cumprod[t];
     let title = format!(
         "frame {}/{n}: t={t}, alpha_bar={a:.3}: {:.0} % picture, {:.0} % noise (in amplitude)",
@@ -245,14 +258,29 @@ fn forward_frame(
         100.0 * a.sqrt(),
         100.0 * (1.0 - a).sqrt()
     );
+    let frame = |x: &Tensor| -> Result<::image::RgbImage> {
+        let (_, h, w) = x.dims3()?;
+        let rows = [Row {
+            name: "x_t = sqrt(alpha_bar)*x0 + sqrt(1-alpha_bar)*eps",
+            tiles: Tiles::Images(&x.unsqueeze(0)?),
+        }];
+        let side = h.max(w);
+        let scale = crate::render::frame::default_scale(side);
+        labelled_frame(&title, &rows, (1, side, scale), None)
+    };
     let (_, h, w) = x_t.dims3()?;
-    let rows = [Row {
-        name: "x_t = sqrt(alpha_bar)*x0 + sqrt(1-alpha_bar)*eps",
-        tiles: Tiles::Images(&x_t.unsqueeze(0)?),
-    }];
-    let side = h.max(w);
-    let scale = crate::render::frame::default_scale(side);
-    labelled_frame(&title, &rows, (1, side, scale), None)
+    let k = display_factor(h.max(w));
+    let shown = match k {
+        1 => None,
+        // Each display pixel is the mean of a k×k block: [3, H/k, W/k].
+        _ => Some(frame(&x_t.unsqueeze(0)?.avg_pool2d(k)?.squeeze(0)?)?),
+    };
+    Ok((frame(x_t)?, shown))
+}
+
+/// The factor a picture of longest side `side` is scaled down by on the GIF and the strip.
+fn display_factor(side: usize) -> usize {
+    side.div_ceil(DISPLAY_MAX_SIDE as usize).max(1)
 }
 
 /// What was done, for `run.json`.
@@ -275,6 +303,10 @@ fn report(
         downscaled: img.downscaled,
         max_side: opts.load.max_side,
         forced_size: opts.load.size.map(|s| [s.width, s.height]),
+        shown_size: {
+            let k = display_factor(img.size.0.max(img.size.1) as usize) as u32;
+            [img.size.0 / k, img.size.1 / k]
+        },
         beta_schedule: opts.schedule.beta_schedule.name().to_string(),
         train_timesteps: opts.schedule.train_timesteps,
         beta_start: opts.schedule.beta_start,

@@ -153,8 +153,8 @@ fn open_trainer(opts: &TrainOptions, device: &Device, progress: &dyn Progress) -
     if let Some(ds) = &trainer.folder {
         if let Some(first) = ds.skipped.first() {
             progress.note(&format!(
-                "skipped {} unreadable file(s) in {} (first: {})",
-                ds.skipped.len(),
+                "skipped {} in {} (first: {})",
+                crate::jobs::count(ds.skipped.len() as u64, "unreadable file"),
                 ds.root.display(),
                 first.display()
             ));

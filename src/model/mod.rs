@@ -130,22 +130,10 @@ impl LoadedModel {
         }
     }
 
-    /// The picture at `path` resized to this model's resolution, on its device.
+    /// The picture at `path` at this model's resolution, on its device: a picture that is not
+    /// square is cropped to its centred square first (`cropped` says where).
     pub fn load_picture(&self, path: &Path) -> Result<crate::io::image::LoadedImage> {
-        use crate::io::image::{load_image, LoadOptions, Size};
-        let side = self.picture_size() as u32;
-        let size = Some(Size {
-            width: side,
-            height: side,
-        });
-        load_image(
-            path,
-            &LoadOptions {
-                size,
-                ..LoadOptions::default()
-            },
-            self.device(),
-        )
+        crate::io::image::load_square(path, self.picture_size() as u32, self.device())
     }
 
     /// The sampling defaults this model was measured with, else the library's.

@@ -4,7 +4,9 @@
 //! Frames stream through [`AnimationWriter`]: it holds at most one small batch of pictures
 //! (a few per core), encodes the batch's PNGs and GIF palettes in parallel, and appends to
 //! the GIF in order. Memory does not grow with the number of frames, and the bytes are the
-//! same as encoding all frames at once.
+//! same as encoding all frames at once. A caller whose frames are large passes a smaller
+//! display version of each ([`AnimationWriter::push_shown`]): the GIF and the strip are made
+//! of those, the PNG frames stay full size.
 
 use std::fmt;
 use std::fs::File;
@@ -30,6 +32,11 @@ pub const FINAL_HOLD_CS: u16 = 150;
 const STRIP_WIDTH: u32 = 2400;
 /// Frames shown on the contact strip.
 pub const STRIP_FRAMES: usize = 8;
+/// A frame above this many bytes (about 2,300 px square) is written in batches of one per core.
+const LARGE_FRAME_BYTES: usize = 16 << 20;
+/// The longest side, in pixels, of a picture on the GIF and the strip: larger pictures are
+/// shown scaled down to it (`diffuse noise` of a 4096-px photo), the PNG frames keep them.
+pub const DISPLAY_MAX_SIDE: u32 = 512;
 
 /// How many of the states become frames (`--frames all|N`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,7 +134,8 @@ pub struct AnimationWriter {
     total: usize,
     strip_picks: Vec<usize>,
     strip: Vec<(RgbImage, String)>,
-    pending: Vec<RgbImage>,
+    /// Frames not yet written, each with its display version when it has one.
+    pending: Vec<(RgbImage, Option<RgbImage>)>,
     batch: usize,
     written: usize,
     gif: Option<GifFile>,
@@ -181,6 +189,17 @@ impl AnimationWriter {
 
     /// Adds the next frame; `label` names it on the strip (e.g. `t=999`).
     pub fn push(&mut self, frame: RgbImage, label: impl FnOnce() -> String) -> Result<()> {
+        self.push_shown(frame, None, label)
+    }
+
+    /// Adds the next frame, with `shown` standing for it on the GIF and the strip when given
+    /// (a display-size version of a large frame; every frame of a run has one or none).
+    pub fn push_shown(
+        &mut self,
+        frame: RgbImage,
+        shown: Option<RgbImage>,
+        label: impl FnOnce() -> String,
+    ) -> Result<()> {
         let index = self.written + self.pending.len();
         if index >= self.total {
             return Err(Error::Unsupported(format!(
@@ -188,25 +207,38 @@ impl AnimationWriter {
                 self.total
             )));
         }
-        if let Some(first) = self.pending.first().or(self.strip.first().map(|(f, _)| f)) {
-            if first.dimensions() != frame.dimensions() {
+        let display = shown.as_ref().unwrap_or(&frame);
+        let earlier = (self.pending.first())
+            .map(|(f, s)| s.as_ref().unwrap_or(f))
+            .or(self.strip.first().map(|(f, _)| f));
+        if let Some(first) = earlier {
+            if first.dimensions() != display.dimensions() {
                 return Err(gif_err(format!(
                     "frame {index} is {}x{}, unlike the first frames' {}x{}",
-                    frame.width(),
-                    frame.height(),
+                    display.width(),
+                    display.height(),
                     first.width(),
                     first.height()
                 )));
             }
         }
         if self.strip_picks.contains(&index) {
-            self.strip.push((frame.clone(), label()));
+            self.strip.push((display.clone(), label()));
         }
-        self.pending.push(frame);
-        if self.pending.len() >= self.batch {
+        self.pending.push((frame, shown));
+        if self.pending.len() >= self.batch_for(&self.pending[0].0) {
             self.flush()?;
         }
         Ok(())
+    }
+
+    /// Frames held before a batch is written: two per core, or one per core for frames over
+    /// [`LARGE_FRAME_BYTES`], so that memory stays near the frame size times the cores.
+    fn batch_for(&self, frame: &RgbImage) -> usize {
+        match frame.as_raw().len() > LARGE_FRAME_BYTES {
+            true => self.batch.div_ceil(2),
+            false => self.batch,
+        }
     }
 
     /// Encodes the pending batch: PNGs and GIF palettes in parallel, GIF frames in order.
@@ -220,11 +252,14 @@ impl AnimationWriter {
         self.pending
             .par_iter()
             .enumerate()
-            .try_for_each(|(i, img)| save_png(img, &frames_dir.join(frame_name(first + i))))?;
+            .try_for_each(|(i, (img, _))| save_png(img, &frames_dir.join(frame_name(first + i))))?;
         self.timings[0] += began.elapsed();
         let began = Instant::now();
-        let (w, h) = gif_size(&self.pending[0])?;
-        let mut encoded = quantize(&self.pending, (w, h), self.delay);
+        let shown: Vec<&RgbImage> = (self.pending.iter())
+            .map(|(f, s)| s.as_ref().unwrap_or(f))
+            .collect();
+        let (w, h) = gif_size(shown[0])?;
+        let mut encoded = quantize(&shown, (w, h), self.delay);
         if self.written + encoded.len() == self.total {
             hold_last(&mut encoded);
         }
@@ -327,7 +362,7 @@ fn gif_size(img: &RgbImage) -> Result<(u16, u16)> {
 }
 
 /// GIF frames of `frames` (all `size`), palettes quantised in parallel.
-fn quantize(frames: &[RgbImage], size: (u16, u16), delay: u16) -> Vec<gif::Frame<'static>> {
+fn quantize(frames: &[&RgbImage], size: (u16, u16), delay: u16) -> Vec<gif::Frame<'static>> {
     frames
         .par_iter()
         .map(|img| {
@@ -360,7 +395,8 @@ pub fn gif_bytes(frames: &[RgbImage], fps: f64) -> Result<Vec<u8>> {
     {
         let mut enc = gif::Encoder::new(&mut out, size.0, size.1, &[]).map_err(gif_err)?;
         enc.set_repeat(gif::Repeat::Infinite).map_err(gif_err)?;
-        let mut encoded = quantize(frames, size, delay_of(fps));
+        let refs: Vec<&RgbImage> = frames.iter().collect();
+        let mut encoded = quantize(&refs, size, delay_of(fps));
         hold_last(&mut encoded);
         for f in encoded {
             enc.write_frame(&f).map_err(gif_err)?;

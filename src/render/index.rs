@@ -29,6 +29,14 @@ fn show(value: &serde_json::Value) -> String {
     }
 }
 
+/// A page title: the command, and the prompt when there is one (`diffuse generate: "a cat"`).
+pub fn title_with_prompt(command: &str, prompt: &str) -> String {
+    match prompt.trim() {
+        "" => format!("diffuse {command}"),
+        p => format!("diffuse {command}: \"{p}\""),
+    }
+}
+
 /// Writes `out/index.html` (atomically): `title`, the one-paragraph `intro`, the pictures
 /// that exist in `out`, and every top-level setting of `report` (a run's `run.json`).
 pub fn write_index<R: serde::Serialize>(
@@ -43,7 +51,8 @@ pub fn write_index<R: serde::Serialize>(
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
 <title>{t}</title><style>body{{font-family:sans-serif;max-width:70em;margin:1em auto;padding:0 1em}}\
 img{{max-width:100%;image-rendering:pixelated}}figure{{margin:1em 0}}\
-td{{padding:.1em .8em;vertical-align:top;font-family:monospace}}</style></head><body>\n\
+table{{table-layout:fixed;width:100%;border-collapse:collapse}}td:first-child{{width:12em}}\
+td{{padding:.1em .8em;vertical-align:top;font-family:monospace;overflow-wrap:anywhere}}</style></head><body>\n\
 <h1>{t}</h1>\n<p>{i}</p>\n",
         t = escape(title),
         i = escape(intro)

@@ -28,15 +28,12 @@ pub fn to_rgb8(x: &Tensor) -> Result<RgbImage> {
             got: x.dims().to_vec(),
         });
     }
-    let hwc = x
-        .to_dtype(DType::F32)?
-        .clamp(-1f32, 1f32)?
-        .permute((1, 2, 0))? // [H, W, 3]
-        .flatten_all()?
-        .to_vec1::<f32>()?;
-    let bytes = hwc
-        .into_iter()
-        .map(|v| ((v + 1.0) * 127.5).round() as u8)
+    // One copy of the planes, [3·H·W], read in H, W, 3 order (no permuted intermediate).
+    let chw = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    let plane = h * w;
+    let byte = |v: f32| ((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8;
+    let bytes = (0..plane)
+        .flat_map(|p| [byte(chw[p]), byte(chw[plane + p]), byte(chw[2 * plane + p])])
         .collect();
     // The buffer holds exactly h·w·3 bytes, so from_raw cannot fail.
     RgbImage::from_raw(w as u32, h as u32, bytes).ok_or(Error::Shape {

@@ -21,7 +21,7 @@ impl Sampler for Ddim<'_> {
     }
 
     fn uses_noise(&self) -> bool {
-        self.0.config.eta > 0.0
+        self.0.config.uses_noise()
     }
 
     fn step(

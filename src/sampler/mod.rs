@@ -120,6 +120,16 @@ pub struct SamplerConfig {
 }
 
 impl SamplerConfig {
+    /// Whether the sampler draws fresh noise at its steps (DDPM; DDIM with η > 0), so that
+    /// the seed matters even when the starting state is given.
+    pub fn uses_noise(&self) -> bool {
+        match self.kind {
+            SamplerKind::Ddpm => true,
+            SamplerKind::Ddim => self.eta > 0.0,
+            SamplerKind::DpmSolverPP2M => false,
+        }
+    }
+
     /// This config for a latent model: x0 is neither clipped nor thresholded (latents are
     /// not bounded to [-1, 1]; Stable Diffusion's schedulers set `clip_sample=False`).
     pub fn for_latents(self) -> Self {

@@ -2,7 +2,8 @@
 // types a sentence (no word flagged while it is typed, punctuation ignored), then a prompt,
 // clicks Generate, waits for the last step, checks that the canvases are not
 // blank and the step counter reached the end, moves the Forward tab's t slider and checks that
-// x_t changed, checks a 390-px-wide screen and a run started from the keyboard alone, and saves
+// x_t changed, checks that step 0 says "no guess yet" and that the seed box fits a 16-digit
+// seed, checks a 390-px-wide screen and a run started from the keyboard alone, and saves
 // a screenshot.
 // Usage: node playground.mjs URL SCREENSHOT.png [PROMPT] [STEPS]
 import { chromium } from "playwright-core";
@@ -72,6 +73,20 @@ try {
   await page.keyboard.press("Home");
   const back = await page.$eval("#gen-step-counter", (e) => e.dataset.step);
   if (back !== "0") fail(`the timeline did not go back to step 0 (step ${back})`);
+  // Step 0 has no x0 guess and no predicted noise yet: those views say so, in words.
+  const empty = await page.$$eval("#gen-images-out canvas", (cs) => cs.map((c) => {
+    const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+    let lo = 255, hi = 0;
+    for (let i = 0; i < d.length; i += 4) { lo = Math.min(lo, d[i]); hi = Math.max(hi, d[i]); }
+    return [c.dataset.view, c.getAttribute("aria-label"), d[3] === 0 ? 0 : hi - lo];
+  }));
+  for (const [view, label, spread] of empty.filter(([v]) => v !== "x_t")) {
+    if (label !== "no guess yet" || spread < 20) fail(`at step 0 the ${view} view shows '${label}' (pixel spread ${spread})`);
+  }
+  // The seed box shows a 16-digit seed whole.
+  await page.fill("#gen-seed", "9007199254740991");
+  const seedBox = await page.$eval("#gen-seed", (e) => [e.scrollWidth, e.clientWidth]);
+  if (seedBox[0] > seedBox[1]) fail(`the seed box is ${seedBox[1]} px wide for a ${seedBox[0]}-px seed`);
 
   // Forward tab: moving t changes x_t.
   await page.click("#tab-forward");

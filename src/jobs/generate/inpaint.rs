@@ -60,9 +60,14 @@ pub(super) struct InpaintPlan {
 
 /// Loads the picture and the mask at the model's side S; refuses a mask whose shape cannot
 /// be matched to the picture's, and masks that repaint everything or nothing.
-pub(super) fn load(model: &LoadedModel, spec: &InpaintSpec) -> Result<InpaintPlan> {
+pub(super) fn load(
+    model: &LoadedModel,
+    spec: &InpaintSpec,
+    notes: &mut Vec<String>,
+) -> Result<InpaintPlan> {
     let side = model.picture_size() as u32;
     let picture = model.load_picture(&spec.image)?;
+    notes.extend(picture.crop_note(&spec.image));
     let repaint = load_mask(&spec.mask, picture.original_size, side, spec.invert_mask)?;
     let share = repaint.iter().filter(|r| **r).count() as f64 / repaint.len() as f64;
     let mask_err = |reason: &str| Error::file(&spec.mask, reason);
@@ -133,6 +138,11 @@ fn load_mask(path: &Path, picture: (u32, u32), side: u32, invert: bool) -> Resul
             ),
         ));
     }
+    // The picture's own crop (its aspect ratio is the mask's): the centred square.
+    let img = match crate::io::image::centre_square(w, h) {
+        Some([x, y, s]) => img.crop_imm(x, y, s, s),
+        None => img,
+    };
     let luma = img
         .resize_exact(side, side, FilterType::Triangle)
         .to_luma32f();

@@ -39,6 +39,13 @@ pub fn default_out(prompt: &str, seed: u64) -> PathBuf {
     PathBuf::from("out").join(format!("{}-seed{seed}", prompt::slug(prompt)))
 }
 
+/// The default output folder of `generate --from-noise FILE`: `out/<prompt>-<file stem>`.
+pub fn default_out_from_noise(prompt: &str, noise: &std::path::Path) -> PathBuf {
+    let stem = noise.file_stem().map(|s| s.to_string_lossy().into_owned());
+    let stem = prompt::slug(stem.as_deref().unwrap_or("noise"));
+    PathBuf::from("out").join(format!("{}-{stem}", prompt::slug(prompt)))
+}
+
 /// img2img's starting picture (resized to the model's resolution) and strength in [0, 1].
 #[derive(Debug, Clone)]
 pub struct InitImage {
@@ -116,10 +123,14 @@ pub struct GenerateReport {
     pub start_step: usize,
     pub guidance: f64,
     pub seed: u64,
+    /// False when nothing is drawn from the seed: `--from-noise` with a deterministic sampler.
+    pub seed_used: bool,
     pub model: String,
     pub model_sha256: String,
     pub model_trained_steps: u64,
     pub frame_count: usize,
+    /// Each frame's label on the strip: "noise", "input", the t of its picture, "sample".
+    pub frame_labels: Vec<String>,
     pub scale: u32,
     /// --nearest: per sample, its nearest training scenes (index, step, distance, caption).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -215,6 +226,9 @@ pub fn run(
 ) -> Result<GenerateReport> {
     let began = Instant::now();
     let plan = Plan::new(model, opts)?;
+    for note in &plan.notes {
+        progress.note(note);
+    }
     if let Some(k) = opts.nearest {
         crate::jobs::nearest::check_top(k)?;
         crate::jobs::nearest::stream_of(model)?; // before any work: the model must record one
@@ -271,7 +285,7 @@ pub fn run(
     let mut report = report(model, opts, &plan, files, times);
     report.nearest = nearest;
     write_run_json(&opts.out, &report)?;
-    let title = format!("diffuse {}", report.command);
+    let title = crate::render::index::title_with_prompt(report.command, &report.prompt);
     write_index(&opts.out, &title, INTRO, &PICTURES, &report)?;
     Ok(report)
 }
@@ -306,10 +320,12 @@ fn report(
         start_step: plan.start,
         guidance: opts.guidance,
         seed: opts.seed,
+        seed_used: opts.from_noise.is_none() || plan.config.uses_noise(),
         model: model.name.clone(),
         model_sha256: model.sha256.clone(),
         model_trained_steps: model.meta.trained_steps,
         frame_count: plan.keep.len(),
+        frame_labels: plan.keep.iter().map(|&state| plan.label(state)).collect(),
         scale: plan.scale,
         nearest: None,
         out: opts.out.clone(),

@@ -34,6 +34,8 @@ pub(super) struct Plan {
     pub(super) inpaint: Option<InpaintPlan>,
     /// `--from-noise`: the starting state `[K, C, H, W]`.
     pub(super) from_noise: Option<Tensor>,
+    /// What the run says before it starts (an input picture cropped to a square).
+    pub(super) notes: Vec<String>,
     /// States kept as frames: state 0 is the noise (or the input picture for img2img and
     /// inpaint).
     pub(super) keep: Vec<usize>,
@@ -56,12 +58,17 @@ impl Plan {
         }
         let config = model.with_prediction(opts.sampler);
         let mut timesteps = model.sampler(config)?.timesteps().to_vec();
+        let mut notes = Vec::new();
         let init = match &opts.init_image {
-            Some(init) => Some((model.load_picture(&init.path)?.x0, init.strength)),
+            Some(init) => {
+                let loaded = model.load_picture(&init.path)?;
+                notes.extend(loaded.crop_note(&init.path));
+                Some((loaded.x0, init.strength))
+            }
             None => None,
         };
         let inpaint = match &opts.inpaint {
-            Some(spec) => Some(inpaint::load(model, spec)?),
+            Some(spec) => Some(inpaint::load(model, spec, &mut notes)?),
             None => None,
         };
         if let Some(spec) = opts
@@ -111,6 +118,7 @@ impl Plan {
             init,
             inpaint,
             from_noise,
+            notes,
             keep: opts.frames.pick(total_states),
             scale: opts
                 .scale
@@ -171,8 +179,8 @@ impl Plan {
         usize::from(self.init.is_some() || self.inpaint.is_some())
     }
 
-    /// A state's label on the strip: "input", "noise", or the timestep it is at: the start
-    /// of img2img, then the timestep each step began from.
+    /// A state's label on the strip: "input", "noise", "sample", or the timestep its picture
+    /// is at: the start of img2img, then the timestep each step reached.
     pub(super) fn label(&self, state: usize) -> String {
         let (n, offset) = (self.timesteps.len(), self.offset());
         if offset == 1 && state == 0 {
@@ -185,9 +193,42 @@ impl Plan {
                 None => "noise".into(),
             }
         } else {
-            format!("t={}", self.timesteps[state - offset - 1 + self.start])
+            match self.after_step(state - offset - 1 + self.start) {
+                AfterStep::NoisedTo(t) | AfterStep::Denoised(_, Some(t)) => format!("t={t}"),
+                AfterStep::Denoised(_, None) => "sample".into(),
+            }
         }
     }
+
+    /// What sampler step `i` did: noise forward again (RePaint's jumps) or denoise from its
+    /// timestep to the next one (`None`: to the final sample).
+    fn after_step(&self, i: usize) -> AfterStep {
+        let t = self.timesteps[i];
+        let repaint = (self.inpaint.as_ref()).is_some_and(|p| p.method == InpaintMethod::Repaint);
+        if repaint && i > 0 && t > self.timesteps[i - 1] {
+            return AfterStep::NoisedTo(t);
+        }
+        let next = if repaint {
+            let prev = t as i64 - (self.schedule.len() / self.config.steps) as i64;
+            (prev >= 0).then_some(prev as usize)
+        } else {
+            self.timesteps.get(i + 1).copied()
+        };
+        AfterStep::Denoised(t, next)
+    }
+
+    /// Whether `state` is the run's last: the final sample.
+    pub(super) fn is_final(&self, state: usize) -> bool {
+        state > self.offset() && state == self.timesteps.len() - self.start + self.offset()
+    }
+}
+
+/// What one sampler step did, for the frames' titles and labels.
+enum AfterStep {
+    /// RePaint: noised forward again to this timestep.
+    NoisedTo(usize),
+    /// Denoised from the first timestep to the second (`None`: to the final sample).
+    Denoised(usize, Option<usize>),
 }
 
 impl Plan {
@@ -216,24 +257,14 @@ impl Plan {
             return format!("step 0/{steps}: {what}; no guess yet");
         }
         let done = state - offset;
-        let i = done - 1 + self.start;
-        let t = self.timesteps[i];
-        let repaint = self
-            .inpaint
-            .as_ref()
-            .is_some_and(|p| p.method == InpaintMethod::Repaint);
-        if repaint && i > 0 && t > self.timesteps[i - 1] {
-            return format!("step {done}/{steps}: noised forward again to t={t}");
-        }
-        let next = if repaint {
-            let prev = t as i64 - (self.schedule.len() / self.config.steps) as i64;
-            (prev >= 0).then_some(prev as usize)
-        } else {
-            self.timesteps.get(i + 1).copied()
-        };
-        match next {
-            Some(next) => format!("step {done}/{steps}: denoised t={t} -> t={next}"),
-            None => format!("step {done}/{steps}: denoised t={t} -> the final image"),
+        match self.after_step(done - 1 + self.start) {
+            AfterStep::NoisedTo(t) => format!("step {done}/{steps}: noised forward again to t={t}"),
+            AfterStep::Denoised(t, Some(next)) => {
+                format!("step {done}/{steps}: denoised t={t} -> t={next}")
+            }
+            AfterStep::Denoised(t, None) => {
+                format!("step {done}/{steps}: denoised t={t} -> the final image")
+            }
         }
     }
 }

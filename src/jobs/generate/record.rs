@@ -32,11 +32,13 @@ struct RowNames {
 }
 
 impl RowNames {
-    fn new(latent: bool, input: bool) -> Self {
-        let x_t = match (input, latent) {
-            (true, _) => "the input picture",
-            (false, false) => "x_t: the noisy image",
-            (false, true) => "decode(z_t): the latent as a picture",
+    fn new(latent: bool, input: bool, last: bool) -> Self {
+        let x_t = match (input, last, latent) {
+            (true, _, _) => "the input picture",
+            (false, true, false) => "x_0: the final sample",
+            (false, true, true) => "decode(z_0): the final sample",
+            (false, false, false) => "x_t: the noisy image",
+            (false, false, true) => "decode(z_t): the latent as a picture",
         };
         match latent {
             false => Self {
@@ -46,7 +48,10 @@ impl RowNames {
                 eps: "eps: the noise the model predicts (shown at 2 sigma)",
             },
             true => Self {
-                z_t: "z_t: the 4 latent channels (blue -, red +)",
+                z_t: match last {
+                    true => "z_0: the sample's 4 latent channels (blue -, red +)",
+                    false => "z_t: the 4 latent channels (blue -, red +)",
+                },
                 x_t,
                 x0: "decode(z0): the guess of the final image",
                 eps: "eps: the noise predicted in the latent",
@@ -82,7 +87,7 @@ fn record(
         Some((_, eps)) => Some(eps.clone()),
         None => None,
     };
-    let names = RowNames::new(latent, input);
+    let names = RowNames::new(latent, input, plan.is_final(state));
     let mut rows = Vec::with_capacity(4);
     if latent {
         rows.push(Row {

@@ -19,6 +19,20 @@ function drawURL(canvas, url) {
   });
 }
 
+// A view with no picture yet (step 0 has no x0 guess and no predicted noise): grey, with
+// the words the CLI's frames use.
+function drawEmpty(canvas, text) {
+  const ctx = canvas.getContext("2d");
+  ctx.fillStyle = "#e4e4e4";
+  ctx.fillRect(0, 0, canvas.width, canvas.height);
+  ctx.fillStyle = "#555";
+  ctx.font = "bold 22px system-ui, sans-serif";
+  ctx.textAlign = "center";
+  ctx.textBaseline = "middle";
+  ctx.fillText(text, canvas.width / 2, canvas.height / 2);
+  canvas.setAttribute("aria-label", text);
+}
+
 async function api(path, body) {
   const opts = body === undefined ? {} : {
     method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
@@ -189,8 +203,8 @@ class Run {
       for (const [key] of this.views) {
         const url = col[key] && col[key][k];
         const canvas = this.canvases[c][k][key];
-        if (url) drawURL(canvas, url);
-        else canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
+        if (url) { drawURL(canvas, url); canvas.removeAttribute("aria-label"); }
+        else drawEmpty(canvas, "no guess yet");
       }
     }));
     const steps = this.frames.length > 0 ? this.total : 0;
