@@ -119,8 +119,15 @@ pub enum Error {
     Process { what: String, reason: String },
 
     /// A tensor operation failed.
-    #[error(transparent)]
+    #[error("{}", one_line(.0))]
     Candle(#[from] candle_core::Error),
+}
+
+/// An error's message without what follows its first line (candle appends a backtrace when
+/// `RUST_BACKTRACE` is set), so every message stays one line.
+pub fn one_line(e: &impl std::fmt::Display) -> String {
+    let text = e.to_string();
+    text.lines().next().unwrap_or("").trim_end().to_string()
 }
 
 impl Error {
@@ -213,13 +220,21 @@ impl Error {
 }
 
 /// A prompt as messages quote it: at most 60 characters, so a huge prompt does not flood
-/// the one-line error.
+/// the one-line error, with control characters escaped (`\n`), so it stays one line.
 pub fn clip(text: &str) -> String {
     const MAX: usize = 60;
-    match text.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_string(),
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == MAX {
+            out.push('…');
+            break;
+        }
+        match c.is_control() {
+            true => out.extend(c.escape_default()),
+            false => out.push(c),
+        }
     }
+    out
 }
 
 /// The library's result type.

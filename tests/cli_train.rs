@@ -258,7 +258,7 @@ fn trains_on_a_folder_of_class_subfolders() {
         "2",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("skipped 1 unreadable file(s)"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("skipped 1 unreadable file in"));
     let m = diffuse::model::load_file(&model, &candle_core::Device::Cpu).unwrap();
     let words = &m.meta.unet.vocab.slots[0].words;
     // Folder names, in sorted order, become prompt words: lower case, spaces as hyphens.

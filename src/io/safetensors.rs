@@ -85,8 +85,12 @@ pub fn load_bytes_with_meta<M: DeserializeOwned>(
         })?;
     let meta: M =
         serde_json::from_str(json).map_err(|e| fail(format!("invalid '{key}' metadata: {e}")))?;
-    let tensors = candle_core::safetensors::load_buffer(bytes, device)
-        .map_err(|e| fail(format!("cannot read tensors: {e}")))?;
+    let tensors = candle_core::safetensors::load_buffer(bytes, device).map_err(|e| {
+        fail(format!(
+            "cannot read tensors: {}",
+            crate::error::one_line(&e)
+        ))
+    })?;
     Ok((meta, tensors))
 }
 

@@ -68,8 +68,12 @@ pub fn load_noise(
         ),
         None => None,
     };
-    let mut tensors = candle_core::safetensors::load_buffer(&bytes, device)
-        .map_err(|e| fail(format!("cannot read tensors: {e}")))?;
+    let mut tensors = candle_core::safetensors::load_buffer(&bytes, device).map_err(|e| {
+        fail(format!(
+            "cannot read tensors: {}",
+            crate::error::one_line(&e)
+        ))
+    })?;
     let noise = match tensors.remove(NOISE_TENSOR) {
         Some(t) => t,
         None if tensors.len() == 1 => tensors.into_values().next().expect("one tensor"),

@@ -37,8 +37,10 @@ fn build(source: String, bytes: &[u8], device: &Device) -> Result<LoadedModel> {
     let schedule = NoiseSchedule::new(meta.schedule)
         .map_err(|e| fail(format!("invalid schedule metadata: {e}")))?;
     let vb = candle_nn::VarBuilder::from_tensors(tensors, DType::F32, device);
-    let unet = UNet::new(&meta.unet, vb.clone())
-        .map_err(|e| fail(format!("weights do not match the config: {e}")))?;
+    let unet = UNet::new(&meta.unet, vb.clone()).map_err(|e| {
+        let e = crate::error::one_line(&e);
+        fail(format!("weights do not match the config: {e}"))
+    })?;
     let vae = match &meta.autoencoder {
         Some(ae) => Some(latent_decoder(ae, &meta.unet, vb).map_err(fail)?),
         None => None,

@@ -330,7 +330,9 @@ pub fn load_autoencoder(path: &Path, device: &Device) -> Result<(AutoencoderMeta
         .validate()
         .map_err(|e| Error::file(path, format!("invalid config metadata: {e}")))?;
     let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
-    let model = AutoencoderKL::new(&meta.autoencoder, vb)
-        .map_err(|e| Error::file(path, format!("weights do not match the config: {e}")))?;
+    let model = AutoencoderKL::new(&meta.autoencoder, vb).map_err(|e| {
+        let e = crate::error::one_line(&e);
+        Error::file(path, format!("weights do not match the config: {e}"))
+    })?;
     Ok((meta, model))
 }
