@@ -304,3 +304,26 @@ fn a_large_picture_is_shown_at_display_size_and_kept_whole_in_the_frames() {
     ok(&diffuse(&args));
     assert_eq!(run_json(&small)["shown_size"], serde_json::json!([64, 64]));
 }
+
+#[test]
+fn messages_name_what_would_work() {
+    // A model name that is neither a file nor a built-in model lists the built-in ones.
+    let o = diffuse(&[
+        "generate",
+        "--model",
+        "shapes33",
+        "--prompt",
+        "a red circle",
+    ]);
+    common::assert_fails_with(
+        &o,
+        "'shapes33': no such file or folder, and not a built-in model (emoji64 (the default), shapes32; `diffuse models` lists them)",
+    );
+    // export --diffusers of the text model says which models it can export.
+    let tmp = tempfile::tempdir().unwrap();
+    let o = diffuse(&["export", "--diffusers", s(&tmp.path().join("x"))]);
+    common::assert_fails_with(
+        &o,
+        "Slot models export: the built-in shapes32 (--model shapes32)",
+    );
+}

@@ -104,7 +104,13 @@ fn every_output_folder_has_an_index_page() {
         ok(&diffuse(&a));
         let title = format!("diffuse {}", args[0]);
         let html = std::fs::read_to_string(folder.join("index.html")).unwrap();
-        assert!(html.contains(&format!("<h1>{title}</h1>")), "{title}");
+        // The heading names the command, and the prompt where the run has one.
+        assert!(html.contains(&format!("<h1>{title}")), "{title}");
+        let prompt = common::run_json(&folder)["prompt"].as_str().map(str::to_owned);
+        if let Some(p) = prompt.filter(|p| !p.is_empty()) {
+            let heading = format!("<h1>{title}: &quot;{p}");
+            assert!(html.contains(&heading), "{title}: the heading lacks {p:?}");
+        }
         for p in pictures {
             let img = format!("<img src=\"{p}\"");
             assert!(html.contains(&img), "{title} lacks {p}");

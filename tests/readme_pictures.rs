@@ -243,3 +243,68 @@ fn shell_words_keeps_quoted_prompts_whole() {
         ["diffuse", "eval", "--prompt", ""]
     );
 }
+
+/// Pictures the README shows, each with the `make.sh` command that writes it and the file of
+/// its output it copies: rerun in full, they must match the committed pictures pixel for
+/// pixel, so the README's byte-identity claim holds for its own pictures.
+const RERUN: [(&str, &str, &str); 4] = [
+    (
+        "$bin generate --model shapes32 --prompt \"a red circle\" --seed 1 --out out/red-circle --quiet",
+        "out/red-circle/strip.png",
+        "assets/readme/generate-strip.png",
+    ),
+    (
+        "$bin noise --image assets/scene.png --out out/forward --size 128x128 --frames 25 --seed 0 --quiet",
+        "out/forward/strip.png",
+        "assets/readme/forward-strip.png",
+    ),
+    (
+        "$bin compare --model shapes32 --prompt \"a yellow diamond\" --sampler ddpm,ddim,dpm++2m --steps 10 --seed 5 --out out/compare-samplers.png --quiet",
+        "out/compare-samplers.png",
+        "assets/readme/compare-samplers.png",
+    ),
+    (
+        "$bin generate --prompt \"a cat with a computer\" --seed 1 --num-images 1 --out out/cat --quiet",
+        "out/cat/strip.png",
+        "assets/readme/cat-strip.png",
+    ),
+];
+
+#[test]
+fn readme_pictures_rerun_match_the_committed_ones_pixel_for_pixel() {
+    let make = include_str!("../assets/make.sh");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("assets")).unwrap();
+    std::fs::copy(
+        root.join("assets/scene.png"),
+        dir.path().join("assets/scene.png"),
+    )
+    .unwrap();
+    for (cmd, written, committed) in RERUN {
+        assert!(make.contains(cmd), "assets/make.sh no longer runs {cmd}");
+        let args = shell_words(cmd);
+        let o = Command::new(env!("CARGO_BIN_EXE_diffuse"))
+            .args(&args[1..])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let new = image::open(dir.path().join(written)).unwrap().to_rgb8();
+        let old = image::open(root.join(committed)).unwrap().to_rgb8();
+        assert_eq!(new.dimensions(), old.dimensions(), "{committed}: size");
+        let differ = new
+            .pixels()
+            .zip(old.pixels())
+            .filter(|(a, b)| a != b)
+            .count();
+        assert_eq!(
+            differ, 0,
+            "{committed}: {differ} pixels differ from a rerun of its command; run `bash assets/make.sh`"
+        );
+    }
+}

@@ -24,7 +24,7 @@ fn refuse(reason: String) -> Error {
 /// The `UNet2DModel` config of a diffuse UNet.
 pub fn config_of(u: &UNetConfig) -> Result<UNet2DConfig> {
     if u.text.is_some() {
-        return Err(refuse("a text model's prompts go through diffuse's own text encoder, which diffusers' UNet2DModel cannot take and UNet2DConditionModel would need as a separate CLIP-like encoder; only the UNet could be written, without its prompts".into()));
+        return Err(refuse("a text model's prompts go through diffuse's own text encoder, which diffusers' UNet2DModel cannot take and UNet2DConditionModel would need as a separate CLIP-like encoder; only the UNet could be written, without its prompts. Slot models export: the built-in shapes32 (--model shapes32) and models trained on shapes or on a folder of pictures".into()));
     }
     let chans: Vec<usize> = u.channel_mult.iter().map(|m| u.base_channels * m).collect();
     let n = chans.len();

@@ -39,6 +39,13 @@ pub static BUILTINS: [BuiltIn; 2] = [
     },
 ];
 
+impl BuiltIn {
+    /// Whether this is the default model.
+    pub fn is_default(&self) -> bool {
+        std::ptr::eq(self, default_builtin())
+    }
+}
+
 /// The model used when no `--model` is given.
 pub fn default_builtin() -> &'static BuiltIn {
     &BUILTINS[0]

@@ -217,6 +217,24 @@ pub fn load(path: Option<&Path>, device: &Device) -> Result<LoadedModel> {
         return load_builtin(b, device);
     }
     match path {
+        Some(p) if !p.exists() => {
+            let names: Vec<String> = (builtin::BUILTINS.iter())
+                .map(|b| {
+                    format!(
+                        "{}{}",
+                        b.name,
+                        if b.is_default() { " (the default)" } else { "" }
+                    )
+                })
+                .collect();
+            Err(crate::error::Error::file(
+                p,
+                format!(
+                    "no such file or folder, and not a built-in model ({}; `diffuse models` lists them)",
+                    names.join(", ")
+                ),
+            ))
+        }
         Some(p) if p.is_dir() => folder::load_folder(p, device),
         Some(p) => {
             let mut model = load_file(p, device)?;
