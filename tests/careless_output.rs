@@ -327,3 +327,81 @@ fn messages_name_what_would_work() {
         "Slot models export: the built-in shapes32 (--model shapes32)",
     );
 }
+
+/// The children of process `pid` that have exited but were not reaped (zombies).
+fn zombie_children(pid: u32) -> usize {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|stat| {
+            // "pid (name) S ppid …": the fields after the name's closing parenthesis.
+            let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
+            let mut f = rest.split(' ');
+            let (state, ppid) = (f.next(), f.next());
+            state == Some("Z") && ppid == Some(pid.to_string().as_str())
+        })
+        .count()
+}
+
+#[test]
+fn serve_open_without_a_browser_says_so_in_one_line_and_reaps_its_child() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let tmp = tempfile::tempdir().unwrap();
+    // An opener that fails noisily, as xdg-open does without a browser; and no opener at all.
+    let noisy = tmp.path().join("noisy");
+    std::fs::create_dir(&noisy).unwrap();
+    let script = noisy.join("xdg-open");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nfor i in 1 2 3 4 5 6 7; do echo \"xdg-open: line $i\" >&2; done\nexit 3\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    for path in [&noisy, &empty] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_diffuse"))
+            .args([
+                "serve",
+                "--port",
+                "0",
+                "--open",
+                "--model",
+                "shapes32",
+                "--no-nearest-index",
+            ])
+            .env("PATH", path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(
+            line.starts_with("diffuse serve: http://127.0.0.1:"),
+            "{line}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        assert_eq!(
+            zombie_children(child.id()),
+            0,
+            "the opener was left a zombie"
+        );
+        child.kill().unwrap();
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = err.lines().filter(|l| !l.is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{err}");
+        assert!(
+            lines[0]
+                .starts_with("note: --open: no browser opened (xdg-open); open http://127.0.0.1:"),
+            "{err}"
+        );
+    }
+}

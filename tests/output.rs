@@ -106,7 +106,9 @@ fn every_output_folder_has_an_index_page() {
         let html = std::fs::read_to_string(folder.join("index.html")).unwrap();
         // The heading names the command, and the prompt where the run has one.
         assert!(html.contains(&format!("<h1>{title}")), "{title}");
-        let prompt = common::run_json(&folder)["prompt"].as_str().map(str::to_owned);
+        let prompt = common::run_json(&folder)["prompt"]
+            .as_str()
+            .map(str::to_owned);
         if let Some(p) = prompt.filter(|p| !p.is_empty()) {
             let heading = format!("<h1>{title}: &quot;{p}");
             assert!(html.contains(&heading), "{title}: the heading lacks {p:?}");

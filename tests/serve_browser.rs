@@ -3,7 +3,8 @@
 //! waits for the last step, checks the canvases and the step counter, moves the forward tab's
 //! t slider) and saves a screenshot (`DIFFUSE_SCREENSHOT=path`, else a temporary file).
 //!
-//! `tests/browser/page_width.mjs` opens a run's `index.html` at 1280 and 390 px.
+//! `tests/browser/is_it_new.mjs` clicks "Is it new?" on a server that indexed its training
+//! scenes. `tests/browser/page_width.mjs` opens a run's `index.html` at 1280 and 390 px.
 //!
 //! They need `chromium` and `npm ci` in `tests/browser` (`.ci/run` installs both and sets
 //! `DIFFUSE_BROWSER_TEST=require`). Without them it says so and passes only when that variable
@@ -80,6 +81,34 @@ fn an_output_page_fits_a_laptop_and_a_phone_and_names_its_prompt() {
         );
         assert_eq!(r["heading"], "diffuse generate: \"red circle\"");
     }
+}
+
+#[test]
+fn is_it_new_shows_the_nearest_training_scenes_in_a_real_browser() {
+    let Some((dir, chromium)) = browser() else {
+        return;
+    };
+    let server = Server::start_indexed(&["--model", "shapes32"]);
+    // Wait for the start-up index of the training scenes.
+    let began = std::time::Instant::now();
+    loop {
+        let (_, status) = Server::json(server.get("/api/status"));
+        if status["nearest_index"]["ready"] == true {
+            break;
+        }
+        assert!(began.elapsed().as_secs() < 600, "the index is not ready: {status}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let o = Command::new("node")
+        .arg(dir.join("is_it_new.mjs"))
+        .arg(format!("{}/", server.url))
+        .env("CHROMIUM", &chromium)
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{stdout}{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(report["captions"].as_array().unwrap().len(), 4);
 }
 
 #[test]
