@@ -18,27 +18,27 @@ fn scene() -> String {
     p.to_string_lossy().into_owned()
 }
 
+/// `diffuse generate --model shapes32 --prompt "red circle"` with `extra` flags.
+fn red_circle(extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["generate", "--model", "shapes32", "--prompt", "red circle"];
+    args.extend_from_slice(extra);
+    diffuse(&args)
+}
+
 #[test]
 fn each_strip_label_is_the_t_of_its_picture_and_the_last_is_the_sample() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
-    let args = [
-        "generate",
-        "--model",
-        "shapes32",
-        "--prompt",
-        "red circle",
+    let flags = [
         "--sampler",
         "ddim",
         "--steps",
         "5",
         "--seed",
         "2",
-        "--out",
-        s(&out),
         "--quiet",
     ];
-    ok(&diffuse(&args));
+    ok(&red_circle(&[&flags[..], &["--out", s(&out)]].concat()));
     let run = run_json(&out);
     let timesteps: Vec<u64> = (run["timesteps"].as_array().unwrap().iter())
         .map(|t| t.as_u64().unwrap())
@@ -68,12 +68,7 @@ fn each_strip_label_is_the_t_of_its_picture_and_the_last_is_the_sample() {
 fn messages_use_the_singular_for_one() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("one");
-    let args = [
-        "generate",
-        "--model",
-        "shapes32",
-        "--prompt",
-        "red circle",
+    let flags = [
         "--sampler",
         "ddim",
         "--steps",
@@ -82,12 +77,10 @@ fn messages_use_the_singular_for_one() {
         "1",
         "--frames",
         "1",
-        "--seed",
-        "1",
-        "--out",
-        s(&out),
     ];
-    let line = ok(&diffuse(&args));
+    let line = ok(&red_circle(
+        &[&flags[..], &["--seed", "1", "--out", s(&out)]].concat(),
+    ));
     assert!(line.contains(": 1 image, ddim 1 step, "), "{line}");
     assert!(line.contains("(1 frame, "), "{line}");
     assert!(!line.contains("(s)"), "{line}");
@@ -116,23 +109,17 @@ fn a_seed_that_nothing_draws_from_is_not_printed() {
     candle_core::safetensors::save(&[("noise".to_string(), z)].into(), &noise).unwrap();
     let out = tmp.path().join("run");
     let gen = |sampler: &str| {
-        let args = [
-            "generate",
-            "--model",
-            "shapes32",
-            "--prompt",
-            "red circle",
+        let flags = [
             "--from-noise",
             s(&noise),
             "--sampler",
             sampler,
             "--steps",
             "3",
-            "--out",
-            s(&out),
-            "--force",
         ];
-        ok(&diffuse(&args))
+        ok(&red_circle(
+            &[&flags[..], &["--out", s(&out), "--force"]].concat(),
+        ))
     };
     // DDIM with η = 0 from a given noise draws nothing: no seed is printed.
     let line = gen("ddim");

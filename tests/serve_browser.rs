@@ -35,6 +35,21 @@ fn browser() -> Option<(std::path::PathBuf, String)> {
     Some((dir, chromium))
 }
 
+/// Runs `node SCRIPT ARGS…` from `dir` with Chromium; its one JSON line of output.
+fn node(dir: &Path, chromium: &str, script: &str, args: &[&std::ffi::OsStr]) -> serde_json::Value {
+    let o = Command::new("node")
+        .arg(dir.join(script))
+        .args(args)
+        .env("CHROMIUM", chromium)
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{script}: {stdout}{stderr}");
+    eprintln!("browser: {stdout}");
+    serde_json::from_str(stdout.trim()).unwrap()
+}
+
 #[test]
 fn an_output_page_fits_a_laptop_and_a_phone_and_names_its_prompt() {
     let Some((dir, chromium)) = browser() else {
@@ -60,19 +75,7 @@ fn an_output_page_fits_a_laptop_and_a_phone_and_names_its_prompt() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let page = out.join("index.html");
-    let o = Command::new("node")
-        .arg(dir.join("page_width.mjs"))
-        .arg(&page)
-        .env("CHROMIUM", &chromium)
-        .output()
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let report = node(&dir, &chromium, "page_width.mjs", &[page.as_os_str()]);
     for r in report.as_array().unwrap() {
         let (width, scroll) = (r["width"].as_u64().unwrap(), r["scroll"].as_u64().unwrap());
         assert!(
@@ -96,18 +99,14 @@ fn is_it_new_shows_the_nearest_training_scenes_in_a_real_browser() {
         if status["nearest_index"]["ready"] == true {
             break;
         }
-        assert!(began.elapsed().as_secs() < 600, "the index is not ready: {status}");
+        assert!(
+            began.elapsed().as_secs() < 600,
+            "the index is not ready: {status}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
-    let o = Command::new("node")
-        .arg(dir.join("is_it_new.mjs"))
-        .arg(format!("{}/", server.url))
-        .env("CHROMIUM", &chromium)
-        .output()
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{stdout}{}", String::from_utf8_lossy(&o.stderr));
-    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let url = format!("{}/", server.url);
+    let report = node(&dir, &chromium, "is_it_new.mjs", &[url.as_ref()]);
     assert_eq!(report["captions"].as_array().unwrap().len(), 4);
 }
 
@@ -121,21 +120,13 @@ fn the_playground_works_in_a_real_browser() {
     let shot = std::env::var("DIFFUSE_SCREENSHOT")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| tmp.path().join("playground.png"));
-    let out = Command::new("node")
-        .arg(dir.join("playground.mjs"))
-        .arg(format!("{}/", server.url))
-        .arg(&shot)
-        .env("CHROMIUM", &chromium)
-        .output()
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let url = format!("{}/", server.url);
+    let report = node(
+        &dir,
+        &chromium,
+        "playground.mjs",
+        &[url.as_ref(), shot.as_os_str()],
     );
-    eprintln!("browser: {stdout}");
-    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(report["steps"], 10);
     let img = image::open(&shot).unwrap();
     assert!(
