@@ -423,3 +423,70 @@ fn the_playground_answers_is_it_new_from_its_start_up_index() {
         "{r}"
     );
 }
+
+#[test]
+fn a_folder_model_searches_its_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("pics");
+    for (class, rgb) in [("apples", [200u8, 30, 30]), ("leaves", [30, 160, 40])] {
+        std::fs::create_dir_all(data.join(class)).unwrap();
+        for i in 0..3u8 {
+            let img = image::RgbImage::from_fn(32, 32, |x, _| match x < 8 * i as u32 {
+                true => image::Rgb([255, 255, 255]),
+                false => image::Rgb(rgb),
+            });
+            img.save(data.join(class).join(format!("{i}.png"))).unwrap();
+        }
+    }
+    let model = dir.path().join("m.safetensors");
+    let run = dir.path().join("run");
+    let train = [
+        "train",
+        "--data",
+        s(&data),
+        "--out",
+        s(&model),
+        "--run-dir",
+        s(&run),
+        "--steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--base-channels",
+        "8",
+        "--checkpoint-every",
+        "1",
+        "--preview-steps",
+        "2",
+        "--quiet",
+    ];
+    let o = diffuse(&train);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let query = data.join("leaves/1.png");
+    let out = dir.path().join("near.png");
+    let look = |extra: &[&str]| {
+        let mut a = vec!["nearest", "--model", s(&model), "--image", s(&query)];
+        a.extend(["--out", s(&out), "--force", "--quiet"]);
+        a.extend_from_slice(extra);
+        diffuse(&a)
+    };
+    // The model records no procedural stream: the error says to give the folder.
+    common::assert_fails_with(
+        &look(&[]),
+        "`diffuse nearest --data FOLDER` searches the folder",
+    );
+    let o = look(&["--data", s(&data), "--top", "2", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["searched"], 6);
+    assert_eq!(r["folder"], s(&data));
+    let first = &r["neighbours"][0];
+    assert_eq!(first["distance"], 0.0);
+    assert_eq!(first["caption"], "leaves (1.png)");
+    assert!(
+        first.get("step").is_none(),
+        "a folder picture has no step: {first}"
+    );
+    assert!(r["neighbours"][1]["distance"].as_f64().unwrap() > 0.0);
+    assert!(image::open(&out).is_ok());
+}

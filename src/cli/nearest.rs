@@ -44,6 +44,10 @@ pub struct NearestArgs {
     /// The prompt the picture was drawn for; a held-out pair is named as such.
     #[arg(long)]
     prompt: Option<String>,
+    /// Search the pictures of this folder (prepared as `train --data FOLDER` prepares them)
+    /// instead of the model's recorded training stream: for a model trained on a folder.
+    #[arg(long, value_name = "FOLDER", conflicts_with = "copy_rate")]
+    data: Option<PathBuf>,
     /// Overwrite an existing picture.
     #[arg(long)]
     force: bool,
@@ -69,6 +73,7 @@ pub fn run(args: &NearestArgs, ctx: &Context) -> Result<()> {
         out: args.out.clone().unwrap_or_else(|| "nearest.png".into()),
         force: args.force,
         prompt: args.prompt.clone(),
+        folder: args.data.clone(),
     };
     let report = job::run(&model, &opts, &ctx.bars)?;
     let mut out = std::io::stdout().lock();
@@ -76,23 +81,30 @@ pub fn run(args: &NearestArgs, ctx: &Context) -> Result<()> {
         writeln!(out, "{}", serde_json::to_string(&report)?)?;
         return Ok(());
     }
-    writeln!(
-        out,
-        "{}: nearest of {} of {} (data seed {}, {} of {}), in {:.1} s:",
-        report.image.display(),
-        count(report.searched as u64, "training scene"),
-        report.model,
-        report.stream.data_seed,
-        count(report.stream.steps, "step"),
-        report.stream.batch_size,
-        report.seconds
-    )?;
+    let source = match (&report.stream, &report.folder) {
+        (Some(s), _) => format!(
+            "{} of {} (data seed {}, {} of {})",
+            count(report.searched, "training scene"),
+            report.model,
+            s.data_seed,
+            count(s.steps, "step"),
+            s.batch_size
+        ),
+        (None, folder) => format!(
+            "{} of {}",
+            count(report.searched, "picture"),
+            folder
+                .as_deref()
+                .unwrap_or(std::path::Path::new(""))
+                .display()
+        ),
+    };
+    let (image, seconds) = (report.image.display(), report.seconds);
+    writeln!(out, "{image}: nearest of {source}, in {seconds:.1} s:")?;
     for n in &report.neighbours {
-        writeln!(
-            out,
-            "  {:.4}  scene {} (step {}): {}",
-            n.distance, n.index, n.step, n.caption
-        )?;
+        let step = n.step.map(|s| format!(" (step {s})")).unwrap_or_default();
+        let (d, i, c) = (n.distance, n.index, &n.caption);
+        writeln!(out, "  {d:.4}  scene {i}{step}: {c}")?;
     }
     if let Some(note) = &report.held_out {
         writeln!(out, "{note}")?;

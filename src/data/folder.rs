@@ -25,6 +25,8 @@ pub struct FolderDataset {
     pub labels: Vec<Option<u32>>,
     /// Class names (sorted folder names); empty for a flat folder.
     pub classes: Vec<String>,
+    /// The file of each image.
+    pub files: Vec<PathBuf>,
     /// Files that could not be decoded.
     pub skipped: Vec<PathBuf>,
 }
@@ -134,6 +136,7 @@ impl FolderDataset {
             images: Vec::new(),
             labels: Vec::new(),
             classes,
+            files: Vec::new(),
             skipped: Vec::new(),
         };
         for (label, files) in groups {
@@ -142,6 +145,7 @@ impl FolderDataset {
                     Ok(x) => {
                         ds.images.push(x);
                         ds.labels.push(label);
+                        ds.files.push(f);
                     }
                     Err(_) => ds.skipped.push(f),
                 }

@@ -12,7 +12,8 @@ use crate::data::emoji;
 use crate::error::{Error, Result};
 use crate::io::fs;
 use crate::model::LoadedModel;
-use crate::nearest::{search, DataStream, Neighbour, MAX_TOP};
+use crate::nearest::folder::{FolderPictures, Searched};
+use crate::nearest::{DataStream, Neighbour, MAX_TOP};
 use crate::progress::Progress;
 use crate::render;
 
@@ -25,6 +26,9 @@ pub struct NearestOptions {
     pub force: bool,
     /// The prompt the picture was drawn for: a held-out pair is named as such.
     pub prompt: Option<String>,
+    /// Search the pictures of this folder instead of the model's recorded stream (a model
+    /// trained on an image folder records none).
+    pub folder: Option<PathBuf>,
 }
 
 /// What the search found.
@@ -32,8 +36,12 @@ pub struct NearestOptions {
 pub struct NearestReport {
     pub image: PathBuf,
     pub model: String,
-    pub stream: DataStream,
-    /// Scenes searched: every scene of every training step.
+    /// The training stream searched, or the folder.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<DataStream>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub folder: Option<PathBuf>,
+    /// Scenes searched: every scene of every training step, or every picture of the folder.
     pub searched: u64,
     /// The distance: RMS of the 8-bit difference at the model's resolution, in [0, 1].
     pub distance: &'static str,
@@ -52,7 +60,7 @@ pub const DISTANCE: &str = "RMS of the 8-bit RGB difference at the model's resol
 pub fn stream_of(model: &LoadedModel) -> Result<DataStream> {
     model.meta.data.ok_or_else(|| Error::File {
         name: model.name.clone(),
-        reason: "records no procedural training stream (a diffusers folder, a model trained on an image folder, or one written before diffuse recorded it), so there is no exact training set to search".into(),
+        reason: "records no procedural training stream (a diffusers folder, a model trained on an image folder, or one written before diffuse recorded it), so there is no exact training set to search; for folder data, `diffuse nearest --data FOLDER` searches the folder".into(),
     })
 }
 
@@ -71,11 +79,15 @@ fn held_out_note(prompt: &str) -> Option<String> {
 }
 
 /// The query over its neighbours, each labelled with its caption and distance.
-fn picture(query: &RgbImage, found: &[Neighbour], stream: &DataStream) -> Result<RgbImage> {
-    let row = neighbour_row(query, found, stream)?;
+fn picture(query: &RgbImage, found: &[Neighbour], searched: &Searched) -> Result<RgbImage> {
+    let row = neighbour_row(query, found, searched)?;
+    let what = match searched {
+        Searched::Stream(_) => "training scenes",
+        Searched::Folder(_) => "pictures of the folder",
+    };
     let title = format!(
-        "nearest of the {} training scenes (distance: RMS in [0, 1])",
-        stream.len()
+        "nearest of the {} {what} (distance: RMS in [0, 1])",
+        searched.len()
     );
     Ok(render::labelled_rows(&title, &[(String::new(), row)]))
 }
@@ -97,12 +109,12 @@ pub fn panel(
     path: &Path,
     progress: &dyn Progress,
 ) -> Result<Vec<Vec<Neighbour>>> {
-    let stream = stream_of(model)?;
+    let stream = Searched::Stream(stream_of(model)?);
     let samples = (0..x.dim(0)?)
         .map(|i| render::to_rgb8(&x.get(i)?))
         .collect::<Result<Vec<_>>>()?;
     progress.stage("searching the training scenes", stream.len());
-    let found = search(&stream, &samples, k, |n| progress.advance(n))?;
+    let found = stream.search(&samples, k, |n| progress.advance(n))?;
     progress.finish();
     let rows = samples
         .iter()
@@ -116,12 +128,12 @@ pub fn panel(
 }
 
 /// A query and its neighbours side by side, each labelled.
-fn neighbour_row(query: &RgbImage, found: &[Neighbour], stream: &DataStream) -> Result<RgbImage> {
-    let scale = render::frame::default_scale(stream.side() as usize).min(4);
+fn neighbour_row(query: &RgbImage, found: &[Neighbour], searched: &Searched) -> Result<RgbImage> {
+    let scale = render::frame::default_scale(query.width() as usize).min(4);
     let mut tiles = vec![render::upscale(query, scale)];
     let mut labels = vec!["the picture".to_string()];
     for n in found {
-        tiles.push(render::upscale(&stream.scene(n.index).picture, scale));
+        tiles.push(render::upscale(&searched.picture(n.index), scale));
         labels.push(format!("#{} {} ({:.3})", n.index, n.caption, n.distance));
     }
     let refs: Vec<&RgbImage> = tiles.iter().collect();
@@ -135,7 +147,10 @@ pub fn run(
     progress: &dyn Progress,
 ) -> Result<NearestReport> {
     let began = Instant::now();
-    let stream = stream_of(model)?;
+    let searched = match &opts.folder {
+        Some(f) => Searched::Folder(FolderPictures::load(f, model.picture_size() as u32)?),
+        None => Searched::Stream(stream_of(model)?),
+    };
     fs::check_overwrite(&opts.out, opts.force)?;
     check_png(&opts.out)?;
     let loaded = model.load_picture(&opts.image)?; // its centred square at the model's side
@@ -143,18 +158,22 @@ pub fn run(
         progress.note(&note);
     }
     let query = render::to_rgb8(&loaded.x0)?;
-    progress.stage("searching", stream.len());
-    let found = search(&stream, std::slice::from_ref(&query), opts.top, |n| {
-        progress.advance(n)
-    })?
-    .remove(0);
-    let img = picture(&query, &found, &stream)?;
+    progress.stage("searching", searched.len());
+    let queries = std::slice::from_ref(&query);
+    let found = searched.search(queries, opts.top, |n| progress.advance(n))?;
+    let found = found.into_iter().next().unwrap_or_default();
+    let img = picture(&query, &found, &searched)?;
     render::save_png(&img, &opts.out)?;
+    let (stream, folder) = match &searched {
+        Searched::Stream(s) => (Some(*s), None),
+        Searched::Folder(f) => (None, Some(f.root.clone())),
+    };
     Ok(NearestReport {
         image: opts.image.clone(),
         model: model.name.clone(),
-        searched: stream.len(),
+        searched: searched.len(),
         stream,
+        folder,
         distance: DISTANCE,
         neighbours: found,
         held_out: opts.prompt.as_deref().and_then(held_out_note),

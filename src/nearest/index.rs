@@ -103,7 +103,7 @@ impl Index {
             .into_iter()
             .map(|(distance, index)| Neighbour {
                 index,
-                step: index / self.stream.batch_size as u64,
+                step: Some(index / self.stream.batch_size as u64),
                 distance,
                 caption: self.stream.scene(index).caption,
             })

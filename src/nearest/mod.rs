@@ -6,6 +6,7 @@
 //! 2023). The distance is the RMS difference of the 8-bit pictures at the model's resolution,
 //! in [0, 1] (0: the same picture). Many queries share one pass over the stream.
 
+pub mod folder;
 pub mod index;
 
 use std::cmp::Ordering;
@@ -109,9 +110,11 @@ impl DataStream {
 /// One neighbour of a query.
 #[derive(Debug, Clone, Serialize)]
 pub struct Neighbour {
-    /// Its index in the stream, and the training step that drew it.
+    /// Its index in the stream (in a folder: in the folder's sorted order), and the training
+    /// step that drew it (none for a folder, whose pictures every epoch draws).
     pub index: u64,
-    pub step: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<u64>,
     pub distance: f64,
     pub caption: String,
 }
@@ -221,7 +224,7 @@ pub fn search(
             top.into_iter()
                 .map(|(distance, index)| Neighbour {
                     index,
-                    step: index / stream.batch_size as u64,
+                    step: Some(index / stream.batch_size as u64),
                     distance,
                     caption: stream.scene(index).caption,
                 })

@@ -79,7 +79,7 @@ pub struct NearestRequest {
 #[derive(Serialize)]
 pub struct Found {
     index: u64,
-    step: u64,
+    step: Option<u64>,
     distance: f64,
     caption: String,
     picture: String,
@@ -125,6 +125,11 @@ pub async fn nearest(
         let began = std::time::Instant::now();
         let img = crate::io::image::flatten_over_white(decode_upload(&r.image, &limits)?);
         let side = n.stream.side();
+        // As img2img takes a picture: its centred square, at the model's side.
+        let img = match crate::io::image::centre_square(img.width(), img.height()) {
+            Some([x, y, s]) => img.crop_imm(x, y, s, s),
+            None => img,
+        };
         let img = match img.width() == side && img.height() == side {
             true => img,
             false => img.resize_exact(side, side, image::imageops::FilterType::Lanczos3),
