@@ -249,7 +249,17 @@ fn fifty_concurrent_runs_are_served_or_refused() {
     let refused = statuses.iter().filter(|&&s| s == 429).count();
     assert_eq!(served + refused, 50, "{statuses:?}");
     assert!(served >= 8, "{statuses:?}");
-    let (_, st) = Server::json(server.get("/api/status"));
+    // A run's "done" event goes out just before its worker returns and is counted: wait
+    // (at most 10 s) until no run is left running or queued.
+    let began = std::time::Instant::now();
+    let st = loop {
+        let (_, st) = Server::json(server.get("/api/status"));
+        let busy = st["running"].as_u64().unwrap() + st["queued"].as_u64().unwrap();
+        if busy == 0 || began.elapsed().as_secs() >= 10 {
+            break st;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
     assert_eq!(st["finished"].as_u64().unwrap() as usize, served, "{st}");
     assert_eq!(st["refused"].as_u64().unwrap() as usize, refused, "{st}");
     let peak = server.peak_rss_kib().unwrap_or(0);

@@ -148,9 +148,6 @@ pub fn run(
         return Err(Error::out_of_range("copy-rate", opts.samples, range));
     }
     let stream = super::nearest::stream_of(model)?;
-    if model.meta.unet.text.is_none() {
-        return Err(Error::Unsupported("--copy-rate samples the fresh scenes' captions, so it needs a text model (emoji scenes)".into()));
-    }
     fs::check_overwrite(&opts.out, opts.force)?;
     let fresh_stream = DataStream {
         data_seed: stream.data_seed + FRESH_SEED_OFFSET,
